@@ -1,0 +1,265 @@
+"""``@insitu.pipeline`` and compilation of a traced pipeline into a PipelineSpec."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import traceback
+import typing
+from collections.abc import Callable
+from typing import Any, overload
+
+from insitu._units import parse_cpu, parse_gpu, parse_memory
+from insitu.errors import Problem, UserError, ValidationError
+from insitu.sdk._handles import Handle, NotJSONable, Param, _const, refs_in, refs_in_condition
+from insitu.sdk._step import Step, fingerprint
+from insitu.sdk._trace import StepCall, Trace, end_trace, start_trace
+from insitu.spec import SPEC_VERSION
+
+_TYPES: dict[Any, str] = {int: "int", float: "float", str: "str", bool: "bool", list: "list",
+                          dict: "dict"}
+
+
+class Pipeline:
+    """A function decorated with :func:`pipeline`. :meth:`compile` returns its PipelineSpec."""
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None,
+                 description: str | None = None) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.description = description or inspect.getdoc(fn)
+        self.signature = inspect.signature(fn)
+
+    def compile(self) -> dict[str, Any]:
+        """Trace the pipeline and return its spec; raise :class:`ValidationError` with every
+        problem found."""
+        return compile_pipeline(self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise UserError(
+            f"pipeline '{self.name}' cannot be called directly",
+            hint=f"run it with `insitu.run({self.fn.__name__}, param=value)` or "
+                 f"`insitu run FILE:{self.name}`")
+
+    def __repr__(self) -> str:
+        return f"<insitu.pipeline {self.name}>"
+
+
+@overload
+def pipeline(fn: Callable[..., Any], /) -> Pipeline: ...
+
+
+@overload
+def pipeline(*, name: str | None = ..., description: str | None = ...,
+             ) -> Callable[[Callable[..., Any]], Pipeline]: ...
+
+
+def pipeline(fn: Any = None, /, *, name: str | None = None,
+             description: str | None = None) -> Any:
+    """Declare a pipeline: a function whose body wires steps together.
+
+    Its parameters are the pipeline's parameters; annotate them (``int``, ``float``,
+    ``str``, ``bool``, ``list``, ``dict``) and give defaults where useful.
+    """
+    if fn is not None:
+        return Pipeline(fn, name, description)
+    return lambda f: Pipeline(f, name, description)
+
+
+def _param_type(annotation: Any) -> str | None:
+    if annotation is inspect.Parameter.empty:
+        return "any"
+    if isinstance(annotation, str):
+        annotation = {"int": int, "float": float, "str": str, "bool": bool, "list": list,
+                      "dict": dict}.get(annotation.split("[")[0], annotation)
+    origin = typing.get_origin(annotation) or annotation
+    if origin is typing.Any:
+        return "any"
+    return _TYPES.get(origin)
+
+
+def compile_pipeline(p: Pipeline) -> dict[str, Any]:
+    src_file = _abs(inspect.getsourcefile(p.fn))
+    src_line = _line(p.fn)
+    problems: list[Problem] = []
+    params: list[dict[str, Any]] = []
+    handles: dict[str, Any] = {}
+    for pname, par in p.signature.parameters.items():
+        if par.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            problems.append(Problem(message=f"pipeline parameters cannot be *args/**kwargs "
+                                    f"({pname})", file=src_file, line=src_line))
+            continue
+        ptype = _param_type(par.annotation)
+        if ptype is None:
+            problems.append(Problem(
+                message=f"parameter '{pname}' has type {par.annotation!r}, which a pipeline "
+                        "parameter cannot have", file=src_file, line=src_line,
+                hint="use int, float, str, bool, list or dict"))
+            ptype = "any"
+        entry: dict[str, Any] = {"name": pname, "type": ptype,
+                                 "required": par.default is inspect.Parameter.empty}
+        if par.default is not inspect.Parameter.empty:
+            try:
+                entry["default"] = _const(par.default)
+            except NotJSONable as e:
+                problems.append(Problem(message=f"default of parameter '{pname}': {e}",
+                                        file=src_file, line=src_line))
+        params.append(entry)
+        handles[pname] = Param(pname)
+
+    trace = Trace(pipeline=p.name)
+    token = start_trace(trace)
+    try:
+        p.fn(**handles)
+    except Exception as e:  # the pipeline body itself failed while being traced
+        file, line = _user_frame(e, src_file)
+        msg = e.message if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        hint = e.hint if isinstance(e, UserError) else None
+        trace.problem(f"the pipeline body failed while being defined: {msg}", file=file,
+                      line=line, hint=hint)
+    finally:
+        end_trace(token)
+    problems += trace.problems
+
+    steps = []
+    known = {c.step_id for c in trace.calls}
+    param_names = {x["name"] for x in params}
+    exit_calls = [c for c in trace.calls if c.exit_handler]
+    for extra in exit_calls[1:]:
+        problems.append(Problem(message="a pipeline can have only one exit handler",
+                                file=extra.file, line=extra.line, step=extra.step_id))
+    if not trace.calls and not problems:
+        problems.append(Problem(message="the pipeline calls no step", file=src_file,
+                                line=src_line, hint="call @insitu.step functions in its body"))
+    for call in trace.calls:
+        steps.append(_step_spec(call, known, param_names, problems))
+    if problems:
+        raise ValidationError(problems, pipeline=p.name)
+    return {
+        "spec_version": SPEC_VERSION,
+        "name": p.name,
+        "description": p.description,
+        "source": {"module": _module_of(p.fn), "file": src_file,
+                   "qualname": p.fn.__qualname__, "fingerprint": fingerprint(p.fn)},
+        "parameters": params,
+        "steps": steps,
+    }
+
+
+def _step_spec(call: StepCall, known: set[str], param_names: set[str],
+               problems: list[Problem]) -> dict[str, Any]:
+    step: Step[Any, Any] = call.step
+    o = step.opts
+    dfile, dline = step.defined_at
+
+    def bad(msg: str, hint: str | None = None, *, at_def: bool = True) -> None:
+        problems.append(Problem(message=msg, file=dfile if at_def else call.file,
+                                line=dline if at_def else call.line, step=call.step_id,
+                                hint=hint))
+
+    if "<locals>" in step.fn.__qualname__:
+        bad(f"step function {step.fn.__qualname__} is defined inside another function",
+            "define step functions at the top level of a module so workers can import them")
+
+    def quantity(label: str, value: Any, parse: Callable[[Any], Any]) -> Any:
+        if isinstance(value, Handle):
+            ref = value._ref()
+            if "param" not in ref:
+                bad(f"{label} can come from a pipeline parameter, not from a step output")
+            return ref
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except UserError as e:
+            bad(e.message, e.hint)
+            return None
+
+    resources = {
+        "cpu": quantity("cpu", o.cpu, parse_cpu),
+        "memory": quantity("memory", o.memory, parse_memory),
+        "gpu": quantity("gpu", o.gpu, parse_gpu),
+        "gpu_type": o.gpu_type._ref() if isinstance(o.gpu_type, Handle) else o.gpu_type,
+    }
+    if resources["gpu_type"] is not None and not isinstance(resources["gpu_type"], str | dict):
+        bad(f"gpu_type must be a string such as 'A100', got {o.gpu_type!r}")
+        resources["gpu_type"] = None
+    retry_on = []
+    for exc in o.retry_on:
+        if isinstance(exc, type) and issubclass(exc, BaseException):
+            retry_on.append(f"{exc.__module__}.{exc.__qualname__}")
+        else:
+            bad(f"retry_on must list exception classes, got {exc!r}",
+                "e.g. retry_on=(ConnectionError, TimeoutError)")
+    if not isinstance(o.retries, int) or isinstance(o.retries, bool) or o.retries < 0:
+        bad(f"retries must be a whole number >= 0, got {o.retries!r}")
+    if o.timeout is not None and (not isinstance(o.timeout, int | float) or o.timeout <= 0):
+        bad(f"timeout must be a positive number of seconds, got {o.timeout!r}")
+    if not isinstance(o.env, dict) or not all(isinstance(k, str) for k in o.env):
+        bad(f"env must be a dict of strings, got {o.env!r}")
+    for r in [r for ref in call.args.values() for r in refs_in(ref)] + refs_in_condition(
+            call.when) + (refs_in(call.map["over"]) if call.map else []):
+        if "output" in r and r["output"] not in known:
+            bad(f"uses the output of unknown step '{r['output']}'", at_def=False)
+        if "param" in r and r["param"] not in param_names:
+            bad(f"uses unknown parameter '{r['param']}'", at_def=False)
+    name = step.name
+    if not _valid_id(call.step_id):
+        bad(f"step name {name!r} may use only letters, digits, '_', '-' and '.'",
+            "rename it with @insitu.step(name=...) or .options(name=...)")
+    out: dict[str, Any] = {
+        "id": call.step_id,
+        "name": name,
+        "function": {"module": _module_of(step.fn), "file": _abs(inspect.getsourcefile(step.fn)),
+                     "qualname": step.fn.__qualname__, "fingerprint": fingerprint(step.fn)},
+        "args": call.args,
+        "map": call.map,
+        "resources": resources,
+        "retries": {"max": o.retries if isinstance(o.retries, int) else 0,
+                    "backoff": float(o.backoff), "backoff_factor": float(o.backoff_factor),
+                    "max_backoff": float(o.max_backoff), "retry_on": retry_on},
+        "timeout": float(o.timeout) if isinstance(o.timeout, int | float) else None,
+        "cache": bool(o.cache),
+        "cache_version": str(o.cache_version),
+        "env": {str(k): str(v) for k, v in o.env.items()} if isinstance(o.env, dict) else {},
+        "when": call.when,
+        "exit_handler": call.exit_handler,
+        "location": {"file": call.file, "line": call.line},
+    }
+    return out
+
+
+def _valid_id(s: str) -> bool:
+    import re
+
+    return re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", s) is not None
+
+
+def _module_of(fn: Callable[..., Any]) -> str | None:
+    mod = fn.__module__
+    if mod == "__main__" or mod.startswith("_insitu_user_"):
+        return None
+    return mod
+
+
+def _abs(path: str | None) -> str | None:
+    return os.path.abspath(path) if path else None
+
+
+def _line(fn: Callable[..., Any]) -> int | None:
+    try:
+        return inspect.getsourcelines(fn)[1]
+    except (OSError, TypeError):
+        return None
+
+
+def _user_frame(e: BaseException, default_file: str | None) -> tuple[str | None, int | None]:
+    frames = traceback.extract_tb(e.__traceback__)
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    user = [f for f in frames if not os.path.abspath(f.filename).startswith(pkg)]
+    if user:
+        return user[-1].filename, user[-1].lineno
+    return default_file, None
+
+
+__all__ = ["Pipeline", "compile_pipeline", "pipeline"]

@@ -1,0 +1,240 @@
+"""``@insitu.step``: a plain function plus how to run it."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import textwrap
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from insitu.errors import StepOutsidePipeline
+from insitu.sdk._handles import Handle, NotJSONable, Output, RunStatus, to_ref
+from insitu.sdk._trace import Trace, caller_location, current_trace
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_CPU = 1.0
+DEFAULT_MEMORY = "2GiB"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepOptions:
+    """How a step runs. Resources may be constants or pipeline parameters."""
+
+    name: str | None = None
+    cpu: Any = DEFAULT_CPU
+    memory: Any = DEFAULT_MEMORY
+    gpu: Any = 0
+    gpu_type: Any = None
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = ()
+    backoff: float = 1.0
+    backoff_factor: float = 2.0
+    max_backoff: float = 60.0
+    timeout: float | None = None
+    cache: bool = True
+    cache_version: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+_OPTION_NAMES = {f.name for f in fields(StepOptions)}
+
+
+def fingerprint(fn: Callable[..., Any]) -> str:
+    """A hash of the function's source code (its bytecode when the source is unavailable)."""
+    try:
+        src = textwrap.dedent(inspect.getsource(fn))
+        data = src.encode()
+    except (OSError, TypeError):
+        code = fn.__code__
+        data = code.co_code + repr(code.co_consts).encode()
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+class Step(Generic[P, R]):
+    """A function decorated with :func:`step`.
+
+    Inside a ``@pipeline`` function, calling it records a step and returns a
+    handle to its future output. ``step.fn`` is the undecorated function.
+    """
+
+    def __init__(self, fn: Callable[P, R], options: StepOptions,
+                 defined_at: tuple[str | None, int | None]) -> None:
+        self.fn = fn
+        self.opts = options
+        self.defined_at = defined_at
+        self.signature = inspect.signature(fn)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        return self.opts.name or self.fn.__name__
+
+    def with_options(self, **overrides: Any) -> Step[P, R]:
+        """A copy of this step with some options replaced (see :meth:`options`)."""
+        unknown = sorted(set(overrides) - _OPTION_NAMES)
+        if unknown:
+            file, line = caller_location()
+            raise TypeError(f"{file}:{line}: unknown step option(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(_OPTION_NAMES))}")
+        if "retry_on" in overrides:
+            overrides["retry_on"] = _as_tuple(overrides["retry_on"])
+        return Step(self.fn, replace(self.opts, **overrides), caller_location())
+
+    # ``train.options(memory="8GiB")(x)``: per-call overrides
+    def options(self, **overrides: Any) -> Step[P, R]:  # noqa: D401
+        """Per-call overrides, e.g. ``train.options(memory="8GiB", name="train_big")(x)``."""
+        return self.with_options(**overrides)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        trace = current_trace()
+        if trace is None:
+            file, line = caller_location()
+            raise StepOutsidePipeline(
+                f"step '{self.name}' was called outside a pipeline at {file}:{line}",
+                hint=f"call it inside a function decorated with @insitu.pipeline, or call "
+                     f"{self.fn.__name__}.fn(...) to run the plain function",
+            )
+        return self._record(trace, args, kwargs)  # type: ignore[return-value]
+
+    def map(self, items: Any, /, *, max_parallel: int | None = None, **kwargs: Any) -> Output:
+        """Fan out: one task per element of ``items`` (a list, a parameter, or a step output).
+
+        The element goes to the function's first parameter; ``kwargs`` go to every task.
+        Returns a handle to the list of outputs, in order.
+        """
+        trace = current_trace()
+        if trace is None:
+            file, line = caller_location()
+            raise StepOutsidePipeline(
+                f"step '{self.name}'.map was called outside a pipeline at {file}:{line}",
+                hint="call it inside a function decorated with @insitu.pipeline",
+            )
+        return self._record(trace, (), kwargs, map_over=items, max_parallel=max_parallel)
+
+    def _record(self, trace: Trace, args: Iterable[Any], kwargs: dict[str, Any], *,
+                map_over: Any = None, max_parallel: int | None = None,
+                exit_handler: bool = False) -> Output:
+        from insitu.sdk._trace import StepCall
+
+        file, line = caller_location()
+        step_id = trace.new_id(self.name)
+        bound: dict[str, dict[str, Any]] = {}
+        map_spec = None
+        params = list(self.signature.parameters)
+        args = tuple(args)
+        if map_over is not None or max_parallel is not None:
+            if not params:
+                trace.problem(f"{self.name}.map needs a function with at least one parameter",
+                              file=file, line=line, step=step_id)
+            else:
+                try:
+                    over = to_ref(map_over)
+                except NotJSONable as e:
+                    trace.problem(f"cannot map over this value: {e}", file=file, line=line,
+                                  step=step_id, hint="map over a list of JSON values, a "
+                                  "parameter, or another step's output")
+                    over = {"const": []}
+                if isinstance(map_over, Handle) is False and "const" in over and not isinstance(
+                        over["const"], list):
+                    trace.problem(f"{self.name}.map needs a list, got {map_over!r}", file=file,
+                                  line=line, step=step_id)
+                if max_parallel is not None and (not isinstance(max_parallel, int)
+                                                 or max_parallel < 1):
+                    trace.problem(f"max_parallel must be a positive int, got {max_parallel!r}",
+                                  file=file, line=line, step=step_id)
+                    max_parallel = None
+                map_spec = {"arg": params[0], "over": over, "max_parallel": max_parallel}
+                kwargs = {params[0]: None, **kwargs}
+        if exit_handler and "status" in self.signature.parameters and "status" not in kwargs:
+            kwargs = {**kwargs, "status": RunStatus()}
+        try:
+            ba = self.signature.bind(*args, **kwargs)
+        except TypeError as e:
+            trace.problem(f"bad arguments for {self.fn.__name__}{self.signature}: {e}",
+                          file=file, line=line, step=step_id)
+            ba = None
+        if ba is not None:
+            for pname, value in ba.arguments.items():
+                kind = self.signature.parameters[pname].kind
+                if kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                    trace.problem(f"steps cannot take *args or **kwargs ({pname})", file=file,
+                                  line=line, step=step_id, hint="name every parameter")
+                    continue
+                if map_spec is not None and pname == map_spec["arg"]:
+                    continue
+                try:
+                    bound[pname] = to_ref(value)
+                except NotJSONable as e:
+                    trace.problem(
+                        f"argument '{pname}': {e}", file=file, line=line, step=step_id,
+                        hint="pass JSON values (numbers, strings, lists, dicts) as constants; "
+                             "produce anything else in a step and pass its output")
+        trace.calls.append(StepCall(
+            step_id=step_id, name=self.name, step=self, args=bound, map=map_spec,
+            when=trace.current_when(), exit_handler=exit_handler, file=file, line=line))
+        return Output(step_id, mapped=map_spec is not None)
+
+    def __repr__(self) -> str:
+        return f"<insitu.step {self.name}>"
+
+
+def _as_tuple(v: Any) -> tuple[Any, ...]:
+    if v is None:
+        return ()
+    if isinstance(v, list | tuple):
+        return tuple(v)
+    return (v,)
+
+
+@overload
+def step(fn: Callable[P, R], /) -> Step[P, R]: ...
+
+
+@overload
+def step(*, name: str | None = ..., cpu: Any = ..., memory: Any = ..., gpu: Any = ...,
+         gpu_type: Any = ..., retries: int = ..., retry_on: Any = ..., backoff: float = ...,
+         backoff_factor: float = ..., max_backoff: float = ..., timeout: float | None = ...,
+         cache: bool = ..., cache_version: str = ..., env: dict[str, str] | None = ...,
+         ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
+
+
+def step(fn: Any = None, /, **options: Any) -> Any:
+    """Declare a pipeline step.
+
+    Options: ``cpu`` (cores, default 1), ``memory`` (e.g. ``"2GiB"``, the default;
+    the step is stopped if it uses more), ``gpu`` (a count or a fraction of one GPU),
+    ``gpu_type``, ``retries`` (extra attempts), ``retry_on`` (exception types that
+    are retried; default: any exception), ``backoff``/``backoff_factor``/``max_backoff``
+    (seconds between attempts, growing exponentially), ``timeout`` (seconds per attempt),
+    ``cache`` (default on), ``cache_version`` (change it to invalidate), ``env``.
+    """
+    if options.get("env") is None:
+        options.pop("env", None)
+    if "retry_on" in options:
+        options["retry_on"] = _as_tuple(options["retry_on"])
+
+    def wrap(f: Callable[..., Any]) -> Step[Any, Any]:
+        loc = caller_location()
+        unknown = sorted(set(options) - _OPTION_NAMES)
+        if unknown:
+            raise TypeError(f"{loc[0]}:{loc[1]}: unknown step option(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(_OPTION_NAMES))}")
+        if not callable(f):
+            raise TypeError("@insitu.step decorates a function")
+        return Step(f, StepOptions(**options), (inspect.getsourcefile(f), _first_line(f)))
+
+    if fn is not None:
+        return wrap(fn)
+    return wrap
+
+
+def _first_line(f: Callable[..., Any]) -> int | None:
+    try:
+        return inspect.getsourcelines(f)[1]
+    except (OSError, TypeError):
+        return None

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from insitu.errors import UserError
+
+SPEC_VERSION = 1
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema of PipelineSpec v1."""
+    text = resources.files("insitu.spec").joinpath("pipelinespec.schema.json").read_text()
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def validate_spec(spec: Any, *, source: str = "spec") -> dict[str, Any]:
+    """Check ``spec`` against the schema; raise :class:`UserError` listing every violation."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(spec), key=lambda e: list(e.path))
+    if errors:
+        lines = [f"{source} is not a valid insitu PipelineSpec v{SPEC_VERSION}:"]
+        for e in errors[:20]:
+            where = "/".join(str(p) for p in e.path) or "(top level)"
+            lines.append(f"  - at {where}: {e.message}")
+        raise UserError("\n".join(lines),
+                        hint="write specs with `insitu compile FILE -o spec.json`")
+    if spec["spec_version"] != SPEC_VERSION:
+        raise UserError(f"{source} has spec_version {spec['spec_version']}; this insitu reads "
+                        f"version {SPEC_VERSION}", hint="recompile it with `insitu compile`")
+    return spec  # type: ignore[no-any-return]
+
+
+def load_spec(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"spec file {p} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{p}:{e.lineno}: not JSON: {e.msg}",
+                        hint="write specs with `insitu compile FILE -o spec.json`") from None
+    return validate_spec(data, source=str(p))
