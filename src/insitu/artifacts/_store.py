@@ -1,0 +1,64 @@
+"""Content-addressed blobs over fsspec.
+
+Contract: ``put(data)`` returns the sha256 hex digest of ``data`` and stores the
+bytes under it; writing the same bytes twice is a no-op; a blob is either wholly
+present or absent (local writes go through a temporary file and a rename;
+object stores write whole objects). ``exists`` is the truth a cache hit relies on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+
+class ArtifactStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.fs, self.root = fsspec.core.url_to_fs(url)
+        self.local = isinstance(self.fs, LocalFileSystem)
+        if self.local:
+            os.makedirs(self.root, exist_ok=True)
+
+    def path(self, digest: str) -> str:
+        return f"{self.root.rstrip('/')}/{digest[:2]}/{digest}"
+
+    def put(self, data: bytes, digest: str | None = None) -> str:
+        digest = digest or hashlib.sha256(data).hexdigest()
+        p = self.path(digest)
+        if self.local:
+            if os.path.exists(p):
+                return digest
+            d = os.path.dirname(p)
+            os.makedirs(d, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, p)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        elif not self.fs.exists(p):
+            self.fs.pipe_file(p, data)
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        p = self.path(digest)
+        if self.local:
+            with open(p, "rb") as f:
+                return f.read()
+        return self.fs.cat_file(p)  # type: ignore[no-any-return]
+
+    def exists(self, digest: str) -> bool:
+        p = self.path(digest)
+        return os.path.exists(p) if self.local else bool(self.fs.exists(p))
+
+    def open(self, digest: str) -> Any:
+        return self.fs.open(self.path(digest), "rb")

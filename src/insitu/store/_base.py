@@ -1,0 +1,60 @@
+"""The Store interface: where runs, tasks, attempts and cache entries live.
+
+Contract for every implementation:
+
+- ``put(*records)`` upserts all records by primary key in one atomic transaction:
+  either every record is durable when it returns, or none is and it raises
+  :class:`~insitu.errors.StoreError`. The engine relies on this to write a state
+  change before acting on it.
+- Readers return new immutable records; they never see a half-applied ``put``.
+- Lookups of a missing run raise :class:`~insitu.errors.NotFound` naming it;
+  ``get_run`` also accepts a unique prefix of a run id.
+- A store may be used from several processes at once (an engine writing, a CLI
+  reading); one store object is used by one thread at a time.
+- ``delete_cache`` of an absent key is not an error.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+
+from insitu.store._records import AttemptRecord, CacheEntry, Record, RunRecord, TaskRecord
+
+
+class Store(abc.ABC):
+    @abc.abstractmethod
+    def put(self, *records: Record) -> None:
+        """Upsert all ``records`` atomically."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id or unique id prefix; ``NotFound`` otherwise."""
+
+    @abc.abstractmethod
+    def list_runs(self, *, pipeline: str | None = None, state: str | None = None,
+                  limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered."""
+
+    @abc.abstractmethod
+    def list_tasks(self, run_id: str) -> list[TaskRecord]:
+        """Tasks of a run in creation order (``[]`` for a run without tasks)."""
+
+    @abc.abstractmethod
+    def list_attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRecord]:
+        """Attempts of a run (or of one task), ordered by task then number."""
+
+    @abc.abstractmethod
+    def get_cache(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
+        """Cache entries for those of ``keys`` that have one."""
+
+    @abc.abstractmethod
+    def delete_cache(self, keys: Iterable[str]) -> None:
+        """Drop cache entries (absent keys are ignored)."""
+
+    @abc.abstractmethod
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run with its tasks and attempts (``NotFound`` if absent)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

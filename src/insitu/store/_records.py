@@ -1,0 +1,109 @@
+"""Records: immutable values the store reads and writes.
+
+Every record is a frozen, keyword-only dataclass. The store hands out new
+objects; later writes never change a record already returned. Change one with
+``dataclasses.replace`` and ``Store.put`` it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Run states
+RUN_PENDING = "pending"
+RUN_RUNNING = "running"
+RUN_SUCCEEDED = "succeeded"
+RUN_FAILED = "failed"
+RUN_CANCELLED = "cancelled"
+RUN_TERMINAL = frozenset({RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED})
+
+# Task states
+TASK_PENDING = "pending"      # waiting for inputs or resources (or for its retry backoff)
+TASK_RUNNING = "running"      # an attempt is running (or, for a map, its items are)
+TASK_SUCCEEDED = "succeeded"
+TASK_CACHED = "cached"        # succeeded from the cache, without running
+TASK_FAILED = "failed"
+TASK_SKIPPED = "skipped"      # its condition was false, or an upstream step was skipped
+TASK_CANCELLED = "cancelled"
+TASK_DONE = frozenset({TASK_SUCCEEDED, TASK_CACHED})
+TASK_TERMINAL = frozenset({TASK_SUCCEEDED, TASK_CACHED, TASK_FAILED, TASK_SKIPPED,
+                           TASK_CANCELLED})
+
+# Attempt states
+ATT_RUNNING = "running"
+ATT_SUCCEEDED = "succeeded"
+ATT_FAILED = "failed"
+ATT_LOST = "lost"             # its worker or the engine vanished; does not use up a retry
+ATT_CANCELLED = "cancelled"
+ATT_TERMINAL = frozenset({ATT_SUCCEEDED, ATT_FAILED, ATT_LOST, ATT_CANCELLED})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    id: str
+    pipeline: str
+    state: str
+    spec: dict[str, Any]
+    params: dict[str, Any]
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    no_cache: bool = False
+    backend: str = "local"
+    engine_pid: int | None = None
+    engine_host: str | None = None
+    heartbeat_at: float | None = None
+    cancel_requested: bool = False
+    error: dict[str, Any] | None = None
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskRecord:
+    run_id: str
+    id: str                     # step id, or "step[i]" for an item of a map
+    step_id: str
+    state: str
+    seq: int = 0                # creation order within the run
+    map_index: int | None = None
+    map_size: int | None = None  # set on the parent task of a map once expanded
+    attempts: int = 0
+    cache_key: str | None = None
+    output: dict[str, Any] | None = None   # an output ref, see insitu.artifacts
+    error: dict[str, Any] | None = None
+    resources: dict[str, Any] | None = None
+    node: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    not_before: float | None = None  # retry backoff: not launched before this time
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptRecord:
+    run_id: str
+    task_id: str
+    number: int                 # 1, 2, ...
+    state: str
+    node: str | None = None
+    pid: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    peak_memory: int | None = None   # bytes (max RSS)
+    cpu_time: float | None = None    # seconds, user + system
+    error: dict[str, Any] | None = None
+    placement: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheEntry:
+    key: str
+    step: str
+    output: dict[str, Any]
+    run_id: str
+    task_id: str
+    created_at: float
+
+
+Record = RunRecord | TaskRecord | AttemptRecord | CacheEntry

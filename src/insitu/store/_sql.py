@@ -1,0 +1,253 @@
+"""The SQLAlchemy store: SQLite (WAL) by default, PostgreSQL for a shared server."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from insitu.errors import NotFound, StoreError
+from insitu.store import _tables as t
+from insitu.store._base import Store
+from insitu.store._records import AttemptRecord, CacheEntry, Record, RunRecord, TaskRecord
+
+HEAD = "0001"  # the newest migration; keep in step with migrations/versions
+_KNOWN = {"0001"}
+
+_TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
+    RunRecord: (t.runs, ("id",)),
+    TaskRecord: (t.tasks, ("run_id", "id")),
+    AttemptRecord: (t.attempts, ("run_id", "task_id", "number")),
+    CacheEntry: (t.cache, ("key",)),
+}
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class SQLStore(Store):
+    """A :class:`Store` over SQLAlchemy. The schema is created or upgraded on open."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine = _make_engine(url)
+        self._dialect = self._engine.dialect.name
+        self._ensure_schema()
+
+    # -- schema ---------------------------------------------------------------
+    def _describe(self) -> str:
+        u = sa.engine.make_url(self.url)
+        return u.database if u.drivername.startswith("sqlite") and u.database else \
+            u.render_as_string(hide_password=True)
+
+    def _ensure_schema(self) -> None:
+        where = self._describe()
+        try:
+            with self._engine.connect() as conn:
+                version = _current_version(conn)
+                if version == HEAD:
+                    return
+                if version is not None and version not in _KNOWN:
+                    raise StoreError(
+                        f"the database {where} was written by a newer insitu (schema "
+                        f"{version}; this insitu knows up to {HEAD})",
+                        hint="upgrade insitu: pip install -U insitu")
+                if version is None:
+                    tables = sa.inspect(conn).get_table_names()
+                    if tables:
+                        raise StoreError(
+                            f"{where} is not an insitu database (it holds tables "
+                            f"{', '.join(sorted(tables)[:5])})",
+                            hint="set INSITU_HOME (or INSITU_DB_URL) to another location, or "
+                                 "move that file away")
+            self._upgrade()
+        except sa.exc.DatabaseError as e:
+            raise _db_error(e, where) from None
+
+    def _upgrade(self) -> None:
+        from alembic import command
+        from alembic.config import Config
+
+        ini = Path(__file__).parent / "migrations" / "alembic.ini"
+        cfg = Config(str(ini))
+        cfg.set_main_option("script_location", str(ini.parent))
+        with self._engine.begin() as conn:
+            if _current_version(conn) == HEAD:  # another process got there first
+                return
+            cfg.attributes["connection"] = conn
+            try:
+                command.upgrade(cfg, "head")
+            except sa.exc.OperationalError as e:
+                if "already exists" not in str(e):
+                    raise
+
+    # -- writes ---------------------------------------------------------------
+    def put(self, *records: Record) -> None:
+        if not records:
+            return
+        groups: dict[type, list[dict[str, Any]]] = {}
+        for r in records:
+            groups.setdefault(type(r), []).append(_to_row(r))
+        try:
+            with self._engine.begin() as conn:
+                for cls, rows in groups.items():
+                    table, pk = _TABLE_OF[cls]
+                    self._upsert(conn, table, pk, rows)
+        except sa.exc.DatabaseError as e:
+            raise _db_error(e, self._describe()) from None
+
+    def _upsert(self, conn: Connection, table: sa.Table, pk: tuple[str, ...],
+                rows: list[dict[str, Any]]) -> None:
+        if self._dialect in ("sqlite", "postgresql"):
+            if self._dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert
+            stmt = insert(table)
+            cols = [c.name for c in table.columns if c.name not in pk]
+            stmt = stmt.on_conflict_do_update(index_elements=list(pk),
+                                              set_={c: stmt.excluded[c] for c in cols})
+            conn.execute(stmt, rows)
+            return
+        for row in rows:  # portable fallback
+            cond = sa.and_(*(table.c[k] == row[k] for k in pk))
+            conn.execute(table.delete().where(cond))
+        conn.execute(table.insert(), rows)
+
+    def delete_cache(self, keys: Iterable[str]) -> None:
+        ks = list(keys)
+        if ks:
+            with self._engine.begin() as conn:
+                conn.execute(t.cache.delete().where(t.cache.c.key.in_(ks)))
+
+    def delete_run(self, run_id: str) -> None:
+        run = self.get_run(run_id)
+        with self._engine.begin() as conn:
+            conn.execute(t.attempts.delete().where(t.attempts.c.run_id == run.id))
+            conn.execute(t.tasks.delete().where(t.tasks.c.run_id == run.id))
+            conn.execute(t.runs.delete().where(t.runs.c.id == run.id))
+
+    # -- reads ----------------------------------------------------------------
+    def _rows(self, stmt: Any) -> list[Any]:
+        try:
+            with self._engine.connect() as conn:
+                return list(conn.execute(stmt))
+        except sa.exc.DatabaseError as e:
+            raise _db_error(e, self._describe()) from None
+
+    def get_run(self, run_id: str) -> RunRecord:
+        rows = self._rows(sa.select(t.runs).where(t.runs.c.id == run_id))
+        if not rows and run_id and "%" not in run_id and "_" not in run_id:
+            rows = self._rows(sa.select(t.runs).where(t.runs.c.id.like(f"{run_id}%")).limit(2))
+            if len(rows) > 1:
+                raise NotFound(f"run id prefix {run_id!r} is ambiguous",
+                               hint="give more characters of the run id (see `insitu runs`)")
+        if not rows:
+            raise NotFound(f"no run {run_id!r} in {self._describe()}",
+                           hint="list runs with `insitu runs`")
+        return _from_row(RunRecord, rows[0])
+
+    def list_runs(self, *, pipeline: str | None = None, state: str | None = None,
+                  limit: int | None = None) -> list[RunRecord]:
+        q = sa.select(t.runs).order_by(t.runs.c.created_at.desc())
+        if pipeline:
+            q = q.where(t.runs.c.pipeline == pipeline)
+        if state:
+            q = q.where(t.runs.c.state == state)
+        if limit:
+            q = q.limit(limit)
+        return [_from_row(RunRecord, r) for r in self._rows(q)]
+
+    def list_tasks(self, run_id: str) -> list[TaskRecord]:
+        q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.seq)
+        return [_from_row(TaskRecord, r) for r in self._rows(q)]
+
+    def list_attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRecord]:
+        q = sa.select(t.attempts).where(t.attempts.c.run_id == run_id)
+        if task_id is not None:
+            q = q.where(t.attempts.c.task_id == task_id)
+        q = q.order_by(t.attempts.c.task_id, t.attempts.c.number)
+        return [_from_row(AttemptRecord, r) for r in self._rows(q)]
+
+    def get_cache(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
+        out: dict[str, CacheEntry] = {}
+        ks = list(keys)
+        for i in range(0, len(ks), 500):
+            q = sa.select(t.cache).where(t.cache.c.key.in_(ks[i:i + 500]))
+            for r in self._rows(q):
+                out[r.key] = _from_row(CacheEntry, r)
+        return out
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def _to_row(r: Record) -> dict[str, Any]:
+    return {f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
+
+
+def _from_row(cls: type[Any], row: Any) -> Any:
+    m = row._mapping
+    return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
+
+
+def _current_version(conn: Connection) -> str | None:
+    if not sa.inspect(conn).has_table(t.VERSION_TABLE):
+        return None
+    return conn.execute(sa.text(f"SELECT version_num FROM {t.VERSION_TABLE}")).scalar()
+
+
+def _make_engine(url: str) -> Engine:
+    u = sa.engine.make_url(url)
+    if u.drivername.startswith("sqlite"):
+        path = u.database
+        if path and path != ":memory:":
+            p = Path(path)
+            if p.exists() and p.stat().st_size > 0:
+                with open(p, "rb") as f:
+                    head = f.read(16)
+                if head != _SQLITE_MAGIC:
+                    raise StoreError(
+                        f"{p} is not an SQLite database (corrupted, or a file of another "
+                        "program)",
+                        hint=f"move it aside (mv {p} {p}.bad) and insitu will create a fresh "
+                             "one, or set INSITU_HOME to another directory")
+            p.parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _db_error(e: sa.exc.DatabaseError, where: str) -> StoreError:
+    text = str(getattr(e, "orig", e))
+    if "not a database" in text or "malformed" in text:
+        return StoreError(f"{where} is corrupted or not an SQLite database ({text})",
+                          hint=f"move it aside (mv {where} {where}.bad) and insitu will create "
+                               "a fresh one")
+    if "no such table" in text or "does not exist" in text:
+        return StoreError(f"{where} is missing insitu's tables ({text})",
+                          hint="point INSITU_HOME or INSITU_DB_URL at an insitu database")
+    return StoreError(f"database error on {where}: {text}")
+
+
+def open_store(url: str | None = None) -> SQLStore:
+    """Open the store at ``url`` (default: from the environment, see ``insitu._config``)."""
+    if url is None:
+        from insitu._config import load_config
+
+        url = load_config().db_url
+    return SQLStore(url)
+
+
+__all__ = ["HEAD", "SQLStore", "open_store"]
