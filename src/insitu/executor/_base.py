@@ -1,0 +1,99 @@
+"""The Executor interface: launch an attempt on a chosen node and report what happened.
+
+Contract for every executor:
+
+- ``nodes()`` describes the machines it can run on (used for placement and for
+  rejecting requests no node can satisfy).
+- ``launch(req)`` starts one attempt and returns without waiting. The attempt runs
+  the step function in a process of its own, with ``req.memory_limit`` and
+  ``req.timeout`` enforced, stdout/stderr written to ``req.stdout_path`` and
+  ``req.stderr_path`` on the engine's machine (copied back if it ran elsewhere),
+  and its result written as JSON to ``req.result_path`` (atomically) before it exits.
+- ``poll(timeout)`` blocks up to ``timeout`` seconds and returns the attempts that
+  ended since the last call, each exactly once, as :class:`AttemptExit`.
+- ``cancel(key)`` stops an attempt; it is still reported by ``poll`` (``cancelled``).
+- ``close()`` stops every attempt still running. If the engine process dies, the
+  executor's workers are stopped too; none lives on unobserved.
+- One executor serves one engine, from one thread.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class GpuInfo:
+    index: int
+    model: str
+    memory: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeInfo:
+    name: str
+    cpu: float
+    memory: int
+    gpus: tuple[GpuInfo, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaunchRequest:
+    key: str                      # unique per attempt within a run: "task#attempt"
+    run_id: str
+    task_id: str
+    attempt: int
+    step: str
+    function: dict[str, Any]      # the spec's function entry
+    args: dict[str, Any]          # concrete refs, see insitu.engine._refs
+    env: dict[str, str]
+    node: str
+    gpu_ids: tuple[int, ...] = ()
+    memory_limit: int | None = None
+    timeout: float | None = None
+    result_path: str
+    stdout_path: str
+    stderr_path: str
+    artifacts_url: str
+    materialize_dir: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttemptExit:
+    key: str
+    pid: int | None
+    exit_code: int | None         # None when killed by a signal
+    signal: int | None
+    peak_memory: int | None       # bytes, max RSS
+    cpu_time: float | None        # seconds
+    started_at: float
+    ended_at: float
+    timed_out: bool = False
+    cancelled: bool = False
+    result: dict[str, Any] | None = None   # what the worker wrote, None if it wrote nothing
+    node: str | None = None
+
+
+class Executor(abc.ABC):
+    name: str = "executor"
+
+    @abc.abstractmethod
+    def nodes(self) -> list[NodeInfo]: ...
+
+    def prepare(self, functions: list[dict[str, Any]]) -> None:  # noqa: B027 - optional
+        """Warm up for a run that will call these functions (e.g. import them once)."""
+
+    @abc.abstractmethod
+    def launch(self, req: LaunchRequest) -> None: ...
+
+    @abc.abstractmethod
+    def poll(self, timeout: float) -> list[AttemptExit]: ...
+
+    @abc.abstractmethod
+    def cancel(self, key: str) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

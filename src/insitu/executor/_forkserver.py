@@ -1,0 +1,148 @@
+"""The fork server of the local executor.
+
+A single-threaded process that imports insitu and the pipeline's modules once,
+then forks one child per attempt (cheap, and each attempt still gets a process
+of its own). It enforces timeouts, reaps children with ``wait4`` (exit status,
+peak RSS, CPU time) and reports each exit to the engine. When the engine goes
+away (its pipe closes) it kills every child and exits, so no attempt outlives it.
+
+Protocol (pickled tuples over pipes): engine -> server ``("preload", [fn])``,
+``("launch", LaunchRequest)``, ``("cancel", key)``, ``("stop",)``;
+server -> engine ``("started", key, pid, t)``, ``("exit", key, status...)``.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+
+class _Child:
+    __slots__ = ("key", "pid", "pidfd", "started", "deadline", "timed_out", "cancelled")
+
+    def __init__(self, key: str, pid: int, pidfd: int, deadline: float | None) -> None:
+        self.key = key
+        self.pid = pid
+        self.pidfd = pidfd
+        self.started = time.time()
+        self.deadline = deadline
+        self.timed_out = False
+        self.cancelled = False
+
+
+def _kill(child: _Child) -> None:
+    for target in (lambda: os.killpg(child.pid, signal.SIGKILL),
+                   lambda: os.kill(child.pid, signal.SIGKILL)):
+        try:
+            target()
+            return
+        except (ProcessLookupError, PermissionError):
+            continue
+
+
+def serve(rx: Connection, tx: Connection) -> None:
+    from insitu.executor._worker import run_attempt
+    from insitu.sdk._loader import load_function
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sel = selectors.DefaultSelector()
+    sel.register(rx.fileno(), selectors.EVENT_READ, None)
+    children: dict[int, _Child] = {}
+    by_key: dict[str, _Child] = {}
+    running = True
+
+    def reap(child: _Child) -> None:
+        _, status, ru = os.wait4(child.pid, 0)
+        sel.unregister(child.pidfd)
+        os.close(child.pidfd)
+        del children[child.pidfd]
+        by_key.pop(child.key, None)
+        code = os.waitstatus_to_exitcode(status)
+        try:
+            tx.send(("exit", child.key, child.pid, code if code >= 0 else None,
+                     -code if code < 0 else None, ru.ru_maxrss * 1024,
+                     ru.ru_utime + ru.ru_stime, child.started, time.time(), child.timed_out,
+                     child.cancelled))
+        except OSError:
+            pass
+
+    while running or children:
+        now = time.monotonic()
+        deadlines = [c.deadline for c in children.values() if c.deadline and not c.timed_out]
+        timeout = max(0.0, min(deadlines) - now) if deadlines else None
+        for skey, _ in sel.select(timeout):
+            if skey.data is None:
+                try:
+                    while rx.poll():
+                        msg = rx.recv()
+                        op = msg[0]
+                        if op == "launch":
+                            req = msg[1]
+                            pid = os.fork()
+                            if pid == 0:  # the attempt's process
+                                sel.close()
+                                for c in children.values():
+                                    os.close(c.pidfd)
+                                rx.close()
+                                tx.close()
+                                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                                run_attempt(req)
+                            fd = os.pidfd_open(pid)
+                            dl = time.monotonic() + req.timeout if req.timeout else None
+                            child = _Child(req.key, pid, fd, dl)
+                            children[fd] = child
+                            by_key[req.key] = child
+                            sel.register(fd, selectors.EVENT_READ, child)
+                            tx.send(("started", req.key, pid, child.started))
+                        elif op == "cancel":
+                            c = by_key.get(msg[1])
+                            if c is not None:
+                                c.cancelled = True
+                                _kill(c)
+                        elif op == "preload":
+                            for fn in msg[1]:
+                                try:
+                                    load_function(fn)
+                                except BaseException:  # noqa: BLE001 - the child reports it
+                                    pass
+                        elif op == "stop":
+                            running = False
+                            for c in children.values():
+                                c.cancelled = True
+                                _kill(c)
+                except (EOFError, OSError):  # the engine is gone: stop everything
+                    running = False
+                    sel.unregister(rx.fileno())
+                    for c in children.values():
+                        c.cancelled = True
+                        _kill(c)
+                    tx = _Null()  # type: ignore[assignment]
+            else:
+                reap(skey.data)
+        now = time.monotonic()
+        for c in list(children.values()):
+            if c.deadline and not c.timed_out and now >= c.deadline:
+                c.timed_out = True
+                _kill(c)
+
+
+class _Null:
+    def send(self, _: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def main() -> None:
+    rfd, wfd = int(sys.argv[1]), int(sys.argv[2])
+    serve(Connection(rfd, writable=False), Connection(wfd, readable=False))
+
+
+if __name__ == "__main__":
+    main()
