@@ -1,0 +1,624 @@
+"""The engine: runs a PipelineSpec to completion, one state change at a time.
+
+Rules it keeps (see DESIGN.md):
+- every state change of a run, task or attempt is written to the store *before*
+  it is acted on (an attempt is recorded as running before it is launched);
+- killing the engine at any instant and resuming loses no finished work and
+  runs no finished step again (a finished attempt's result file is adopted);
+- a failed task stops new launches; running attempts finish and are recorded;
+  the exit handler, if any, then runs with the final status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from insitu._config import Config, load_config
+from insitu._units import format_bytes, parse_cpu, parse_gpu, parse_memory
+from insitu.artifacts import ArtifactStore, digests_of, load
+from insitu.engine import _outcome
+from insitu.engine._params import bind_params
+from insitu.engine._paths import log_path, result_path
+from insitu.engine._placement import Placement, Placer, Request
+from insitu.engine._refs import (cache_key, concretize, condition_steps, evaluate,
+                                 upstream_steps)
+from insitu.errors import ResourceError, UserError
+from insitu.executor import AttemptExit, Executor, LaunchRequest
+from insitu.spec import validate_spec
+from insitu.store import AttemptRecord, CacheEntry, Record, RunRecord, Store, TaskRecord
+from insitu.store import _records as S
+
+Progress = Callable[["RunLoop"], None]
+HEARTBEAT_S = 1.0
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def resolve_resources(step: dict[str, Any], params: dict[str, Any]) -> Request:
+    """The step's resource request with parameter refs replaced by their (parsed) values."""
+    res = step["resources"]
+
+    def val(key: str) -> Any:
+        v = res.get(key)
+        if isinstance(v, dict):
+            v = params[v["param"]]
+        return v
+
+    where = f"step '{step['id']}'"
+    try:
+        cpu = parse_cpu(val("cpu") or 1.0, what=f"cpu of {where}")
+        mem_v = val("memory")
+        memory = parse_memory(mem_v, what=f"memory of {where}") if mem_v else 2 * 1024**3
+        gpu = parse_gpu(val("gpu") or 0)
+    except UserError as e:
+        raise ResourceError(f"{where}: {e.message}", hint=e.hint) from None
+    gt = val("gpu_type")
+    return Request(cpu=cpu, memory=memory, gpu=gpu, gpu_type=gt if isinstance(gt, str) else None)
+
+
+def describe_request(r: Request) -> str:
+    s = f"{r.cpu:g} CPU, {format_bytes(r.memory)} memory"
+    if r.gpu:
+        s += f", {r.gpu:g} GPU" + (f" of type {r.gpu_type}" if r.gpu_type else "")
+    return s
+
+
+class Engine:
+    """Submits and runs pipelines against one store and one executor."""
+
+    def __init__(self, store: Store, executor: Executor, *, config: Config | None = None,
+                 progress: Progress | None = None) -> None:
+        self.store = store
+        self.executor = executor
+        self.config = config or load_config()
+        self.artifacts = ArtifactStore(self.config.artifacts_url)
+        self.progress = progress
+
+    def submit(self, spec: dict[str, Any], params: dict[str, Any], *, no_cache: bool = False,
+               from_text: bool = False) -> RunRecord:
+        """Validate ``spec`` and ``params`` completely, then record a pending run."""
+        validate_spec(spec)
+        values = bind_params(spec, params, from_text=from_text)
+        self.check_resources(spec, values)
+        run = RunRecord(id=new_run_id(), pipeline=spec["name"], state=S.RUN_PENDING, spec=spec,
+                        params=values, created_at=time.time(), no_cache=no_cache,
+                        backend=self.executor.name)
+        tasks = [TaskRecord(run_id=run.id, id=s["id"], step_id=s["id"], state=S.TASK_PENDING,
+                            seq=i) for i, s in enumerate(spec["steps"])]
+        self.store.put(run, *tasks)
+        return run
+
+    def check_resources(self, spec: dict[str, Any], params: dict[str, Any]) -> None:
+        placer = Placer(self.executor.nodes())
+        problems = []
+        for s in spec["steps"]:
+            try:
+                req = resolve_resources(s, params)
+            except ResourceError as e:
+                problems.append(f"{e.message} ({e.hint})")
+                continue
+            why = placer.impossible(req)
+            if why:
+                loc = s.get("location") or {}
+                at = f" at {loc.get('file')}:{loc.get('line')}" if loc.get("file") else ""
+                problems.append(f"step '{s['id']}'{at} asks for {describe_request(req)}, which "
+                                f"no node can provide; {why}")
+        if problems:
+            raise ResourceError(
+                "cannot run pipeline '" + spec["name"] + "': " + "; ".join(problems),
+                hint="lower the step's request (e.g. @insitu.step(memory=...) or "
+                     ".options(...)), or run on a backend with bigger nodes")
+
+    def execute(self, run_id: str) -> RunRecord:
+        """Run (or resume) a run until it ends; return its final record."""
+        run = self.store.get_run(run_id)
+        loop = RunLoop(self, run)
+        return loop.run()
+
+
+@dataclasses.dataclass
+class _Running:
+    task_id: str
+    attempt: AttemptRecord
+    placement: Placement
+    request: Request
+
+
+class RunLoop:
+    """The state of one run while the engine drives it."""
+
+    def __init__(self, engine: Engine, run: RunRecord) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.executor = engine.executor
+        self.cfg = engine.config
+        self.run_rec = run
+        self.spec = run.spec
+        self.params = run.params
+        self.steps = {s["id"]: s for s in self.spec["steps"]}
+        self.order = [s["id"] for s in self.spec["steps"]]
+        self.exit_step = next((s["id"] for s in self.spec["steps"] if s.get("exit_handler")),
+                              None)
+        self.deps: dict[str, set[str]] = {}
+        for s in self.spec["steps"]:
+            d: set[str] = set()
+            for ref in s["args"].values():
+                d |= upstream_steps(ref)
+            if s.get("map"):
+                d |= upstream_steps(s["map"]["over"])
+            d |= condition_steps(s.get("when"))
+            self.deps[s["id"]] = d
+        self.tasks: dict[str, TaskRecord] = {}
+        self.running: dict[str, _Running] = {}
+        self.ready: list[str] = []          # task ids waiting for resources, in order
+        self.ready_set: set[str] = set()
+        self.args_cache: dict[str, tuple[dict[str, Any], str | None]] = {}
+        self.failures: dict[str, int] = {}
+        self.items: dict[str, list[str]] = {}
+        self.running_per_step: dict[str, int] = {}
+        self.failing = False
+        self.cancelling = False
+        self.dirty: list[Record] = []
+        self.placer = Placer(self.executor.nodes())
+        self.requests: dict[str, Request] = {}
+        self._last_beat = 0.0
+        self.started = time.time()
+        self.cache_hits = 0
+        self.changes = 0
+
+    # -- persistence --------------------------------------------------------------
+    def _set_task(self, t: TaskRecord) -> None:
+        self.changes += 1
+        self.tasks[t.id] = t
+        self.dirty.append(t)
+
+    def flush(self) -> None:
+        if self.dirty:
+            self.store.put(*self.dirty)
+            self.dirty = []
+
+    def _update(self, task_id: str, **changes: Any) -> TaskRecord:
+        t = dataclasses.replace(self.tasks[task_id], **changes)
+        self._set_task(t)
+        return t
+
+    # -- lifecycle ----------------------------------------------------------------
+    def run(self) -> RunRecord:
+        run = self.run_rec
+        if run.state == S.RUN_SUCCEEDED:
+            return run
+        for t in self.store.list_tasks(run.id):
+            self.tasks[t.id] = t
+            if t.map_index is not None:
+                self.items.setdefault(t.step_id, []).append(t.id)
+        self._recover()
+        now = time.time()
+        self.run_rec = dataclasses.replace(
+            run, state=S.RUN_RUNNING, started_at=run.started_at or now, ended_at=None,
+            engine_pid=os.getpid(), engine_host=socket.gethostname(), heartbeat_at=now,
+            cancel_requested=False, error=None)
+        self.dirty.append(self.run_rec)
+        self.flush()
+        for d in ("logs", "results"):
+            (self.cfg.run_dir(run.id) / d).mkdir(parents=True, exist_ok=True)
+        self.executor.prepare([s["function"] for s in self.spec["steps"]])
+        try:
+            self._drive()
+        except KeyboardInterrupt:
+            self.cancelling = True
+            self._drain()
+        except BaseException:
+            self._drain()
+            raise
+        return self._finish()
+
+    def _drive(self) -> None:
+        while True:
+            before = -1
+            while before != self.changes:  # until scheduling settles
+                before = self.changes
+                self._schedule()
+            self.flush()
+            self._notify()
+            if not self.running and not self._waiting():
+                return
+            exits = self.executor.poll(self._poll_timeout())
+            if exits:
+                self._handle_exits(exits)
+                self.flush()
+            self._beat()
+            if self.cancelling:
+                self._drain()
+                return
+
+    def _drain(self) -> None:
+        """Stop every running attempt and record how each ended."""
+        for key in list(self.running):
+            self.executor.cancel(key)
+        deadline = time.time() + 30
+        while self.running and time.time() < deadline:
+            try:
+                exits = self.executor.poll(0.5)
+            except KeyboardInterrupt:
+                continue
+            self._handle_exits(exits, cancelled=True)
+            self.flush()
+        for key, r in list(self.running.items()):  # never reported: lost with the executor
+            self._handle_exits([AttemptExit(key=key, pid=None, exit_code=None, signal=None,
+                                            peak_memory=None, cpu_time=None,
+                                            started_at=time.time(), ended_at=time.time(),
+                                            cancelled=True)], cancelled=True)
+        self.flush()
+
+    def _finish(self) -> RunRecord:
+        now = time.time()
+        failed = [t.id for t in self.tasks.values() if t.state == S.TASK_FAILED]
+        if self.cancelling:
+            state = S.RUN_CANCELLED
+            for t in list(self.tasks.values()):
+                if t.state in (S.TASK_PENDING, S.TASK_RUNNING):
+                    self._update(t.id, state=S.TASK_CANCELLED, ended_at=now)
+        elif failed:
+            state = S.RUN_FAILED
+        else:
+            state = S.RUN_SUCCEEDED
+        err = {"failed_steps": failed} if failed else None
+        self.run_rec = dataclasses.replace(self.run_rec, state=state, ended_at=now,
+                                           heartbeat_at=now, error=err)
+        self.dirty.append(self.run_rec)
+        self.flush()
+        self._notify(final=True)
+        return self.run_rec
+
+    def _notify(self, final: bool = False) -> None:
+        if self.engine.progress is not None:
+            self.engine.progress(self)
+
+    def _beat(self) -> None:
+        now = time.time()
+        if now - self._last_beat < HEARTBEAT_S:
+            return
+        self._last_beat = now
+        fresh = self.store.get_run(self.run_rec.id)
+        if fresh.cancel_requested:
+            self.cancelling = True
+        self.run_rec = dataclasses.replace(self.run_rec, heartbeat_at=now,
+                                           cancel_requested=fresh.cancel_requested)
+        self.dirty.append(self.run_rec)
+        self.flush()
+
+    def _poll_timeout(self) -> float:
+        if not self.running:
+            waits = [t.not_before for tid in self.ready
+                     if (t := self.tasks[tid]).not_before is not None]
+            if waits:
+                return max(0.0, min(min(waits) - time.time(), HEARTBEAT_S))
+        return HEARTBEAT_S if self.running else 0.0
+
+    def _waiting(self) -> bool:
+        """Is some task waiting only for its retry backoff?"""
+        if self.failing or self.cancelling:
+            return False
+        now = time.time()
+        return any((t := self.tasks[tid]).not_before is not None and t.not_before > now
+                   for tid in self.ready)
+
+    # -- recovery -------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Make a run resumable: adopt finished results, mark lost attempts, reopen tasks."""
+        now = time.time()
+        for a in self.store.list_attempts(self.run_rec.id):
+            if a.state != S.ATT_RUNNING:
+                continue
+            res = _read_json(result_path(self.cfg, a.run_id, a.task_id, a.number))
+            out = res.get("output") if res and res.get("ok") else None
+            if out is not None and all(self.engine.artifacts.exists(d) for d in digests_of(out)):
+                self.dirty.append(dataclasses.replace(a, state=S.ATT_SUCCEEDED, ended_at=now))
+                self._succeed(a.task_id, out, now)
+            else:
+                self.dirty.append(dataclasses.replace(
+                    a, state=S.ATT_LOST, ended_at=now,
+                    error={"kind": "lost", "message": "the engine stopped while it ran"}))
+        for t in list(self.tasks.values()):
+            if t.id == self.exit_step and self.run_rec.state != S.RUN_SUCCEEDED:
+                self._update(t.id, state=S.TASK_PENDING, error=None, not_before=None)
+            elif t.state in (S.TASK_FAILED, S.TASK_CANCELLED) or (
+                    t.state == S.TASK_RUNNING and t.map_size is None):
+                self._update(t.id, state=S.TASK_PENDING, error=None, not_before=None)
+            elif t.state == S.TASK_PENDING and t.map_index is not None:
+                pass
+        for step_id, items in self.items.items():  # reopen partly failed maps
+            parent = self.tasks[step_id]
+            if parent.state != S.TASK_SUCCEEDED and any(
+                    self.tasks[i].state not in S.TASK_DONE for i in items):
+                self._update(step_id, state=S.TASK_RUNNING)
+        for tid in sorted((t.id for t in self.tasks.values()
+                           if t.map_index is not None and t.state == S.TASK_PENDING),
+                          key=lambda i: self.tasks[i].seq):
+            self._make_ready(tid)
+
+    # -- scheduling -------------------------------------------------------------------
+    def _step_state(self, step_id: str) -> str:
+        return self.tasks[step_id].state
+
+    def _outputs(self, step_id: str) -> dict[str, Any]:
+        out = self.tasks[step_id].output
+        assert out is not None, step_id
+        return out
+
+    def _value_of(self, ref: dict[str, Any]) -> Any:
+        c = concretize(ref, self.params, self._outputs)
+        from insitu.executor._worker import resolve
+
+        return resolve(c, self.engine.artifacts, str(self.cfg.home / "materialized"))
+
+    def _status(self) -> dict[str, Any]:
+        failed = [t.id for t in self.tasks.values() if t.state == S.TASK_FAILED]
+        return {"run_id": self.run_rec.id, "pipeline": self.spec["name"],
+                "state": S.RUN_FAILED if failed else S.RUN_SUCCEEDED, "failed_steps": failed}
+
+    def _schedule(self) -> None:
+        now = time.time()
+        for sid in self.order:
+            t = self.tasks[sid]
+            if t.state != S.TASK_PENDING or sid in self.ready_set:
+                continue
+            if sid == self.exit_step:
+                others = [self.tasks[o] for o in self.order if o != sid]
+                if self.cancelling or any(o.state not in S.TASK_TERMINAL for o in others) and not (
+                        self.failing and not self.running):
+                    continue
+                self._make_ready(sid)
+                continue
+            if self.failing or self.cancelling:
+                continue
+            dep_states = {self._step_state(d) for d in self.deps[sid]}
+            if dep_states - S.TASK_TERMINAL or dep_states & {S.TASK_FAILED, S.TASK_CANCELLED}:
+                continue
+            step = self.steps[sid]
+            if S.TASK_SKIPPED in dep_states or not evaluate(step.get("when"), self._value_of):
+                self._update(sid, state=S.TASK_SKIPPED, ended_at=now)
+                continue
+            if step.get("map"):
+                self._expand(sid, now)
+            else:
+                self._make_ready(sid)
+        if self.ready and not self.cancelling:
+            self._launch_ready(now)
+
+    def _expand(self, sid: str, now: float) -> None:
+        step = self.steps[sid]
+        over = concretize(step["map"]["over"], self.params, self._outputs)
+        if "value" in over:
+            values = over["value"]
+            n = len(values) if isinstance(values, list) else -1
+        elif "ref" in over and over["ref"].get("kind") == "list" and not over.get("path"):
+            n = len(over["ref"]["items"])
+        else:
+            values = self._value_of(step["map"]["over"])
+            n = len(values) if isinstance(values, list | tuple) else -1
+        if n < 0:
+            self._update(sid, state=S.TASK_FAILED, ended_at=now, error={
+                "kind": "user", "message": f"step '{sid}' maps over a value that is not a list",
+                "hint": "map over a list (or a step output that is a list)"})
+            self.failing = True
+            return
+        seq0 = max(t.seq for t in self.tasks.values()) + 1
+        ids = []
+        for i in range(n):
+            tid = f"{sid}[{i}]"
+            ids.append(tid)
+            if tid not in self.tasks:
+                self._set_task(TaskRecord(run_id=self.run_rec.id, id=tid, step_id=sid,
+                                          state=S.TASK_PENDING, seq=seq0 + i, map_index=i))
+        self.items[sid] = ids
+        if n == 0:
+            self._update(sid, state=S.TASK_SUCCEEDED, map_size=0, started_at=now, ended_at=now,
+                         output={"kind": "list", "items": []})
+            return
+        self._update(sid, state=S.TASK_RUNNING, map_size=n, started_at=now)
+        for tid in ids:
+            self._make_ready(tid)
+
+    def _make_ready(self, tid: str) -> None:
+        if tid not in self.ready_set:
+            self.ready.append(tid)
+            self.ready_set.add(tid)
+
+    def _args_for(self, t: TaskRecord) -> tuple[dict[str, Any], str | None]:
+        if t.id in self.args_cache:
+            return self.args_cache[t.id]
+        step = self.steps[t.step_id]
+        status = self._status() if t.step_id == self.exit_step else None
+        args = {k: concretize(r, self.params, self._outputs, status)
+                for k, r in step["args"].items()}
+        if t.map_index is not None:
+            args[step["map"]["arg"]] = self._item_arg(step, t.map_index)
+        use_cache = step["cache"] and not self.run_rec.no_cache and t.step_id != self.exit_step
+        key = cache_key(step, args) if use_cache else None
+        self.args_cache[t.id] = (args, key)
+        return args, key
+
+    def _item_arg(self, step: dict[str, Any], i: int) -> dict[str, Any]:
+        over = concretize(step["map"]["over"], self.params, self._outputs)
+        if "value" in over:
+            return {"value": over["value"][i]}
+        ref = over["ref"]
+        if ref.get("kind") == "list" and not over.get("path"):
+            item = ref["items"][i]
+            return {"value": item["value"]} if item.get("kind") == "inline" else {"ref": item}
+        return {"ref": ref, "path": [*over.get("path", []), i]}
+
+    def _lookup_cache(self, tids: list[str]) -> list[str]:
+        """Serve cache hits among ``tids``; return those that must run."""
+        keys = {tid: self._args_for(self.tasks[tid])[1] for tid in tids}
+        wanted = [k for k in keys.values() if k]
+        if not wanted:
+            return tids
+        entries = self.store.get_cache(wanted)
+        stale: list[str] = []
+        rest = []
+        now = time.time()
+        for tid in tids:
+            k = keys[tid]
+            e = entries.get(k) if k else None
+            if e is not None and all(self.engine.artifacts.exists(d)
+                                     for d in digests_of(e.output)):
+                self._update(tid, state=S.TASK_CACHED, cache_key=k, output=e.output,
+                             started_at=now, ended_at=now, error=None)
+                self.cache_hits += 1
+                self._after_done(tid, now)
+            else:
+                if e is not None:
+                    stale.append(e.key)
+                rest.append(tid)
+        if stale:
+            self.store.delete_cache(stale)
+        return rest
+
+    def _launch_ready(self, now: float) -> None:
+        fresh = [tid for tid in self.ready if tid not in self.args_cache]
+        if fresh:
+            torun = set(self._lookup_cache(fresh))
+            self.ready = [tid for tid in self.ready
+                          if tid in torun or tid not in fresh]
+            self.ready_set = set(self.ready)
+        launches: list[LaunchRequest] = []
+        keep: list[str] = []
+        blocked_steps: set[str] = set()
+        for tid in self.ready:
+            t = self.tasks[tid]
+            step = self.steps[t.step_id]
+            if (self.failing and t.step_id != self.exit_step) or t.step_id in blocked_steps or (
+                    t.not_before and t.not_before > now):
+                keep.append(tid)
+                continue
+            mp = (step.get("map") or {}).get("max_parallel") if t.map_index is not None else None
+            if mp and self.running_per_step.get(t.step_id, 0) >= mp:
+                keep.append(tid)
+                blocked_steps.add(t.step_id)
+                continue
+            req = self.requests.get(t.step_id) or resolve_resources(step, self.params)
+            self.requests[t.step_id] = req
+            placement = self.placer.place(req)
+            if placement is None:
+                keep.append(tid)
+                blocked_steps.add(t.step_id)
+                continue
+            launches.append(self._start_attempt(t, step, req, placement, now))
+        self.ready = keep
+        self.ready_set = set(keep)
+        if launches:
+            self.flush()  # the attempts are recorded as running before they start
+            for lr in launches:
+                self.executor.launch(lr)
+
+    def _start_attempt(self, t: TaskRecord, step: dict[str, Any], req: Request,
+                       placement: Placement, now: float) -> LaunchRequest:
+        args, key = self._args_for(t)
+        n = t.attempts + 1
+        att = AttemptRecord(run_id=t.run_id, task_id=t.id, number=n, state=S.ATT_RUNNING,
+                            node=placement.node, started_at=now, placement=placement.as_dict())
+        self.dirty.append(att)
+        self._update(t.id, state=S.TASK_RUNNING, attempts=n, cache_key=key, node=placement.node,
+                     started_at=t.started_at or now, resources=dataclasses.asdict(req),
+                     not_before=None)
+        lkey = f"{t.id}#{n}"
+        self.running[lkey] = _Running(t.id, att, placement, req)
+        self.running_per_step[t.step_id] = self.running_per_step.get(t.step_id, 0) + 1
+        rp = result_path(self.cfg, t.run_id, t.id, n)
+        return LaunchRequest(
+            key=lkey, run_id=t.run_id, task_id=t.id, attempt=n, step=t.step_id,
+            function=step["function"], args=args, env=step.get("env") or {},
+            node=placement.node, gpu_ids=placement.gpu_ids, memory_limit=req.memory,
+            timeout=step.get("timeout"), result_path=str(rp),
+            stdout_path=str(log_path(self.cfg, t.run_id, t.id, n, "out")),
+            stderr_path=str(log_path(self.cfg, t.run_id, t.id, n, "err")),
+            artifacts_url=self.engine.artifacts.url,
+            materialize_dir=str(self.cfg.home / "materialized"))
+
+    # -- outcomes -------------------------------------------------------------------
+    def _handle_exits(self, exits: list[AttemptExit], *, cancelled: bool = False) -> None:
+        for ex in exits:
+            r = self.running.pop(ex.key, None)
+            if r is None:
+                continue
+            self.placer.release(r.placement)
+            t = self.tasks[r.task_id]
+            self.running_per_step[t.step_id] -= 1
+            step = self.steps[t.step_id]
+            if cancelled and not ex.cancelled and (ex.result is None or not ex.result.get("ok")):
+                ex = dataclasses.replace(ex, cancelled=True)
+            err = _outcome.classify(ex, memory_limit=r.request.memory,
+                                    timeout=step.get("timeout"))
+            att = dataclasses.replace(
+                r.attempt, pid=ex.pid, ended_at=ex.ended_at, exit_code=ex.exit_code,
+                peak_memory=ex.peak_memory, cpu_time=ex.cpu_time, error=err,
+                node=ex.node or r.attempt.node,
+                state=S.ATT_SUCCEEDED if err is None else
+                S.ATT_CANCELLED if err["kind"] == "cancelled" else S.ATT_FAILED)
+            self.dirty.append(att)
+            if err is None:
+                assert ex.result is not None
+                out = ex.result["output"]
+                self._succeed(t.id, out, ex.ended_at)
+                continue
+            if err["kind"] == "cancelled":
+                self._update(t.id, state=S.TASK_CANCELLED, ended_at=ex.ended_at, error=err)
+                continue
+            fails = self.failures.get(t.id, 0) + 1
+            self.failures[t.id] = fails
+            retry = step["retries"]
+            if not self.cancelling and _outcome.should_retry(
+                    err, failures=fails, max_retries=retry["max"],
+                    retry_on=retry.get("retry_on", [])):
+                self._update(t.id, state=S.TASK_PENDING, error=err,
+                             not_before=time.time() + _outcome.backoff(retry, fails))
+                self._make_ready(t.id)
+                continue
+            self._update(t.id, state=S.TASK_FAILED, ended_at=ex.ended_at, error=err)
+            if t.map_index is not None:
+                self._update(t.step_id, state=S.TASK_FAILED, ended_at=ex.ended_at,
+                             error={"kind": "item_failed", "item": t.id,
+                                    "message": f"item {t.id} failed"})
+            self.failing = True
+
+    def _succeed(self, tid: str, out: dict[str, Any], when: float) -> None:
+        t = self._update(tid, state=S.TASK_SUCCEEDED, output=out, ended_at=when, error=None)
+        step = self.steps[t.step_id]
+        if t.cache_key and step["cache"]:
+            self.dirty.append(CacheEntry(key=t.cache_key, step=step["name"], output=out,
+                                         run_id=t.run_id, task_id=t.id, created_at=when))
+        self._after_done(tid, when)
+
+    def _after_done(self, tid: str, when: float) -> None:
+        t = self.tasks[tid]
+        if t.map_index is None:
+            return
+        parent = self.tasks[t.step_id]
+        items = self.items.get(t.step_id, [])
+        if parent.state == S.TASK_RUNNING and all(self.tasks[i].state in S.TASK_DONE
+                                                  for i in items):
+            self._update(t.step_id, state=S.TASK_SUCCEEDED, ended_at=when, error=None,
+                         output={"kind": "list", "items": [self.tasks[i].output for i in items]})
+
+
+def _read_json(path: Any) -> dict[str, Any] | None:
+    import json
+
+    try:
+        with open(path) as f:
+            return json.load(f)  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+__all__ = ["Engine", "RunLoop", "describe_request", "load", "new_run_id", "resolve_resources"]

@@ -1,0 +1,74 @@
+"""What an attempt's end means: its error class, and whether the task is retried.
+
+Each rule is small and testable alone; :func:`classify` applies them in order.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from typing import Any
+
+from insitu._units import format_bytes, suggest_memory
+from insitu.executor import AttemptExit
+
+# error kinds that are never retried: running again would fail the same way
+NOT_RETRIED = frozenset({"oom", "import", "serialization", "missing_input", "storage"})
+
+
+def classify(ex: AttemptExit, *, memory_limit: int | None, timeout: float | None
+             ) -> dict[str, Any] | None:
+    """None if the attempt succeeded; otherwise its error, with ``kind`` one of
+    user, oom, timeout, lost, cancelled, import, serialization, missing_input, storage."""
+    res = ex.result
+    if ex.cancelled:
+        return {"kind": "cancelled", "message": "cancelled"}
+    if ex.timed_out:
+        return {"kind": "timeout", "timeout": timeout,
+                "message": f"stopped after its timeout of {timeout:g}s"}
+    if res is not None and res.get("ok"):
+        return None
+    if res is not None:
+        err = dict(res["error"])
+        if err["kind"] == "oom":
+            err.update(_oom(ex.peak_memory, memory_limit))
+        return err
+    # no result: the process died
+    if memory_limit and ex.peak_memory and ex.peak_memory >= 0.9 * memory_limit:
+        return {"kind": "oom", **_oom(ex.peak_memory, memory_limit)}
+    if ex.signal:
+        name = _signal.Signals(ex.signal).name if ex.signal in _signal.Signals._value2member_map_ \
+            else str(ex.signal)
+        return {"kind": "lost", "signal": ex.signal,
+                "message": f"the worker process was killed by {name}"}
+    if ex.exit_code is None and ex.pid is None:
+        return {"kind": "lost", "message": "the worker was lost (the executor went away)"}
+    return {"kind": "lost", "exit_code": ex.exit_code,
+            "message": f"the worker process exited with code {ex.exit_code} without a result"}
+
+
+def _oom(peak: int | None, limit: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"peak_memory": peak, "memory_limit": limit}
+    if limit:
+        out["suggested_memory"] = suggest_memory(peak or limit, limit)
+        out["message"] = (f"out of memory: used {format_bytes(peak)} at peak, over its limit "
+                          f"of {format_bytes(limit)}")
+    else:
+        out["message"] = f"out of memory (peak {format_bytes(peak)})"
+    return out
+
+
+def should_retry(error: dict[str, Any], *, failures: int, max_retries: int,
+                 retry_on: list[str]) -> bool:
+    """``failures`` counts this task's failed attempts so far, this one included."""
+    if failures > max_retries or error["kind"] in NOT_RETRIED or error["kind"] == "cancelled":
+        return False
+    if error["kind"] == "user" and retry_on:
+        return bool(set(retry_on) & set(error.get("mro", [])))
+    return True
+
+
+def backoff(retry: dict[str, Any], failures: int) -> float:
+    base = float(retry.get("backoff", 1.0))
+    factor = float(retry.get("backoff_factor", 2.0))
+    cap = float(retry.get("max_backoff", 60.0))
+    return float(min(cap, base * factor ** max(0, failures - 1)))
