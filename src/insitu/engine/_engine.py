@@ -21,7 +21,7 @@ from typing import Any
 
 from insitu._config import Config, load_config
 from insitu._units import format_bytes, parse_cpu, parse_gpu, parse_memory
-from insitu.artifacts import ArtifactStore, digests_of, load
+from insitu.artifacts import ArtifactStore, digests_of
 from insitu.engine import _outcome
 from insitu.engine._params import bind_params
 from insitu.engine._paths import log_path, result_path
@@ -621,4 +621,21 @@ def _read_json(path: Any) -> dict[str, Any] | None:
         return None
 
 
-__all__ = ["Engine", "RunLoop", "describe_request", "load", "new_run_id", "resolve_resources"]
+__all__ = ["Engine", "RunLoop", "describe_request", "engine_alive", "new_run_id",
+           "resolve_resources"]
+
+
+def engine_alive(run: RunRecord, *, stale_after: float = 15.0) -> bool:
+    """Is an engine still driving ``run``? (its process exists and its heartbeat is fresh)"""
+    if run.state not in (S.RUN_RUNNING, S.RUN_PENDING) or run.engine_pid is None:
+        return False
+    if run.heartbeat_at is None or time.time() - run.heartbeat_at > stale_after:
+        return False
+    if run.engine_host == socket.gethostname():
+        try:
+            os.kill(run.engine_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True

@@ -1,0 +1,1 @@
+../src/insitu/demo/pipeline.py

@@ -1,0 +1,172 @@
+"""Rendering runs for people: live progress, summaries, tables."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from insitu._units import format_bytes, format_duration
+from insitu.store import AttemptRecord, RunRecord, TaskRecord
+from insitu.store import _records as S
+
+STATE_STYLE = {
+    "pending": "dim", "running": "cyan", "succeeded": "green", "cached": "green",
+    "failed": "bold red", "skipped": "dim", "cancelled": "yellow", "lost": "yellow",
+}
+
+
+def state_text(state: str) -> Text:
+    label = "cache hit" if state == S.TASK_CACHED else state
+    return Text(label, style=STATE_STYLE.get(state, ""))
+
+
+@dataclass
+class StepRow:
+    """One step's aggregate over its tasks (a map has many)."""
+
+    step: str
+    state: str
+    attempts: int = 0
+    total: int = 0
+    done: int = 0
+    cached: int = 0
+    running: int = 0
+    failed: int = 0
+    started: float | None = None
+    ended: float | None = None
+    peak: int | None = None
+    cpu_time: float = 0.0
+    mapped: bool = False
+    resources: dict[str, Any] | None = None
+    nodes: set[str] = field(default_factory=set)
+
+    def elapsed(self, now: float) -> float | None:
+        if self.started is None:
+            return None
+        return (self.ended if self.ended and self.state not in ("running",) else now) - \
+            self.started
+
+
+def step_rows(tasks: list[TaskRecord], attempts: list[AttemptRecord] | None = None
+              ) -> list[StepRow]:
+    rows: dict[str, StepRow] = {}
+    for t in sorted(tasks, key=lambda t: t.seq):
+        if t.map_index is None:
+            mapped = t.map_size is not None
+            rows[t.id] = StepRow(step=t.id, state=t.state, attempts=t.attempts,
+                                 started=t.started_at, ended=t.ended_at, mapped=mapped,
+                                 total=t.map_size if mapped else 1, resources=t.resources,
+                                 cached=0 if mapped else int(t.state == S.TASK_CACHED),
+                                 done=0 if mapped else int(t.state in S.TASK_DONE))
+        else:
+            r = rows[t.step_id]
+            r.mapped = True
+            r.attempts += t.attempts
+            r.resources = r.resources or t.resources
+            r.done += t.state in S.TASK_DONE
+            r.cached += t.state == S.TASK_CACHED
+            r.running += t.state == S.TASK_RUNNING
+            r.failed += t.state == S.TASK_FAILED
+            if t.started_at and (r.started is None or t.started_at < r.started):
+                r.started = t.started_at
+            if t.ended_at and (r.ended is None or t.ended_at > r.ended):
+                r.ended = t.ended_at
+    for a in attempts or []:
+        sid = a.task_id.split("[", 1)[0]
+        r = rows.get(sid)
+        if r is None:
+            continue
+        if a.peak_memory and (r.peak is None or a.peak_memory > r.peak):
+            r.peak = a.peak_memory
+        r.cpu_time += a.cpu_time or 0.0
+        if a.node:
+            r.nodes.add(a.node)
+    return list(rows.values())
+
+
+def _note(r: StepRow) -> str:
+    parts = []
+    if r.mapped:
+        parts.append(f"{r.done}/{r.total} done")
+        if r.running:
+            parts.append(f"{r.running} running")
+        if r.failed:
+            parts.append(f"{r.failed} failed")
+    if r.cached:
+        parts.append("all from cache" if r.cached == r.total else f"{r.cached} cache hits")
+    return ", ".join(parts)
+
+
+def progress_table(run: RunRecord, tasks: list[TaskRecord], now: float) -> Table:
+    tbl = Table(title=f"run {run.id}  {run.pipeline}", title_justify="left", expand=False)
+    for col in ("step", "state", "attempts", "elapsed", ""):
+        tbl.add_column(col)
+    for r in step_rows(tasks):
+        tbl.add_row(r.step, state_text(r.state), str(r.attempts or "-"),
+                    format_duration(r.elapsed(now)), _note(r))
+    return tbl
+
+
+def summary_table(run: RunRecord, tasks: list[TaskRecord],
+                  attempts: list[AttemptRecord]) -> Table:
+    tbl = Table(title_justify="left")
+    for col in ("step", "state", "attempts", "duration", "cpu asked", "cpu time",
+                "memory limit", "peak memory", "note"):
+        tbl.add_column(col, justify="right" if col not in ("step", "state", "note") else "left")
+    now = time.time()
+    for r in step_rows(tasks, attempts):
+        res = r.resources or {}
+        tbl.add_row(r.step, state_text(r.state), str(r.attempts or "-"),
+                    format_duration(r.elapsed(now)),
+                    f"{res['cpu']:g}" if res.get("cpu") else "-",
+                    format_duration(r.cpu_time) if r.cpu_time else "-",
+                    format_bytes(res.get("memory")) if res.get("memory") else "-",
+                    format_bytes(r.peak), _note(r))
+    return tbl
+
+
+class LiveProgress:
+    """Feeds the engine's progress callback into a rich Live display (or plain lines)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live: Any = None
+        self._last = 0.0
+        self._seen: dict[str, str] = {}
+        self.plain = not console.is_terminal
+
+    def __enter__(self) -> LiveProgress:
+        if not self.plain:
+            from rich.live import Live
+
+            self.live = Live(console=self.console, auto_refresh=False, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def __call__(self, loop: Any) -> None:
+        now = time.time()
+        if self.plain:
+            for r in step_rows(list(loop.tasks.values())):
+                key = f"{r.state}:{r.done}" if not r.mapped else r.state
+                if self._seen.get(r.step) != key:
+                    self._seen[r.step] = key
+                    if r.state != "pending":
+                        note = _note(r)
+                        self.console.print(f"  {r.step}: {r.state}" + (f" ({note})" if note
+                                                                        else ""),
+                                           highlight=False)
+            return
+        if now - self._last < 0.1 and loop.running:
+            return
+        self._last = now
+        self.live.update(progress_table(loop.run_rec, list(loop.tasks.values()), now),
+                         refresh=True)

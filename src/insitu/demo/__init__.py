@@ -1,0 +1,1 @@
+"""The demo pipeline (``insitu demo``); the same file is ``examples/classification.py``."""

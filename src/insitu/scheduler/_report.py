@@ -1,0 +1,80 @@
+"""Tables, JSON and the PNG plot of simulation results (matplotlib is imported lazily)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from insitu.errors import UserError
+from insitu.scheduler._sim import PackingResult
+
+
+def summarise(results: Sequence[PackingResult]) -> dict[str, dict[str, float]]:
+    """Per policy: mean share, mean unallocated milli-GPU, mean placements per second."""
+    by: dict[str, list[PackingResult]] = {}
+    for r in results:
+        by.setdefault(r.policy, []).append(r)
+    return {p: {"share": statistics.fmean(r.share for r in rs),
+                "unallocated_milli": statistics.fmean(r.unallocated_milli for r in rs),
+                "placements_per_s": statistics.fmean(r.rate for r in rs),
+                "seeds": len(rs)}
+            for p, rs in by.items()}
+
+
+def packing_table(rows: Mapping[str, Mapping[str, Mapping[str, float]]], policies: Sequence[str],
+                  bounds: Mapping[str, float] | None = None) -> str:
+    """A plain-text table: one row per variant, one column per policy (mean allocated share)."""
+    head = ["variant"] + list(policies) + (["bound"] if bounds else [])
+    if "insitu" in policies and "fgd" in policies:
+        head.append("unalloc vs fgd")
+    lines = []
+    for v, summ in rows.items():
+        cells = [v] + [f"{summ[p]['share'] * 100:.2f}%" if p in summ else "-" for p in policies]
+        if bounds:
+            cells.append(f"{bounds[v] * 100:.2f}%" if v in bounds else "-")
+        if "unalloc vs fgd" in head:
+            a, b = summ.get("insitu"), summ.get("fgd")
+            if a and b and b["unallocated_milli"] > 0:
+                cells.append(f"{(a['unallocated_milli'] / b['unallocated_milli'] - 1) * 100:+.1f}%")
+            else:
+                cells.append("-")
+        lines.append(cells)
+    widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]
+    fmt = "  ".join("{:<%d}" % widths[0:1][0] if i == 0 else "{:>%d}" % w
+                    for i, w in enumerate(widths))
+    out = [fmt.format(*head), fmt.format(*["-" * w for w in widths])]
+    out += [fmt.format(*r) for r in lines]
+    return "\n".join(out)
+
+
+def plot_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, *,
+                title: str, xlabel: str = "arrived workload (share of GPU capacity)",
+                ylabel: str = "allocated share of GPU capacity") -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # pragma: no cover - matplotlib is a dependency
+        raise UserError("plotting needs matplotlib", hint="pip install matplotlib") from e
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, pts in curves.items():
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, label=name, lw=2 if name == "insitu" else 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def mean_curve(results: Sequence[PackingResult]) -> list[tuple[float, float]]:
+    """Average curves of several seeds point by point (they have the same number of points)."""
+    n = min(len(r.curve) for r in results)
+    return [(statistics.fmean(r.curve[k][0] for r in results),
+             statistics.fmean(r.curve[k][1] for r in results)) for k in range(n)]
