@@ -264,8 +264,11 @@ def explain(st: ClusterState, req: Request) -> tuple[str, bool]:
     fit = n - counted
     if fit > 0:
         return "", False
-    order = sorted(range(len(groups)), key=lambda k: -len(groups[k][1]))
-    parts = [_phrase(len(groups[k][1]), groups[k][0]) for k in order]
+    merged: dict[str, int] = {}
+    for text, nodes in groups:
+        merged[text] = merged.get(text, 0) + len(nodes)
+    order = sorted(merged, key=lambda t: -merged[t])  # stable: check order among equals
+    parts = [_phrase(merged[t], t) for t in order]
     head = f"0 of {n:,} node{'s' if n != 1 else ''} fit{'s' if n == 1 else ''}: "
     never = len(possible) == 0
     tail = "; it can never be placed on this cluster, even when empty" if never else ""

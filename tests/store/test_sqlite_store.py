@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from insitu.errors import StoreError
+from insitu.store import SQLStore
+from insitu.testing.store_conformance import StoreConformance, make_run
+
+
+class TestSQLiteStore(StoreConformance):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[SQLStore]:
+        s = SQLStore(f"sqlite:///{tmp_path / 'insitu.db'}")
+        yield s
+        s.close()
+
+
+def test_wal_mode_and_reopen_keeps_data(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    s = SQLStore(url)
+    s.put(make_run("keep1"))
+    s.close()
+    conn = sqlite3.connect(tmp_path / "x.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT version_num FROM insitu_alembic_version").fetchone()[0] == "0001"
+    conn.close()
+    assert SQLStore(url).get_run("keep1").id == "keep1"
+
+
+def test_corrupted_file_gets_a_clear_error(tmp_path: Path) -> None:
+    p = tmp_path / "bad.db"
+    p.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(StoreError) as e:
+        SQLStore(f"sqlite:///{p}")
+    assert str(p) in e.value.message and "not an SQLite database" in e.value.message
+    assert e.value.hint and "mv" in e.value.hint
+
+
+def test_truncated_sqlite_file_gets_a_clear_error(tmp_path: Path) -> None:
+    p = tmp_path / "trunc.db"
+    s = SQLStore(f"sqlite:///{p}")
+    s.put(make_run("r1"))
+    s.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(p) + suffix).unlink(missing_ok=True)
+    data = p.read_bytes()
+    p.write_bytes(data[:100] + b"\xff" * (len(data) - 100))
+    with pytest.raises(StoreError) as e:
+        SQLStore(f"sqlite:///{p}").list_runs()
+    assert "corrupted" in e.value.message or "not an insitu" in e.value.message
+
+
+def test_foreign_database_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "foreign.db"
+    conn = sqlite3.connect(p)
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError) as e:
+        SQLStore(f"sqlite:///{p}")
+    assert "not an insitu database" in e.value.message and "customers" in e.value.message
+
+
+def test_database_from_a_newer_insitu_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "new.db"
+    SQLStore(f"sqlite:///{p}").close()
+    conn = sqlite3.connect(p)
+    conn.execute("UPDATE insitu_alembic_version SET version_num = '9999'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer insitu"):
+        SQLStore(f"sqlite:///{p}")
