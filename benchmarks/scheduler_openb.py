@@ -1,0 +1,135 @@
+"""Packing benchmark of insitu's placement policies on the openb trace (ATC'23 FGD protocol).
+
+For each variant and seed: shuffle the tasks, grow the list to 1.3x the GPU capacity, place the
+tasks one by one (no departures) with every policy, and record the allocated share of milli-GPU
+capacity at the end. Prints a side-by-side table, the MILP upper bound per variant, the placement
+rate of the default policy on the 1,213-node cluster and on a 10,000-node scaled copy, and writes
+JSON (and a PNG plot) to ``benchmarks/results/``.
+
+    python benchmarks/scheduler_openb.py                       # everything (long)
+    python benchmarks/scheduler_openb.py --variants default --seeds 42-51
+    python benchmarks/scheduler_openb.py --variants default,gpushare40 --policies insitu,fgd
+    python benchmarks/scheduler_openb.py --rate-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from insitu.scheduler._bound import packing_bound
+from insitu.scheduler._policies import POLICIES
+from insitu.scheduler._report import mean_curve, packing_table, plot_curves, summarise
+from insitu.scheduler._sim import (
+    PackingResult,
+    gpu_capacity,
+    packing_tasks,
+    run_packing,
+    scale_cluster,
+)
+from insitu.scheduler._trace import load_nodes, load_tasks
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "openb"
+BASELINES = ["random", "first_fit", "best_fit", "least_allocated", "dot_prod", "gpu_packing",
+             "gpu_clustering", "fgd", "insitu"]
+
+
+def _seeds(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            out.extend(range(int(a), int(b) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--variants", default="all",
+                    help="comma-separated, e.g. default,gpushare40 (default: every pod list)")
+    ap.add_argument("--seeds", default="42-51")
+    ap.add_argument("--policies", default=",".join(BASELINES))
+    ap.add_argument("--no-bound", action="store_true")
+    ap.add_argument("--bound-time", type=float, default=5.0, help="MILP time limit (s)")
+    ap.add_argument("--rate", action="store_true", help="also measure placements/s")
+    ap.add_argument("--rate-only", action="store_true")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    a = ap.parse_args(argv)
+
+    nodes = load_nodes(a.data / "openb_node_list_gpu_node.csv")
+    models = {g.model for n in nodes for g in n.gpus}
+    policies = [p for p in a.policies.split(",") if p]
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        print(f"unknown policies {unknown}; choose from {', '.join(POLICIES)}", file=sys.stderr)
+        return 2
+    if a.variants == "all":
+        variants = sorted(p.name[len("openb_pod_list_"):-4]
+                          for p in a.data.glob("openb_pod_list_*.csv"))
+    else:
+        variants = [v for v in a.variants.split(",") if v]
+    seeds = _seeds(a.seeds)
+    a.out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"protocol": "ATC'23 FGD packing: shuffle(seed), grow to 1.3x GPU capacity, "
+                                "no departures; share of milli-GPU capacity allocated at the end",
+                    "nodes": len(nodes), "gpus": gpu_capacity(nodes) // 1000,
+                    "seeds": seeds, "policies": policies, "variants": {}}
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    bounds: dict[str, float] = {}
+    if not a.rate_only:
+        for v in variants:
+            tasks = [t.request for t in load_tasks(a.data / f"openb_pod_list_{v}.csv",
+                                                   models=models)]
+            results: list[PackingResult] = []
+            t0 = time.perf_counter()
+            for s in seeds:
+                for p in policies:
+                    results.append(run_packing(nodes, tasks, policy=p, seed=s))
+            summ = summarise(results)
+            rows[v] = summ
+            entry: dict = {"policies": summ,
+                           "per_seed": {p: [r.share for r in results if r.policy == p]
+                                        for p in policies},
+                           "seconds": time.perf_counter() - t0}
+            if not a.no_bound:
+                bs = [packing_bound(nodes, packing_tasks(tasks, gpu_capacity(nodes), s),
+                                    time_limit=a.bound_time) for s in seeds]
+                bounds[v] = statistics.fmean(b.share for b in bs)
+                entry["bound"] = {"share": bounds[v], "all_optimal": all(b.optimal for b in bs)}
+            report["variants"][v] = entry
+            print(f"{v}: {len(seeds)} seeds x {len(policies)} policies in "
+                  f"{entry['seconds']:.0f}s", file=sys.stderr, flush=True)
+            curves = {p: mean_curve([r for r in results if r.policy == p]) for p in policies}
+            entry["curves"] = curves
+            if v == variants[0]:
+                plot_curves(curves, a.out / f"scheduler_openb_{v}.png",
+                            title=f"openb {v}: allocated vs arrived, mean of {len(seeds)} seeds")
+        print(packing_table(rows, policies, bounds or None))
+    if a.rate or a.rate_only:
+        report["rates"] = {}
+        tasks = [t.request for t in load_tasks(a.data / "openb_pod_list_default.csv",
+                                               models=models)]
+        for size in (len(nodes), 10_000):
+            cl = nodes if size == len(nodes) else scale_cluster(nodes, size)
+            r = run_packing(cl, tasks, policy="insitu", seed=42, points=10)
+            report["rates"][str(size)] = {"placements_per_s": r.rate, "decisions": r.tasks,
+                                          "seconds": r.seconds}
+            print(f"insitu policy on {size:,} nodes: {r.tasks:,} decisions in {r.seconds:.1f}s "
+                  f"= {r.rate:,.0f} placements/s (share {r.share * 100:.2f}%)", flush=True)
+    name = "scheduler_openb.json" if a.variants == "all" else \
+        f"scheduler_openb_{'_'.join(variants)[:80]}.json"
+    (a.out / name).write_text(json.dumps(report, indent=1))
+    print(f"wrote {a.out / name}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
