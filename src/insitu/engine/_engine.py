@@ -54,9 +54,9 @@ def resolve_resources(step: dict[str, Any], params: dict[str, Any]) -> Request:
 
     where = f"step '{step['id']}'"
     try:
-        cpu = parse_cpu(val("cpu") or 1.0, what=f"cpu of {where}")
+        cpu = parse_cpu(val("cpu") or 1.0)
         mem_v = val("memory")
-        memory = parse_memory(mem_v, what=f"memory of {where}") if mem_v else 2 * 1024**3
+        memory = parse_memory(mem_v) if mem_v else 2 * 1024**3
         gpu = parse_gpu(val("gpu") or 0)
     except UserError as e:
         raise ResourceError(f"{where}: {e.message}", hint=e.hint) from None
@@ -99,11 +99,13 @@ class Engine:
     def check_resources(self, spec: dict[str, Any], params: dict[str, Any]) -> None:
         placer = Placer(self.executor.nodes())
         problems = []
+        hints = []
         for s in spec["steps"]:
             try:
                 req = resolve_resources(s, params)
             except ResourceError as e:
-                problems.append(f"{e.message} ({e.hint})")
+                problems.append(e.message)
+                hints.append(e.hint)
                 continue
             why = placer.impossible(req)
             if why:
@@ -111,11 +113,13 @@ class Engine:
                 at = f" at {loc.get('file')}:{loc.get('line')}" if loc.get("file") else ""
                 problems.append(f"step '{s['id']}'{at} asks for {describe_request(req)}, which "
                                 f"no node can provide; {why}")
+        if len(problems) > len(hints):
+            hints.append("lower the step's request (e.g. @insitu.step(memory=...) or "
+                         ".options(...)), or run on a backend with bigger nodes")
         if problems:
             raise ResourceError(
                 "cannot run pipeline '" + spec["name"] + "': " + "; ".join(problems),
-                hint="lower the step's request (e.g. @insitu.step(memory=...) or "
-                     ".options(...)), or run on a backend with bigger nodes")
+                hint="; ".join(dict.fromkeys(h for h in hints if h)))
 
     def execute(self, run_id: str) -> RunRecord:
         """Run (or resume) a run until it ends; return its final record."""

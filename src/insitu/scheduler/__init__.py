@@ -47,6 +47,7 @@ from insitu.scheduler._model import (
     Taint,
     Toleration,
 )
+from insitu.scheduler._queues import Queue, QueueScheduler
 from insitu.scheduler._policies import POLICIES, Policy, ScorePlugin, get_policy
 from insitu.scheduler._sim import PackingResult, run_packing
 from insitu.scheduler._state import ClusterState
@@ -66,6 +67,8 @@ __all__ = [
     "PackingResult",
     "Placement",
     "Policy",
+    "Queue",
+    "QueueScheduler",
     "Request",
     "ScorePlugin",
     "Taint",

@@ -218,6 +218,7 @@ class Placement:
     memory: int = 0
     mig_profile: str | None = None
     mig_start: int | None = None
+    spread: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -84,7 +84,6 @@ class ClusterState:
         self.placements: dict[str, Placement] = {}
         self.milli_hosts: dict[int, np.ndarray] = {}
         self.spread_counts: dict[str, np.ndarray] = {}
-        self._spread_of: dict[str, str] = {}
         self.shard_nodes: dict[str, np.ndarray] = {}
         for i, nd in enumerate(self.nodes):
             for sh in nd.shards:
@@ -151,9 +150,41 @@ class ClusterState:
                 self.gfree[i, gi] += p.gpu_milli
             if p.gpus:
                 self.milli_hosts[p.gpu_milli * len(p.gpus)][i] -= 1
-        key = self._spread_of.pop(name, None)
-        if key is not None:
-            self.spread_counts[key][i] -= 1
+        if p.spread is not None:
+            self.spread_counts[p.spread][i] -= 1
+        self._log.append(i)
+
+    def place_on(self, req: Request, node: int | str) -> Decision:
+        """Place ``req`` on one given node (by index or name) if it fits there."""
+        i = self.index[node] if isinstance(node, str) else int(node)
+        idx = np.array([i])
+        if req.mig_profile is not None:
+            raise ResourceError("place_on does not take MIG requests", hint="use place()")
+        if not (self.static_mask(req)[i] and self.fits(req, idx)[0]):
+            return self._pending(req)
+        _, gpu = self.policy.score(self, req, idx)
+        return Decision(request=req, placement=self._commit(req, i, int(gpu[0])))
+
+    def reserve(self, p: Placement) -> None:
+        """Reserve exactly ``p`` again (after a release), e.g. to undo a tentative eviction."""
+        if p.request in self.placements:
+            raise ResourceError(f"request {p.request!r} is already placed",
+                                hint="release it first")
+        i = self.index[p.node]
+        self.cpu_free[i] -= p.cpu_milli
+        self.mem_free[i] -= p.memory
+        if p.mig_profile is not None and p.mig_start is not None:
+            prof = mig_profile(self.nodes[i].gpus[p.gpus[0]].model, p.mig_profile)
+            self.mig_gpus[(i, p.gpus[0])] |= slot_mask(prof, p.mig_start)
+        elif p.gpus:
+            for gi in p.gpus:
+                self.gfree[i, gi] -= p.gpu_milli
+            tot = p.gpu_milli * len(p.gpus)
+            self.milli_hosts.setdefault(tot, np.zeros(len(self.nodes), dtype=np.int32))[i] += 1
+        if p.spread is not None:
+            self.spread_counts.setdefault(p.spread, np.zeros(len(self.nodes), dtype=np.int32))
+            self.spread_counts[p.spread][i] += 1
+        self.placements[p.request] = p
         self._log.append(i)
 
     def explain(self, req: Request) -> str:
@@ -276,12 +307,11 @@ class ClusterState:
         self.mem_free[i] -= req.memory
         p = Placement(request=req.name, node=self.nodes[i].name, gpus=gpus,
                       gpu_milli=req.gpu_milli if gpus else 0, cpu_milli=req.cpu_milli,
-                      memory=req.memory)
+                      memory=req.memory, spread=req.spread)
         if req.spread is not None:
             arr = self.spread_counts.setdefault(req.spread,
                                                 np.zeros(len(self.nodes), dtype=np.int32))
             arr[i] += 1
-            self._spread_of[req.name] = req.spread
         self.placements[req.name] = p
         self._log.append(i)
         return p
