@@ -170,10 +170,10 @@ class QueueScheduler:
                 lendable += min(unused, self.lend[p][k])
                 others_borrowed += max(0.0, self.usage[p][k] - self.nominal[p][k])
             free = lendable - others_borrowed
-            already = max(0.0, use[k] - nom[k])
-            if borrowed - already > free - 0:
+            if borrowed > free:
+                left = max(0.0, free - max(0.0, use[k] - nom[k]))
                 return (f"queue {queue!r} is at its {k} quota ({_fmt(k, nom[k])}) and cohort "
-                        f"{cohort!r} has {_fmt(k, max(0.0, free))} {k} to lend")
+                        f"{cohort!r} has {_fmt(k, left)} {k} left to lend")
         return None
 
     def _try(self, unit: list[Request]) -> list[Decision]:
