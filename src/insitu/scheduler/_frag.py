@@ -55,8 +55,8 @@ def fill_frag(gf: np.ndarray, cpu: np.ndarray, model: np.ndarray,
 
 
 def fill_delta(gf: np.ndarray, cpu: np.ndarray, model: np.ndarray, w: WorkloadArrays,
-               cpu_milli: int, gpu_count: int, gpu_milli: int, gpu_allowed: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+               cpu_milli: int, gpu_count: int, gpu_milli: int, gpu_allowed: np.ndarray,
+               waste_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Growth of :func:`fill_frag` when a request is placed, per node, fast.
 
     Returns ``(delta, gpu)``: for a fractional request the best GPU per node and the delta there
@@ -90,6 +90,8 @@ def fill_delta(gf: np.ndarray, cpu: np.ndarray, model: np.ndarray, w: WorkloadAr
         v_after = (hosted(sl, wh, np.repeat(cpu_after[:, None], g, axis=1))
                    * allowed[:, None, :]) @ wd
         frag = v_before[:, None] - v_after + 1e-6 * gcl  # best fit among equals
+        if waste_weight:
+            frag = frag + waste_weight * (w.waste[after_free] - w.waste[gcl])
         frag = np.where(ok, frag, np.inf)
         best = frag.argmin(axis=1)
         return frag[np.arange(m), best], best

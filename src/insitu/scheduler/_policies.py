@@ -206,11 +206,15 @@ class FillScore(_FragScore):
     name = "fill_frag"
     measure = staticmethod(fill_frag)
 
+    def __init__(self, workload: Workload | None = None, waste_weight: float = 0.0) -> None:
+        super().__init__(workload)
+        self.waste_weight = waste_weight
+
     def score(self, st: ClusterState, req: Request, idx: np.ndarray) -> Scored:
         assert self.w is not None
         delta, gpu = fill_delta(st.gfree[idx], st.cpu_free[idx], st.node_model[idx], self.w,
                                 req.cpu_milli, req.gpu_count, req.gpu_milli,
-                                st.gpu_ok(req, idx))
+                                st.gpu_ok(req, idx), self.waste_weight)
         return -delta, (gpu if req.gpu_count and req.gpu_milli < 1000 else None)
 
 
@@ -317,6 +321,11 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "fill": lambda: Policy("fill", [(FillScore(), 1.0)]),
     "fill_fgd": lambda: Policy("fill_fgd", [(FillScore(), 1.0), (FgdScore(), 0.5),
                                             (BestFit(), 1.0)]),
+    "fill_w05": lambda: Policy("fill_w05", [(FillScore(waste_weight=0.5), 1.0), (BestFit(), 1.0)]),
+    "fill_w1": lambda: Policy("fill_w1", [(FillScore(waste_weight=1.0), 1.0), (BestFit(), 1.0)]),
+    "fill_w2": lambda: Policy("fill_w2", [(FillScore(waste_weight=2.0), 1.0), (BestFit(), 1.0)]),
+    "fgd_ff": lambda: Policy("fgd_ff", [(FgdScore(), 1.0), (FirstFit(), 1e-9)]),
+    "fgd_bf": lambda: Policy("fgd_bf", [(FgdScore(), 1.0), (BestFit(), 1e-3)]),
     "fgd": lambda: Policy("fgd", [(FgdScore(), 1.0)]),
     "random": lambda: Policy("random", [(RandomScore(), 1.0)]),
     "first_fit": lambda: Policy("first_fit", [(FirstFit(), 1.0)]),

@@ -89,6 +89,8 @@ class QueueScheduler:
         self.pending: list[Request] = []
         self.running: dict[str, Request] = {}
         self._seq = 0
+        self._fresh: set[str] = set()
+        self._freed = False
         self._order: dict[str, int] = {}
         self.total = {"cpu": float(cluster.cpu_cap.sum()), "memory": float(cluster.mem_cap.sum()),
                       "gpu": float(max(1, cluster.gpu_capacity))}
@@ -102,6 +104,7 @@ class QueueScheduler:
             self._order[r.name] = self._seq
             self._seq += 1
             self.pending.append(r)
+            self._fresh.add(r.name)
 
     def finish(self, name: str) -> None:
         """The request ``name`` ended: release its placement and its quota."""
@@ -110,20 +113,45 @@ class QueueScheduler:
             raise NotFound(f"request {name!r} is not running", hint="finish only running work")
         self.cluster.release(name)
         self._charge(r, -1)
+        self._freed = True
 
     def dominant_share(self, queue: str) -> float:
         u = self.usage[queue]
         return max(u[r] / self.total[r] for r in RESOURCES)
 
     def schedule(self) -> list[Decision]:
-        """One pass over the pending work; returns a decision for every pending request."""
+        """One pass over the pending work; a decision for each request it considered.
+
+        When nothing finished since the last pass, work that already failed cannot fit now
+        (the cluster only filled up), so only newly submitted work is considered.
+        """
         units = self._units()
+        if not self._freed:
+            units = [u for u in units if any(r.name in self._fresh for r in u)]
+        self._fresh.clear()
+        self._freed = False
+        by_queue: dict[str, list[list[Request]]] = {}
+        for u in units:
+            by_queue.setdefault(u[0].queue, []).append(u)
+        for lst in by_queue.values():
+            lst.sort(key=lambda u: (-u[0].priority, self._order[u[0].name]), reverse=True)
         out: list[Decision] = []
-        while units:
-            units.sort(key=lambda u: (-u[0].priority, self.dominant_share(u[0].queue),
-                                      self._order[u[0].name]))
-            unit = units.pop(0)
-            out.extend(self._try(unit))
+        failed: dict[tuple, str] = {}
+        while by_queue:
+            q = min(by_queue, key=lambda q: (-by_queue[q][-1][0].priority,
+                                             self.dominant_share(q),
+                                             self._order[by_queue[q][-1][0].name]))
+            unit = by_queue[q].pop()
+            if not by_queue[q]:
+                del by_queue[q]
+            key = _shape(unit)
+            if key in failed:
+                out.extend(Decision(request=r, reason=failed[key]) for r in unit)
+                continue
+            ds = self._try(unit)
+            out.extend(ds)
+            if not ds[0].placed and key is not None:
+                failed[key] = ds[0].reason or ""
         self.pending = [r for r in self.pending if r.name not in self.running]
         return out
 
@@ -261,6 +289,16 @@ class QueueScheduler:
         self._charge(req, +1)
         return Decision(request=req, placement=d.placement,
                         preempted=tuple(v.name for v in victims))
+
+
+def _shape(unit: list[Request]) -> tuple | None:
+    """Units with the same shape fail alike within one pass (no one frees anything meanwhile)."""
+    r = unit[0]
+    if len(unit) > 1 or r.inputs or r.spread is not None:
+        return None
+    return (r.queue, r.priority, r.cpu_milli, r.memory, r.gpu_count, r.gpu_milli, r.gpu_types,
+            r.mig_profile, tuple(sorted(r.node_selector.items())),
+            tuple(sorted(r.affinity.items())), r.tolerations, r.restartable)
 
 
 def _fmt(k: str, v: float) -> str:

@@ -89,6 +89,8 @@ class ClusterState:
             for sh in nd.shards:
                 self.shard_nodes.setdefault(sh, np.zeros(n, dtype=bool))[i] = True
         self.rng = np.random.default_rng(seed)
+        #: compute the "why pending" text for every unplaced request (simulations turn it off)
+        self.explain_pending = True
         self._log: list[int] = []
         self._cache: dict[tuple, _Entry] = {}
         self._static: dict[tuple, np.ndarray] = {}
@@ -370,5 +372,7 @@ class ClusterState:
         return done
 
     def _pending(self, req: Request) -> Decision:
+        if not self.explain_pending:
+            return Decision(request=req, reason="no node fits now (explanations are off)")
         text, never = _explain.explain(self, req)
         return Decision(request=req, reason=text, never=never)

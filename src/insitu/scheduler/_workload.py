@@ -74,6 +74,16 @@ class WorkloadArrays:
         self.demand = (self.n * self.d).astype(np.float64)
         # qtab[f, j]: copies of a task asking dvals[j] milli-GPU that f free milli-GPU hold
         self.qtab = (np.arange(1001)[:, None] // np.maximum(self.dvals, 1)).astype(np.int64)
+        # waste[f]: what stays unused of f free milli-GPU on one GPU when it is filled as
+        # fully as the typical shared requests allow (an unbounded knapsack over their sizes)
+        reach = np.zeros(1001, dtype=bool)
+        reach[0] = True
+        for d in {int(x) for x in self.d if 0 < x <= 1000}:
+            for f in range(d, 1001):
+                if reach[f - d]:
+                    reach[f] = True
+        best = np.maximum.accumulate(np.where(reach, np.arange(1001), 0))
+        self.waste = (np.arange(1001) - best).astype(np.float64)
         # allowed[model_index, k]; row -1 (no GPU) is all False
         self.allowed = np.zeros((len(models) + 1, len(sh)), dtype=bool)
         for k, s in enumerate(sh):

@@ -134,6 +134,7 @@ def compile_pipeline(p: Pipeline) -> dict[str, Any]:
     for call in trace.calls:
         steps.append(_step_spec(call, known, param_names, problems))
     if problems:
+        problems.sort(key=lambda pr: (pr.file or "", pr.line or 0))
         raise ValidationError(problems, pipeline=p.name)
     return {
         "spec_version": SPEC_VERSION,
