@@ -36,7 +36,7 @@ from insitu.scheduler._trace import load_nodes, load_tasks
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "openb"
 BASELINES = ["random", "first_fit", "best_fit", "least_allocated", "dot_prod", "gpu_packing",
-             "gpu_clustering", "fgd", "insitu"]
+             "gpu_clustering", "fgd", "fgd_bf", "insitu"]
 
 
 def _seeds(text: str) -> list[int]:
@@ -109,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{entry['seconds']:.0f}s", file=sys.stderr, flush=True)
             curves = {p: mean_curve([r for r in results if r.policy == p]) for p in policies}
             entry["curves"] = curves
+            print(packing_table({v: summ}, policies, {v: bounds[v]} if v in bounds else None),
+                  flush=True)
             if v == variants[0]:
                 plot_curves(curves, a.out / f"scheduler_openb_{v}.png",
                             title=f"openb {v}: allocated vs arrived, mean of {len(seeds)} seeds")
+        print("\nall variants (mean over seeds):")
         print(packing_table(rows, policies, bounds or None))
     if a.rate or a.rate_only:
         report["rates"] = {}

@@ -4,7 +4,8 @@ Nodes are pooled by type (same CPU, memory, GPU count and model) and tasks by sh
 chooses how many tasks of each shape go to each node type, within the pooled CPU, memory,
 milli-GPU and whole-GPU capacity of the type, at most as many as arrived, maximising the
 milli-GPU placed. Every real packing (online or offline) is a feasible point of it, so its optimum,
-or HiGHS's dual bound when the time limit stops it first, bounds every policy from above.
+or HiGHS's dual bound when the time limit stops it first, bounds every policy from above. The LP
+relaxation is solved first; the MILP runs only when the LP leaves room to tighten.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from insitu.scheduler._model import Node, Request
 @dataclass(frozen=True, kw_only=True)
 class Bound:
     share: float  # upper bound on the allocated share of milli-GPU capacity
-    optimal: bool  # solved to optimality (else the solver's dual bound under the time limit)
-    lp: bool  # from the LP relaxation (the MILP could not be used)
+    optimal: bool  # the MILP was solved to optimality
+    lp: bool  # the LP relaxation's value (the MILP was not needed, or gave nothing better)
 
 
 def packing_bound(nodes: Sequence[Node], arrivals: Sequence[Request], *,
@@ -68,13 +69,16 @@ def packing_bound(nodes: Sequence[Node], arrivals: Sequence[Request], *,
         hi.append(k * tg)
         lo.extend([0, 0, 0, 0])
     a = np.array(rows)
+    cons = LinearConstraint(a, np.array(lo, float), np.array(hi, float))
+    lp = milp(obj, constraints=cons, bounds=Bounds(0, np.inf))
+    lp_share = min(1.0, -lp.fun / cap) if lp.x is not None else 1.0
+    if lp_share >= 1.0 - 1e-9 or time_limit <= 0:  # integrality cannot tighten a full bound
+        return Bound(share=lp_share, optimal=False, lp=True)
     res = milp(obj, constraints=LinearConstraint(a, np.array(lo, float), np.array(hi, float)),
                integrality=np.ones(nv), bounds=Bounds(0, np.inf),
                options={"time_limit": time_limit, "disp": False})
     if res.x is not None or getattr(res, "mip_dual_bound", None) is not None:
         dual = getattr(res, "mip_dual_bound", None)
         best = -dual if dual is not None and np.isfinite(dual) else -res.fun
-        return Bound(share=min(1.0, best / cap), optimal=res.status == 0, lp=False)
-    res = milp(obj, constraints=LinearConstraint(a, np.array(lo, float), np.array(hi, float)),
-               bounds=Bounds(0, np.inf))
-    return Bound(share=min(1.0, -res.fun / cap), optimal=True, lp=True)
+        return Bound(share=min(lp_share, best / cap), optimal=res.status == 0, lp=False)
+    return Bound(share=lp_share, optimal=False, lp=True)

@@ -318,15 +318,8 @@ def _default() -> Policy:
 
 POLICIES: dict[str, Callable[[], Policy]] = {
     "insitu": _default,
-    "fill": lambda: Policy("fill", [(FillScore(), 1.0)]),
-    "fill_fgd": lambda: Policy("fill_fgd", [(FillScore(), 1.0), (FgdScore(), 0.5),
-                                            (BestFit(), 1.0)]),
-    "fill_w05": lambda: Policy("fill_w05", [(FillScore(waste_weight=0.5), 1.0), (BestFit(), 1.0)]),
-    "fill_w1": lambda: Policy("fill_w1", [(FillScore(waste_weight=1.0), 1.0), (BestFit(), 1.0)]),
-    "fill_w2": lambda: Policy("fill_w2", [(FillScore(waste_weight=2.0), 1.0), (BestFit(), 1.0)]),
-    "fgd_ff": lambda: Policy("fgd_ff", [(FgdScore(), 1.0), (FirstFit(), 1e-9)]),
-    "fgd_bf": lambda: Policy("fgd_bf", [(FgdScore(), 1.0), (BestFit(), 1e-3)]),
     "fgd": lambda: Policy("fgd", [(FgdScore(), 1.0)]),
+    "fgd_bf": lambda: Policy("fgd_bf", [(FgdScore(), 1.0), (BestFit(), 1e-3)]),
     "random": lambda: Policy("random", [(RandomScore(), 1.0)]),
     "first_fit": lambda: Policy("first_fit", [(FirstFit(), 1.0)]),
     "best_fit": lambda: Policy("best_fit", [(BestFit(), 1.0)]),
