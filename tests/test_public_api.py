@@ -1,0 +1,19 @@
+import insitu
+import insitu.errors
+
+
+def test_exported_names_are_exactly_the_public_api() -> None:
+    assert sorted(insitu.__all__) == ["Elif", "Else", "If", "Run", "errors", "get_run",
+                                      "list_runs", "on_exit", "pipeline", "run", "step"]
+    for name in insitu.__all__:
+        assert hasattr(insitu, name)
+
+
+def test_one_exception_root() -> None:
+    for name in insitu.errors.__all__:
+        obj = getattr(insitu.errors, name)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            assert issubclass(obj, insitu.errors.InsituError) or obj is insitu.errors.Cancelled
+    assert issubclass(insitu.errors.NotFound, KeyError)
+    assert issubclass(insitu.errors.ParameterError, ValueError)
+    assert not issubclass(insitu.errors.Cancelled, Exception)
