@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             entry["curves"] = curves
             print(packing_table({v: summ}, policies, {v: bounds[v]} if v in bounds else None),
                   flush=True)
+            _write(a.out, _name(a, variants), report)  # after every variant: partial runs count
             if v == variants[0]:
                 plot_curves(curves, a.out / f"scheduler_openb_{v}.png",
                             title=f"openb {v}: allocated vs arrived, mean of {len(seeds)} seeds")
@@ -127,11 +128,22 @@ def main(argv: list[str] | None = None) -> int:
                                           "seconds": r.seconds}
             print(f"insitu policy on {size:,} nodes: {r.tasks:,} decisions in {r.seconds:.1f}s "
                   f"= {r.rate:,.0f} placements/s (share {r.share * 100:.2f}%)", flush=True)
-    name = "scheduler_openb.json" if a.variants == "all" else \
-        f"scheduler_openb_{'_'.join(variants)[:80]}.json"
-    (a.out / name).write_text(json.dumps(report, indent=1))
-    print(f"wrote {a.out / name}", file=sys.stderr)
+    path = _write(a.out, _name(a, variants), report)
+    print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _name(a: argparse.Namespace, variants: list[str]) -> str:
+    if a.rate_only:
+        return "scheduler_openb_rates.json"
+    if a.variants == "all":
+        return "scheduler_openb.json"
+    return f"scheduler_openb_{'_'.join(variants)[:80]}.json"
+
+
+def _write(out: Path, name: str, report: dict) -> Path:
+    (out / name).write_text(json.dumps(report, indent=1))
+    return out / name
 
 
 if __name__ == "__main__":

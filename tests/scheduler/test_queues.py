@@ -29,7 +29,8 @@ def test_borrowing_within_limits_and_lending_limit() -> None:
     qs.submit(*[Request(name=f"a{i}", cpu=1, gpu=1, queue="a") for i in range(5)])
     ds = {d.request.name: d for d in qs.schedule()}
     assert [ds[f"a{i}"].placed for i in range(5)] == [True, True, True, True, False]
-    assert ds["a4"].reason == "queue 'a' is at its gpu quota (2) and cohort 'c' has 0 gpu left to lend"
+    assert ds["a4"].reason == ("queue 'a' is at its gpu quota (2) and cohort 'c' has 0 gpu left "
+                               "to lend")
 
 
 def test_priority_then_drf_order() -> None:

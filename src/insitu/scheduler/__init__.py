@@ -47,8 +47,8 @@ from insitu.scheduler._model import (
     Taint,
     Toleration,
 )
-from insitu.scheduler._queues import Queue, QueueScheduler
 from insitu.scheduler._policies import POLICIES, Policy, ScorePlugin, get_policy
+from insitu.scheduler._queues import Queue, QueueScheduler
 from insitu.scheduler._sim import PackingResult, run_packing
 from insitu.scheduler._state import ClusterState
 from insitu.scheduler._trace import Task, TraceError, load_nodes, load_tasks

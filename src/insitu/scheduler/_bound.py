@@ -41,7 +41,7 @@ def packing_bound(nodes: Sequence[Node], arrivals: Sequence[Request], *,
     cpu_only = [s for s in tshape if s[2] == 0]
     cap = 1000 * sum(t[2] * ntype[t] for t in types)
     var: list[tuple[int, int]] = []
-    for si, (c, m, n, d, spec) in enumerate(shapes):
+    for si, (c, m, n, _d, spec) in enumerate(shapes):
         for ti, (tc, tm, tg, model) in enumerate(types):
             if c <= tc and m <= tm and n <= tg and (not spec or model in spec):
                 var.append((si, ti))

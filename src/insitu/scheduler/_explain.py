@@ -158,7 +158,7 @@ class GpuType(Filter):
         if not (req.gpu_count or req.mig_profile):
             return np.ones(len(st.nodes), dtype=bool)
         if req.mig_profile is None and not st.mig_gpus:
-            return st.gpu_ok(req).any(axis=1)
+            return np.asarray(st.gpu_ok(req).any(axis=1))
         return np.array([self._bad(st, req, i) is None for i in range(len(st.nodes))])
 
     def reasons(self, st: ClusterState, req: Request, idx: np.ndarray) -> Groups:

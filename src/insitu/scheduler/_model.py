@@ -37,7 +37,9 @@ class Taint:
     effect: str = "NoSchedule"
 
     def __str__(self) -> str:
-        return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
+        if self.value:
+            return f"{self.key}={self.value}:{self.effect}"
+        return f"{self.key}:{self.effect}"
 
     @classmethod
     def parse(cls, text: str) -> Taint:

@@ -25,7 +25,7 @@ class OnlineResult:
     policy: str
     tasks: int
     started: int
-    mean_utilisation: float  # time-averaged allocated share of GPU capacity
+    mean_utilisation: float  # allocated share of GPU capacity, averaged over the arrival window
     delay_p50: float  # seconds from arrival to start
     delay_p99: float
     queue_share: dict[str, float]  # share of the GPU-time used, per queue
@@ -34,11 +34,16 @@ class OnlineResult:
 
 
 def run_online(nodes: Sequence[Node], tasks: Sequence[Task], *, policy: str, seed: int = 42,
-               points: int = 200) -> OnlineResult:
+               points: int = 200, speedup: float = 1.0) -> OnlineResult:
+    """Replay ``tasks``; ``speedup`` divides the arrival times (durations stay), raising load."""
     timed = [t for t in tasks if t.created is not None and t.deleted is not None]
     if not timed:
         raise TraceError("the trace has no creation_time/deletion_time columns",
                          hint="online mode needs task times; use --mode packing for this trace")
+    if speedup != 1.0:
+        timed = [replace(t, created=(t.created or 0.0) / speedup,
+                         deleted=(t.created or 0.0) / speedup
+                         + ((t.deleted or 0.0) - (t.created or 0.0))) for t in timed]
     timed = sorted(timed, key=lambda t: (t.created or 0.0))
     t_start = timed[0].created or 0.0
     cluster = ClusterState(nodes, policy=policy, seed=seed,
@@ -60,12 +65,13 @@ def run_online(nodes: Sequence[Node], tasks: Sequence[Task], *, policy: str, see
     cap = max(1, cluster.gpu_capacity)
     samples: list[tuple[float, float]] = []
     area = 0.0
+    t_last_arrival = max(t.created or 0.0 for t in timed)
     last_t = t_start
     t0 = time.perf_counter()
     while events:
         now = events[0][0]
         alloc = cluster.allocated_gpu_milli()
-        area += alloc * (now - last_t)
+        area += alloc * max(0.0, min(now, t_last_arrival) - last_t)
         for q in qnames:
             gpu_time[q] += qs.usage[q]["gpu"] * (now - last_t)
         last_t = now
@@ -82,14 +88,15 @@ def run_online(nodes: Sequence[Node], tasks: Sequence[Task], *, policy: str, see
                 n = d.request.name
                 delays.append(now - arrival[n])
                 heapq.heappush(events, (now + duration[n], 0, int(n[1:])))
-        samples.append(((now - t_start) / 3600, cluster.allocated_gpu_milli() / cap))
-    span = max(1e-9, last_t - t_start)
+        if now <= t_last_arrival:
+            samples.append(((now - t_start) / 3600, cluster.allocated_gpu_milli() / cap))
+    span = max(1e-9, t_last_arrival - t_start)
     total_gt = sum(gpu_time.values()) or 1.0
     step = max(1, len(samples) // points)
-    d = np.array(delays) if delays else np.zeros(1)
+    dl = np.array(delays) if delays else np.zeros(1)
     return OnlineResult(policy=policy, tasks=len(reqs), started=len(delays),
                         mean_utilisation=area / span / cap,
-                        delay_p50=float(np.percentile(d, 50)),
-                        delay_p99=float(np.percentile(d, 99)),
+                        delay_p50=float(np.percentile(dl, 50)),
+                        delay_p99=float(np.percentile(dl, 99)),
                         queue_share={q: v / total_gt for q, v in gpu_time.items()},
                         curve=tuple(samples[::step]), seconds=time.perf_counter() - t0)

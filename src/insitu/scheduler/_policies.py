@@ -53,7 +53,7 @@ class ScorePlugin:
 
 
 def bestfit_gpu(st: ClusterState, req: Request, idx: np.ndarray) -> np.ndarray:
-    """For a fractional request: per node, the fullest GPU that still fits (lowest index on ties)."""
+    """For a fractional request: per node, the fullest GPU that fits (lowest index on ties)."""
     gf = st.gfree[idx]
     ok = (gf >= req.gpu_milli) & st.gpu_ok(req, idx)
     return np.where(ok, gf, 10**6).argmin(axis=1)

@@ -1,4 +1,4 @@
-"""Queues over a cluster: quotas with cohort borrowing, DRF, priorities, preemption, gangs, backfill.
+"""Queues over a cluster: quotas, cohort borrowing, DRF, priorities, preemption, gangs, backfill.
 
 Contracts:
 

@@ -41,7 +41,7 @@ def packing_table(rows: Mapping[str, Mapping[str, Mapping[str, float]]], policie
                 cells.append("-")
         lines.append(cells)
     widths = [max(len(str(r[i])) for r in [head, *lines]) for i in range(len(head))]
-    fmt = "  ".join("{:<%d}" % widths[0:1][0] if i == 0 else "{:>%d}" % w
+    fmt = "  ".join(("{:<%s}" if i == 0 else "{:>%s}").replace("%s", str(w))
                     for i, w in enumerate(widths))
     out = [fmt.format(*head), fmt.format(*["-" * w for w in widths])]
     out += [fmt.format(*r) for r in lines]

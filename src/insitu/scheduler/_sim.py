@@ -91,7 +91,7 @@ def run_packing(nodes: Sequence[Node], requests: Sequence[Request], *, policy: s
 
 def scale_cluster(nodes: Sequence[Node], target: int) -> list[Node]:
     """The node list repeated (names suffixed) until it has ``target`` nodes."""
-    out = []
+    out: list[Node] = []
     k = 0
     while len(out) < target:
         for n in nodes:

@@ -17,6 +17,7 @@ from insitu.errors import NotFound, ResourceError
 from insitu.scheduler import _explain
 from insitu.scheduler._mig import MIG_MODELS, find_start, mig_profile, slot_mask
 from insitu.scheduler._model import Decision, Node, Placement, Request
+from insitu.scheduler._workload import Workload
 
 GiB = 1024**3
 
@@ -37,7 +38,7 @@ class ClusterState:
     """
 
     def __init__(self, nodes: Sequence[Node], *, policy: object = "default", seed: int = 0,
-                 workload: object = None) -> None:
+                 workload: Workload | None = None) -> None:
         from insitu.scheduler._policies import Policy, get_policy
 
         if not nodes:
@@ -95,7 +96,7 @@ class ClusterState:
         self._cache: dict[tuple, _Entry] = {}
         self._static: dict[tuple, np.ndarray] = {}
         self.policy: Policy = get_policy(policy) if not isinstance(policy, Policy) else policy
-        self.policy.prepare(self, workload)
+        self.policy.prepare(self, workload if isinstance(workload, Workload) else None)
 
     # ------------------------------------------------------------------ public surface
     def place(self, requests: Iterable[Request]) -> list[Decision]:
@@ -210,7 +211,7 @@ class ClusterState:
             self._static[key] = m
         return m
 
-    def gpu_ok(self, req: Request, idx: np.ndarray | slice = slice(None)) -> np.ndarray:
+    def gpu_ok(self, req: Request, idx: np.ndarray | slice | int = slice(None)) -> np.ndarray:
         """Per GPU (rows ``idx``): may this request use it (type allowed, not MIG)."""
         gm = self.gmodel[idx]
         if not req.gpu_types:

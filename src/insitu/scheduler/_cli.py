@@ -1,0 +1,140 @@
+"""``insitu sim``: replay a trace through one or more placement policies."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import click
+
+from insitu.errors import UserError
+
+
+def _seeds(text: str) -> list[int]:
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                a, b = part.split("-")
+                out.extend(range(int(a), int(b) + 1))
+            elif part.strip():
+                out.append(int(part))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a list of seeds; write 42 or 42-51 or 1,2,3",
+                                 param_hint="--seeds") from None
+    return out
+
+
+@click.command("sim")
+@click.option("--mode", type=click.Choice(["packing", "online"]), default="packing",
+              show_default=True, help="packing: the ATC'23 FGD protocol; online: arrivals and "
+                                      "departures with queues")
+@click.option("--trace", "trace", type=click.Path(path_type=Path), required=True,
+              help="task list CSV (openb pod list)")
+@click.option("--nodes", type=click.Path(path_type=Path), default=None,
+              help="node list CSV (default: openb_node_list_gpu_node.csv beside the trace)")
+@click.option("--policies", default="insitu,fgd,best_fit", show_default=True,
+              help="comma-separated policies to compare")
+@click.option("--seeds", default="42", show_default=True, help="e.g. 42 or 42-51")
+@click.option("--grow", type=float, default=1.3, show_default=True,
+              help="packing: arrived GPU request as a multiple of capacity")
+@click.option("--speedup", type=float, default=1.0, show_default=True,
+              help="online: divide arrival times by this (durations stay) to raise the load")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="write JSON here")
+@click.option("--plot", type=click.Path(path_type=Path), default=None, help="write a PNG here")
+def sim(mode: str, trace: Path, nodes: Path | None, policies: str, seeds: str, grow: float,
+        speedup: float, out: Path | None, plot: Path | None) -> None:
+    """Replay TRACE through each policy side by side and print a table."""
+    try:
+        _run(mode, trace, nodes, policies, _seeds(seeds), grow, speedup, out, plot)
+    except UserError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: list[int],
+         grow: float, speedup: float, out: Path | None, plot: Path | None) -> None:
+    from insitu.scheduler._policies import POLICIES, get_policy
+    from insitu.scheduler._report import mean_curve, packing_table, plot_curves, summarise
+    from insitu.scheduler._trace import load_nodes, load_tasks
+
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    for p in names:
+        get_policy(p)  # unknown names fail here, before any work
+    if not names:
+        raise UserError("no policies given", hint=f"e.g. --policies {','.join(POLICIES)}")
+    nodes_path = nodes_path or trace.parent / "openb_node_list_gpu_node.csv"
+    nodes = load_nodes(nodes_path)
+    models = {g.model for n in nodes for g in n.gpus}
+    tasks = load_tasks(trace, models=models)
+    _check_placeable(nodes, tasks, trace)
+    report: dict = {"mode": mode, "trace": str(trace), "nodes": str(nodes_path),
+                    "policies": names, "seeds": seeds}
+    if mode == "packing":
+        from insitu.scheduler._sim import run_packing
+
+        reqs = [t.request for t in tasks]
+        results = [run_packing(nodes, reqs, policy=p, seed=s, grow=grow)
+                   for s in seeds for p in names]
+        summ = summarise(results)
+        click.echo(packing_table({trace.stem: summ}, names))
+        report["results"] = summ
+        curves = {p: mean_curve([r for r in results if r.policy == p]) for p in names}
+        report["curves"] = curves
+        if plot:
+            plot_curves(curves, plot, title=f"{trace.stem}: allocated vs arrived")
+    else:
+        from insitu.scheduler._online import run_online
+
+        rows = []
+        res: dict[str, dict] = {}
+        for p in names:
+            rs = [run_online(nodes, tasks, policy=p, seed=s, speedup=speedup) for s in seeds]
+            res[p] = {"mean_utilisation": statistics.fmean(r.mean_utilisation for r in rs),
+                      "delay_p50_s": statistics.fmean(r.delay_p50 for r in rs),
+                      "delay_p99_s": statistics.fmean(r.delay_p99 for r in rs),
+                      "started": statistics.fmean(r.started for r in rs),
+                      "tasks": rs[0].tasks,
+                      "queue_share": rs[0].queue_share,
+                      "curve": list(rs[0].curve)}
+            shares = ", ".join(f"{q} {v * 100:.1f}%" for q, v in rs[0].queue_share.items())
+            rows.append(f"{p:<16} {res[p]['mean_utilisation'] * 100:6.2f}%  "
+                        f"{res[p]['delay_p50_s']:9.0f}s  {res[p]['delay_p99_s']:9.0f}s  "
+                        f"{shares}")
+        click.echo(f"{'policy':<16} {'GPU util':>7}  {'delay p50':>10}  {'delay p99':>10}  "
+                   "GPU-time share per queue")
+        for r in rows:
+            click.echo(r)
+        report["results"] = res
+        if plot:
+            plot_curves({p: res[p]["curve"] for p in names}, plot,
+                        title=f"{trace.stem}: GPU allocated over time", xlabel="hours",
+                        ylabel="allocated share of GPU capacity")
+    if out:
+        out.write_text(json.dumps(report, indent=1))
+        click.echo(f"wrote {out}")
+    if plot:
+        click.echo(f"wrote {plot}")
+
+
+def _check_placeable(nodes: list, tasks: list, trace: Path) -> None:
+    """Tasks that no node could ever hold are reported up front, with the reason."""
+    from insitu.scheduler._explain import explain
+    from insitu.scheduler._state import ClusterState
+
+    st = ClusterState(nodes, policy="first_fit")
+    seen: set[tuple] = set()
+    bad: list[str] = []
+    for k, t in enumerate(tasks):
+        r = t.request
+        key = (r.cpu_milli, r.memory, r.gpu_count, r.gpu_milli, r.gpu_types)
+        if key in seen:
+            continue
+        seen.add(key)
+        text, never = explain(st, r)
+        if never:
+            bad.append(f"{trace}:{k + 2}: task {r.name} can never be placed: {text}")
+    if bad:
+        more = f"\n  ... and {len(bad) - 5} more shapes" if len(bad) > 5 else ""
+        click.echo("warning: some tasks can never be placed on this cluster (they are "
+                   "counted as unplaced):\n  " + "\n  ".join(bad[:5]) + more, err=True)

@@ -1,0 +1,119 @@
+"""Trace loading (bad input gives file:row:field and the fix), simulators, and `insitu sim`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from insitu.scheduler import TraceError, load_nodes, load_tasks, packing_bound, run_packing
+from insitu.scheduler._cli import sim
+from insitu.scheduler._online import run_online
+from insitu.scheduler._sim import gpu_capacity, packing_tasks, scale_cluster
+
+NODES = "sn,cpu_milli,memory_mib,gpu,model\n" + "".join(
+    f"n{i},32000,131072,{g},{m}\n" for i, (g, m) in enumerate([(2, "T4"), (4, "T4"), (8, "V100"),
+                                                               (1, "T4")]))
+HEAD = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,creation_time,deletion_time\n"
+
+
+def _tasks(n: int = 40) -> str:
+    rows = []
+    for i in range(n):
+        g, milli = [(0, 0), (1, 500), (1, 1000), (2, 1000), (1, 250)][i % 5]
+        spec = "T4" if i % 7 == 0 and g else ""
+        rows.append(f"t{i},{1000 + 500 * (i % 4)},1024,{g},{milli},{spec},"
+                    f"{'LS' if i % 2 else 'BE'},{i * 10},{i * 10 + 35}\n")
+    return HEAD + "".join(rows)
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> Path:
+    (tmp_path / "openb_node_list_gpu_node.csv").write_text(NODES)
+    p = tmp_path / "pods.csv"
+    p.write_text(_tasks())
+    return p
+
+
+def test_malformed_row_names_file_row_and_field(tmp_path: Path) -> None:
+    p = tmp_path / "bad.csv"
+    p.write_text(HEAD + "t0,1000,1024,1,500,,LS,0,10\nt1,lots,1024,1,500,,LS,0,10\n")
+    with pytest.raises(TraceError) as e:
+        load_tasks(p)
+    assert str(e.value) == (f"{p}:3: field 'cpu_milli' is 'lots', not a number >= 0\n"
+                            "  fix: fix row 3 of bad.csv")
+
+
+def test_unknown_gpu_type_and_missing_column(tmp_path: Path) -> None:
+    p = tmp_path / "spec.csv"
+    p.write_text(HEAD + "t0,1000,1024,1,500,H200,LS,0,10\n")
+    with pytest.raises(TraceError, match=r"spec.csv:2: field 'gpu_spec' names unknown GPU type "
+                                         r"H200\n  fix: use one of T4, V100"):
+        load_tasks(p, models={"T4", "V100"})
+    q = tmp_path / "cols.csv"
+    q.write_text("name,cpu_milli\nt0,1\n")
+    with pytest.raises(TraceError, match="missing column"):
+        load_tasks(q)
+    with pytest.raises(TraceError, match="does not exist"):
+        load_nodes(tmp_path / "nope.csv")
+
+
+def test_packing_is_deterministic_and_below_the_bound(trace: Path) -> None:
+    nodes = load_nodes(trace.parent / "openb_node_list_gpu_node.csv")
+    reqs = [t.request for t in load_tasks(trace)]
+    arrivals = packing_tasks(reqs, gpu_capacity(nodes), 7)
+    assert sum(r.total_gpu_milli for r in arrivals) >= 1.3 * gpu_capacity(nodes)
+    bound = packing_bound(nodes, arrivals, time_limit=2).share
+    for policy in ("insitu", "fgd", "random"):
+        a = run_packing(nodes, reqs, policy=policy, seed=7)
+        b = run_packing(nodes, reqs, policy=policy, seed=7)
+        assert (a.allocated_milli, a.placed) == (b.allocated_milli, b.placed)
+        assert 0 < a.share <= bound + 1e-9
+    assert len(scale_cluster(nodes, 10)) == 10
+
+
+def test_online_mode_runs_every_task(trace: Path) -> None:
+    nodes = load_nodes(trace.parent / "openb_node_list_gpu_node.csv")
+    r = run_online(nodes, load_tasks(trace), policy="insitu")
+    assert r.started == r.tasks == 40
+    assert set(r.queue_share) == {"BE", "LS"}
+    assert r.delay_p50 >= 0 and 0 <= r.mean_utilisation <= 1
+
+
+def test_cli_packing_writes_json_and_plot(trace: Path, tmp_path: Path) -> None:
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    res = CliRunner().invoke(sim, ["--trace", str(trace), "--policies", "insitu,best_fit",
+                                   "--seeds", "1-2", "--out", str(out), "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    assert "insitu" in res.output.splitlines()[0]
+    assert set(json.loads(out.read_text())["results"]) == {"insitu", "best_fit"}
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_online(trace: Path) -> None:
+    res = CliRunner().invoke(sim, ["--mode", "online", "--trace", str(trace),
+                                   "--policies", "insitu"])
+    assert res.exit_code == 0, res.output
+    assert "delay p99" in res.output
+
+
+def test_cli_bad_input_is_a_clear_error(trace: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(sim, ["--trace", str(trace), "--policies", "nope"])
+    assert res.exit_code == 1
+    assert "unknown policy 'nope'" in res.output and "fix: use one of insitu" in res.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEAD + "t0,1000,1024,1.5,500,,LS,0,10\n")
+    res = CliRunner().invoke(sim, ["--trace", str(bad), "--nodes",
+                                   str(trace.parent / "openb_node_list_gpu_node.csv")])
+    assert res.exit_code == 1
+    assert "bad.csv:2: field 'num_gpu' is 1.5, not a whole number" in res.output
+    big = tmp_path / "big.csv"
+    big.write_text(HEAD + "t0,1000,1024,16,1000,,LS,0,10\nt1,1000,1024,1,500,,LS,0,10\n")
+    res = CliRunner().invoke(sim, ["--trace", str(big), "--nodes",
+                                   str(trace.parent / "openb_node_list_gpu_node.csv"),
+                                   "--policies", "insitu"])
+    assert res.exit_code == 0
+    assert "task t0 can never be placed: 0 of 4 nodes fit: 4 have fewer than 16 GPUs" in \
+        res.output
