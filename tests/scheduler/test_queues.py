@@ -81,7 +81,7 @@ _work = st_.tuples(st_.sampled_from(["a", "b", "c"]), st_.sampled_from([0, 0.5, 
                    st_.integers(0, 3), st_.booleans())
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, database=None)
 @given(st_.lists(_work, min_size=1, max_size=25), st_.lists(st_.integers(0, 24), max_size=8))
 def test_quotas_hold_and_preemption_never_evicts_higher_priority(work: list, done: list) -> None:
     queues = [Queue(name="a", quota={"gpu": 3, "cpu": 8}, cohort="c", borrowing_limit={"gpu": 2}),

@@ -74,7 +74,8 @@ _req = st_.builds(
     st_.sampled_from([None, None, None, "g1", "g2"]))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st_.lists(_req, min_size=1, max_size=30), st_.sampled_from(sorted(POLICIES)),
        st_.lists(st_.integers(0, 29), max_size=10))
 def test_no_overcommit_and_gangs_all_or_nothing(specs: list, policy: str,
@@ -109,7 +110,7 @@ def test_no_overcommit_and_gangs_all_or_nothing(specs: list, policy: str,
             assert all(node.gpus[g].model in d.request.gpu_types for g in d.placement.gpus)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, database=None)
 @given(st_.lists(st_.sampled_from([-1, 0, 100, 250, 500, 530, 1000]), min_size=16, max_size=16),
        st_.lists(st_.integers(0, 64000), min_size=2, max_size=2),
        st_.sampled_from([(0, 0), (1, 250), (1, 500), (1, 1000), (2, 1000)]),
