@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown policies {unknown}; choose from {', '.join(POLICIES)}", file=sys.stderr)
         return 2
     if a.variants == "all":
-        variants = sorted(p.name[len("openb_pod_list_"):-4]
-                          for p in a.data.glob("openb_pod_list_*.csv"))
+        variants = sorted((p.name[len("openb_pod_list_"):-4]
+                           for p in a.data.glob("openb_pod_list_*.csv")),
+                          key=lambda v: (v != "default", v))
     else:
         variants = [v for v in a.variants.split(",") if v]
     seeds = _seeds(a.seeds)
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             for s in seeds:
                 for p in policies:
-                    results.append(run_packing(nodes, tasks, policy=p, seed=s))
+                    results.append(run_packing(nodes, tasks, policy=p, seed=s, explain=False))
             summ = summarise(results)
             rows[v] = summ
             entry: dict = {"policies": summ,
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                                                models=models)]
         for size in (len(nodes), 10_000):
             cl = nodes if size == len(nodes) else scale_cluster(nodes, size)
-            r = run_packing(cl, tasks, policy="insitu", seed=42, points=10)
+            r = run_packing(cl, tasks, policy="insitu", seed=42, points=10)  # with explanations
             report["rates"][str(size)] = {"placements_per_s": r.rate, "decisions": r.tasks,
                                           "seconds": r.seconds}
             print(f"insitu policy on {size:,} nodes: {r.tasks:,} decisions in {r.seconds:.1f}s "
