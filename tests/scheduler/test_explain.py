@@ -66,7 +66,15 @@ def test_shared_gpu_and_spot_and_selector() -> None:
                      Request(name="c", gpu=0.75, gpu_types=("T4",))])[2].placed
     assert st.explain(Request(name="x", gpu=0.5)) == (
         "0 of 4 nodes fit: 2 are spot nodes and the step is not restartable "
-        "(set restartable=True to use them); 2 have no GPU with 0.5 of a GPU free")
+        "(set restartable=True to allow spot nodes); 2 have no GPU with 0.5 of a GPU free")
     assert st.explain(Request(name="y", gpu=0.25, node_selector={"zone": "a"})) == (
         "0 of 4 nodes fit: 4 have no label zone=a (the step's node_selector asks for it); "
         "it can never be placed on this cluster, even when empty")
+
+
+def test_one_spot_node() -> None:
+    st = ClusterState([gpu_node("s", spot=True)])
+    assert st.explain(Request(name="r", cpu=1)) == (
+        "0 of 1 node fits: 1 is a spot node and the step is not restartable "
+        "(set restartable=True to allow spot nodes); it can never be placed on this cluster, even when "
+        "empty")

@@ -5,7 +5,7 @@ import insitu.scheduler as s
 
 def test_exported_names() -> None:
     assert sorted(s.__all__) == sorted([
-        "POLICIES", "Bound", "ClusterState", "DataInput", "Decision", "Gpu", "LinkPrices",
+        "POLICIES", "Bound", "ClusterState", "DataInput", "Decision", "Filter", "Gpu", "LinkPrices",
         "MigProfile", "Node", "PackingResult", "Placement", "Policy", "Queue", "QueueScheduler",
         "Request", "ScorePlugin", "Taint", "Task", "TaskShape", "Toleration", "TraceError",
         "Workload", "get_policy", "load_nodes", "load_tasks", "packing_bound", "run_packing"])

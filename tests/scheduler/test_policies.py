@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from sched_helpers import gpu_node
 
@@ -9,12 +10,15 @@ from insitu.errors import UserError
 from insitu.scheduler import (
     ClusterState,
     DataInput,
+    Filter,
     Gpu,
     Node,
+    Policy,
     Request,
     Workload,
     get_policy,
 )
+from insitu.scheduler._policies import BestFit
 
 GiB = 1024**3
 
@@ -118,3 +122,23 @@ def test_mig_partitions_follow_the_hardware_layouts() -> None:
 def test_unknown_policy_is_a_user_error() -> None:
     with pytest.raises(UserError, match="unknown policy 'nope'"):
         get_policy("nope")
+
+
+class _NoZoneB(Filter):
+    name = "no_zone_b"
+
+    def mask(self, st: ClusterState, req: Request) -> np.ndarray:
+        return np.array([n.zone != "b" for n in st.nodes])
+
+    def reasons(self, st: ClusterState, req: Request, idx: np.ndarray) -> list:
+        return [("{are} in zone b, which this policy keeps for others", idx)]
+
+
+def test_a_custom_filter_composes_into_a_policy_and_its_explanation() -> None:
+    pol = Policy("mine", [(BestFit(), 1.0)], filters=[_NoZoneB()])
+    st = ClusterState([gpu_node("a", zone="a", gpus=1), gpu_node("b", zone="b", gpus=4)],
+                      policy=pol)
+    assert _node_of(st, Request(name="r", cpu=1, gpu=1)) == "a"
+    assert st.explain(Request(name="s", cpu=1, gpu=1)) == (
+        "0 of 2 nodes fit: 1 is in zone b, which this policy keeps for others; "
+        "1 has no free GPU")

@@ -35,6 +35,7 @@ For the engine, per attempt::
 """
 
 from insitu.scheduler._bound import Bound, packing_bound
+from insitu.scheduler._explain import Filter
 from insitu.scheduler._mig import MigProfile
 from insitu.scheduler._model import (
     DataInput,
@@ -60,6 +61,7 @@ __all__ = [
     "ClusterState",
     "DataInput",
     "Decision",
+    "Filter",
     "Gpu",
     "LinkPrices",
     "MigProfile",

@@ -131,7 +131,7 @@ class SpotOnlyRestartable(Filter):
 
     def reasons(self, st: ClusterState, req: Request, idx: np.ndarray) -> Groups:
         return [("{are} spot nodes and the step is not restartable "
-                 "(set restartable=True to use them)", idx)]
+                 "(set restartable=True to allow spot nodes)", idx)]
 
 
 class GpuType(Filter):
@@ -241,10 +241,9 @@ def _dynamic(st: ClusterState, req: Request, idx: np.ndarray) -> tuple[Groups, n
 
 def _phrase(count: int, text: str) -> str:
     one = count == 1
-    text = text.replace("{have}", "has" if one else "have").replace("{are}", "is a" if one
+    text = text.replace("{are} spot nodes", "is a spot node" if one else "are spot nodes")
+    text = text.replace("{have}", "has" if one else "have").replace("{are}", "is" if one
                                                                      else "are")
-    if one:
-        text = text.replace("is a spot nodes", "is a spot node")
     return f"{count:,} {text}"
 
 
@@ -253,7 +252,7 @@ def explain(st: ClusterState, req: Request) -> tuple[str, bool]:
     n = len(st.nodes)
     left = np.arange(n)
     groups: Groups = []
-    for f in STATIC_FILTERS:
+    for f in (*STATIC_FILTERS, *st.policy.filters):
         ok = f.mask(st, req)[left]
         if (~ok).any():
             groups.extend(f.reasons(st, req, left[~ok]))

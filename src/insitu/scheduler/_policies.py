@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from insitu.errors import UserError
+from insitu.scheduler._explain import Filter
 from insitu.scheduler._frag import fgd_frag, fill_delta, fill_frag
 from insitu.scheduler._model import Request
 from insitu.scheduler._workload import Workload, WorkloadArrays
@@ -276,11 +277,18 @@ class SpotForRestartable(ScorePlugin):
 
 
 class Policy:
-    """Weighted score plugins; see the module docstring."""
+    """Weighted score plugins, and extra filter plugins; see the module docstring.
 
-    def __init__(self, name: str, plugins: Sequence[tuple[ScorePlugin, float]]) -> None:
+    ``filters`` run after the built-in ones (taints, selector, affinity, spot, GPU type). A filter
+    must be static: its answer may depend on the node's fixed attributes and the request, not on
+    what is placed, as its masks are cached per request shape; its reasons join "why pending".
+    """
+
+    def __init__(self, name: str, plugins: Sequence[tuple[ScorePlugin, float]],
+                 filters: Sequence[Filter] = ()) -> None:
         self.name = name
         self.plugins = list(plugins)
+        self.filters = list(filters)
 
     def node_local(self, req: Request) -> bool:
         return all(p.node_local(req) for p, _ in self.plugins)

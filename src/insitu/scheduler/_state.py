@@ -206,7 +206,7 @@ class ClusterState:
         m = self._static.get(key)
         if m is None:
             m = np.ones(len(self.nodes), dtype=bool)
-            for f in _explain.STATIC_FILTERS:
+            for f in (*_explain.STATIC_FILTERS, *self.policy.filters):
                 m &= f.mask(self, req)
             self._static[key] = m
         return m
