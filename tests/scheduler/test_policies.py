@@ -142,3 +142,10 @@ def test_a_custom_filter_composes_into_a_policy_and_its_explanation() -> None:
     assert st.explain(Request(name="s", cpu=1, gpu=1)) == (
         "0 of 2 nodes fit: 1 is in zone b, which this policy keeps for others; "
         "1 has no free GPU")
+
+
+def test_dot_prod_prefers_the_node_whose_free_vector_aligns_least() -> None:
+    st = ClusterState([gpu_node("n0", gpus=2, labels={"h": "0"}), gpu_node("n1", gpus=2)],
+                      policy="dot_prod")
+    assert _node_of(st, Request(name="busy", cpu=16, gpu=1, node_selector={"h": "0"})) == "n0"
+    assert _node_of(st, Request(name="r", cpu=4, gpu=1)) == "n0"
