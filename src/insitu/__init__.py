@@ -5,9 +5,13 @@ Author pipelines with :func:`step` and :func:`pipeline`, run them with
 :func:`list_runs`. Errors derive from :class:`insitu.errors.InsituError`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from insitu import errors
-from insitu._results import Run, get_run, list_runs, run
 from insitu.sdk import Elif, Else, If, on_exit, pipeline, step
+
+if TYPE_CHECKING:
+    from insitu._results import Run, get_run, list_runs, run
 
 __version__ = "0.1.0"
 
@@ -24,3 +28,12 @@ __all__ = [
     "run",
     "step",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the results API pulls in the store (SQLAlchemy); workers never need it
+    if name in ("Run", "get_run", "list_runs", "run"):
+        from insitu import _results
+
+        return getattr(_results, name)
+    raise AttributeError(f"module 'insitu' has no attribute {name!r}")

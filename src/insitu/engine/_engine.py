@@ -11,7 +11,9 @@ Rules it keeps (see DESIGN.md):
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import heapq
 import os
 import socket
 import time
@@ -162,11 +164,16 @@ class RunLoop:
             self.deps[s["id"]] = d
         self.tasks: dict[str, TaskRecord] = {}
         self.running: dict[str, _Running] = {}
-        self.ready: list[str] = []          # task ids waiting for resources, in order
+        # tasks whose inputs are ready, per step in spec order, waiting for resources
+        self.ready: dict[str, collections.deque[str]] = {sid: collections.deque()
+                                                         for sid in self.order}
         self.ready_set: set[str] = set()
+        self.fresh: list[str] = []          # made ready since the last cache lookup
+        self.backoff: list[tuple[float, str]] = []  # (not_before, task) heap of retries
         self.args_cache: dict[str, tuple[dict[str, Any], str | None]] = {}
         self.failures: dict[str, int] = {}
         self.items: dict[str, list[str]] = {}
+        self.items_left: dict[str, int] = {}   # per map: items not yet done
         self.running_per_step: dict[str, int] = {}
         self.failing = False
         self.cancelling = False
@@ -235,9 +242,8 @@ class RunLoop:
             if not self.running and not self._waiting():
                 return
             exits = self.executor.poll(self._poll_timeout())
-            if exits:
+            if exits:  # recorded by the flush at the top of the loop, before anything acts
                 self._handle_exits(exits)
-                self.flush()
             self._beat()
             if self.cancelling:
                 self._drain()
@@ -300,20 +306,13 @@ class RunLoop:
         self.flush()
 
     def _poll_timeout(self) -> float:
-        if not self.running:
-            waits = [t.not_before for tid in self.ready
-                     if (t := self.tasks[tid]).not_before is not None]
-            if waits:
-                return max(0.0, min(min(waits) - time.time(), HEARTBEAT_S))
+        if self.backoff and not self.failing:
+            return max(0.0, min(self.backoff[0][0] - time.time(), HEARTBEAT_S))
         return HEARTBEAT_S if self.running else 0.0
 
     def _waiting(self) -> bool:
         """Is some task waiting only for its retry backoff?"""
-        if self.failing or self.cancelling:
-            return False
-        now = time.time()
-        return any((t := self.tasks[tid]).not_before is not None and t.not_before > now
-                   for tid in self.ready)
+        return bool(self.backoff) and not (self.failing or self.cancelling)
 
     # -- recovery -------------------------------------------------------------------
     def _recover(self) -> None:
@@ -373,8 +372,8 @@ class RunLoop:
         now = time.time()
         for sid in self.order:
             t = self.tasks[sid]
-            if t.state != S.TASK_PENDING or sid in self.ready_set:
-                continue
+            if t.state != S.TASK_PENDING or sid in self.ready_set or t.not_before is not None:
+                continue  # not pending, already queued, or waiting in the retry backoff
             if sid == self.exit_step:
                 others = [self.tasks[o] for o in self.order if o != sid]
                 if self.cancelling or any(o.state not in S.TASK_TERMINAL for o in others) and not (
@@ -395,7 +394,9 @@ class RunLoop:
                 self._expand(sid, now)
             else:
                 self._make_ready(sid)
-        if self.ready and not self.cancelling:
+        while self.backoff and self.backoff[0][0] <= now:
+            self._make_ready(heapq.heappop(self.backoff)[1])
+        if self.ready_set and not self.cancelling:
             self._launch_ready(now)
 
     def _expand(self, sid: str, now: float) -> None:
@@ -434,8 +435,10 @@ class RunLoop:
 
     def _make_ready(self, tid: str) -> None:
         if tid not in self.ready_set:
-            self.ready.append(tid)
+            self.ready[self.tasks[tid].step_id].append(tid)
             self.ready_set.add(tid)
+            if tid not in self.args_cache:
+                self.fresh.append(tid)
 
     def _args_for(self, t: TaskRecord) -> tuple[dict[str, Any], str | None]:
         if t.id in self.args_cache:
@@ -463,6 +466,8 @@ class RunLoop:
 
     def _lookup_cache(self, tids: list[str]) -> list[str]:
         """Serve cache hits among ``tids``; return those that must run."""
+        if not tids:
+            return []
         keys = {tid: self._args_for(self.tasks[tid])[1] for tid in tids}
         wanted = [k for k in keys.values() if k]
         if not wanted:
@@ -489,37 +494,37 @@ class RunLoop:
         return rest
 
     def _launch_ready(self, now: float) -> None:
-        fresh = [tid for tid in self.ready if tid not in self.args_cache]
-        if fresh:
-            torun = set(self._lookup_cache(fresh))
-            self.ready = [tid for tid in self.ready
-                          if tid in torun or tid not in fresh]
-            self.ready_set = set(self.ready)
+        if self.fresh:
+            fresh, self.fresh = self.fresh, []
+            for tid in fresh:
+                if tid in self.args_cache:
+                    continue
+                self._args_for(self.tasks[tid])
+            self._lookup_cache([tid for tid in fresh
+                                if self.tasks[tid].state == S.TASK_PENDING])
         launches: list[LaunchRequest] = []
-        keep: list[str] = []
-        blocked_steps: set[str] = set()
-        for tid in self.ready:
-            t = self.tasks[tid]
-            step = self.steps[t.step_id]
-            if (self.failing and t.step_id != self.exit_step) or t.step_id in blocked_steps or (
-                    t.not_before and t.not_before > now):
-                keep.append(tid)
+        for sid, queue in self.ready.items():
+            if not queue or (self.failing and sid != self.exit_step):
                 continue
-            mp = (step.get("map") or {}).get("max_parallel") if t.map_index is not None else None
-            if mp and self.running_per_step.get(t.step_id, 0) >= mp:
-                keep.append(tid)
-                blocked_steps.add(t.step_id)
-                continue
-            req = self.requests.get(t.step_id) or resolve_resources(step, self.params)
-            self.requests[t.step_id] = req
-            placement = self.placer.place(req)
-            if placement is None:
-                keep.append(tid)
-                blocked_steps.add(t.step_id)
-                continue
-            launches.append(self._start_attempt(t, step, req, placement, now))
-        self.ready = keep
-        self.ready_set = set(keep)
+            step = self.steps[sid]
+            mp = (step.get("map") or {}).get("max_parallel")
+            req = self.requests.get(sid) or resolve_resources(step, self.params)
+            self.requests[sid] = req
+            while queue:
+                tid = queue[0]
+                t = self.tasks[tid]
+                if t.state != S.TASK_PENDING:  # e.g. served from the cache meanwhile
+                    queue.popleft()
+                    self.ready_set.discard(tid)
+                    continue
+                if mp and t.map_index is not None and self.running_per_step.get(sid, 0) >= mp:
+                    break
+                placement = self.placer.place(req)
+                if placement is None:
+                    break
+                queue.popleft()
+                self.ready_set.discard(tid)
+                launches.append(self._start_attempt(t, step, req, placement, now))
         if launches:
             self.flush()  # the attempts are recorded as running before they start
             for lr in launches:
@@ -584,9 +589,9 @@ class RunLoop:
             if not self.cancelling and _outcome.should_retry(
                     err, failures=fails, max_retries=retry["max"],
                     retry_on=retry.get("retry_on", [])):
-                self._update(t.id, state=S.TASK_PENDING, error=err,
-                             not_before=time.time() + _outcome.backoff(retry, fails))
-                self._make_ready(t.id)
+                when = time.time() + _outcome.backoff(retry, fails)
+                self._update(t.id, state=S.TASK_PENDING, error=err, not_before=when)
+                heapq.heappush(self.backoff, (when, t.id))
                 continue
             self._update(t.id, state=S.TASK_FAILED, ended_at=ex.ended_at, error=err)
             if t.map_index is not None:
@@ -609,8 +614,13 @@ class RunLoop:
             return
         parent = self.tasks[t.step_id]
         items = self.items.get(t.step_id, [])
-        if parent.state == S.TASK_RUNNING and all(self.tasks[i].state in S.TASK_DONE
-                                                  for i in items):
+        left = self.items_left.get(t.step_id)
+        if left is None:  # counted once, then kept up to date
+            left = sum(self.tasks[i].state not in S.TASK_DONE for i in items)
+        else:
+            left -= 1
+        self.items_left[t.step_id] = left
+        if parent.state == S.TASK_RUNNING and left == 0:
             self._update(t.step_id, state=S.TASK_SUCCEEDED, ended_at=when, error=None,
                          output={"kind": "list", "items": [self.tasks[i].output for i in items]})
 

@@ -12,8 +12,8 @@ def _safe(task_id: str) -> str:
 
 
 def log_path(cfg: Config, run_id: str, task_id: str, attempt: int, stream: str) -> Path:
-    return cfg.run_dir(run_id) / "logs" / f"{_safe(task_id)}.{attempt}.{stream}"
+    return Path(f"{cfg.runs_dir}/{run_id}/logs/{_safe(task_id)}.{attempt}.{stream}")
 
 
 def result_path(cfg: Config, run_id: str, task_id: str, attempt: int) -> Path:
-    return cfg.run_dir(run_id) / "results" / f"{_safe(task_id)}.{attempt}.json"
+    return Path(f"{cfg.runs_dir}/{run_id}/results/{_safe(task_id)}.{attempt}.json")

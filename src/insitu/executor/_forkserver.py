@@ -46,7 +46,9 @@ def _kill(child: _Child) -> None:
 
 
 def serve(rx: Connection, tx: Connection) -> None:
-    from insitu.executor._worker import run_attempt
+    import gc
+
+    from insitu.executor._worker import artifact_store, run_attempt
     from insitu.sdk._loader import load_function
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -83,6 +85,7 @@ def serve(rx: Connection, tx: Connection) -> None:
                         op = msg[0]
                         if op == "launch":
                             req = msg[1]
+                            artifact_store(req.artifacts_url)  # made once, inherited
                             pid = os.fork()
                             if pid == 0:  # the attempt's process
                                 sel.close()
@@ -110,6 +113,8 @@ def serve(rx: Connection, tx: Connection) -> None:
                                     load_function(fn)
                                 except BaseException:  # noqa: BLE001 - the child reports it
                                     pass
+                            gc.collect()
+                            gc.freeze()  # children share these objects without copying
                         elif op == "stop":
                             running = False
                             for c in children.values():

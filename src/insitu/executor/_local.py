@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -120,6 +121,7 @@ class LocalExecutor(Executor):
         if self._rx is None:
             return []
         out: list[AttemptExit] = []
+        end = time.monotonic() + timeout
         wait = timeout
         while self._rx.poll(wait):
             try:
@@ -127,10 +129,11 @@ class LocalExecutor(Executor):
             except EOFError:
                 out += self._lost_all()
                 break
-            wait = 0
             if msg[0] == "started":
                 self._pids[msg[1]] = msg[2]
+                wait = 0 if out else max(0.0, end - time.monotonic())
                 continue
+            wait = 0
             (_, key, pid, code, sig, peak, cpu, t0, t1, timed_out, cancelled) = msg
             req = self._pending.pop(key)
             self._pids.pop(key, None)
@@ -141,8 +144,6 @@ class LocalExecutor(Executor):
         return out
 
     def _lost_all(self) -> list[AttemptExit]:
-        import time
-
         now = time.time()
         out = [AttemptExit(key=k, pid=self._pids.get(k), exit_code=None, signal=None,
                            peak_memory=None, cpu_time=None, started_at=now, ended_at=now,

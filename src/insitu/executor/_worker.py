@@ -8,6 +8,7 @@ attempt's result.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -65,6 +66,7 @@ def run_attempt(req: Any) -> None:
     """Run one attempt in the current (fresh, forked) process. Never returns normally."""
     code = 0
     try:
+        gc.disable()  # a short-lived process: collecting would only copy pages
         os.setsid()
         for fd, path in ((1, req.stdout_path), (2, req.stderr_path)):
             f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -95,11 +97,21 @@ def run_attempt(req: Any) -> None:
             os._exit(code)
 
 
+_stores: dict[str, ArtifactStore] = {}
+
+
+def artifact_store(url: str) -> ArtifactStore:
+    """One store object per URL per process (the fork server makes it before forking)."""
+    if url not in _stores:
+        _stores[url] = ArtifactStore(url)
+    return _stores[url]
+
+
 def _call(req: Any) -> dict[str, Any]:
     from insitu.sdk._loader import load_function
 
     started = time.time()
-    store = ArtifactStore(req.artifacts_url)
+    store = artifact_store(req.artifacts_url)
     try:
         fn = load_function(req.function)
     except BaseException as e:  # noqa: BLE001

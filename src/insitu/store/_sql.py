@@ -34,6 +34,7 @@ class SQLStore(Store):
         self.url = url
         self._engine = _make_engine(url)
         self._dialect = self._engine.dialect.name
+        self._upserts: dict[str, Any] = {}
         self._ensure_schema()
 
     # -- schema ---------------------------------------------------------------
@@ -101,14 +102,17 @@ class SQLStore(Store):
     def _upsert(self, conn: Connection, table: sa.Table, pk: tuple[str, ...],
                 rows: list[dict[str, Any]]) -> None:
         if self._dialect in ("sqlite", "postgresql"):
-            if self._dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert
-            stmt = insert(table)
-            cols = [c.name for c in table.columns if c.name not in pk]
-            stmt = stmt.on_conflict_do_update(index_elements=list(pk),
-                                              set_={c: stmt.excluded[c] for c in cols})
+            stmt = self._upserts.get(table.name)
+            if stmt is None:  # built once: constructing it costs more than running it
+                if self._dialect == "sqlite":
+                    from sqlalchemy.dialects.sqlite import insert
+                else:
+                    from sqlalchemy.dialects.postgresql import insert
+                ins = insert(table)
+                cols = [c.name for c in table.columns if c.name not in pk]
+                stmt = ins.on_conflict_do_update(index_elements=list(pk),
+                                                 set_={c: ins.excluded[c] for c in cols})
+                self._upserts[table.name] = stmt
             conn.execute(stmt, rows)
             return
         for row in rows:  # portable fallback
