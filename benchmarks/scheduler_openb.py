@@ -62,7 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", action="store_true", help="also measure placements/s")
     ap.add_argument("--rate-only", action="store_true")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--table-from", type=Path, default=None,
+                    help="only print the table of a JSON written by an earlier run")
     a = ap.parse_args(argv)
+    if a.table_from is not None:
+        rep = json.loads(a.table_from.read_text())
+        rows = {v: e["policies"] for v, e in rep["variants"].items()}
+        bnds = {v: e["bound"]["share"] for v, e in rep["variants"].items() if "bound" in e}
+        print(packing_table(rows, rep["policies"], bnds or None))
+        return 0
 
     nodes = load_nodes(a.data / "openb_node_list_gpu_node.csv")
     models = {g.model for n in nodes for g in n.gpus}

@@ -26,15 +26,15 @@ def packing_table(rows: Mapping[str, Mapping[str, Mapping[str, float]]], policie
                   bounds: Mapping[str, float] | None = None) -> str:
     """A plain-text table: one row per variant, one column per policy (mean allocated share)."""
     head = ["variant"] + list(policies) + (["bound"] if bounds else [])
-    if "insitu" in policies and "fgd" in policies:
-        head.append("unalloc vs fgd")
+    versus = [b for b in ("fgd", "fgd_bf") if "insitu" in policies and b in policies]
+    head += [f"unalloc vs {b}" for b in versus]
     lines = []
     for v, summ in rows.items():
         cells = [v] + [f"{summ[p]['share'] * 100:.2f}%" if p in summ else "-" for p in policies]
         if bounds:
             cells.append(f"{bounds[v] * 100:.2f}%" if v in bounds else "-")
-        if "unalloc vs fgd" in head:
-            a, b = summ.get("insitu"), summ.get("fgd")
+        for name in versus:
+            a, b = summ.get("insitu"), summ.get(name)
             if a and b and b["unallocated_milli"] > 0:
                 cells.append(f"{(a['unallocated_milli'] / b['unallocated_milli'] - 1) * 100:+.1f}%")
             else:
