@@ -88,8 +88,9 @@ def parse_cpu(value: object, *, what: str = "cpu") -> float:
 def parse_gpu(value: object) -> float:
     """GPUs: a whole count (1, 2, ...) or a fraction of one GPU (0 < x < 1)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ResourceError(f"invalid gpu {value!r}",
-                            hint="give a whole number of GPUs (gpu=1) or a fraction of one (gpu=0.25)")
+        raise ResourceError(
+            f"invalid gpu {value!r}",
+            hint="give a whole number of GPUs (gpu=1) or a fraction of one (gpu=0.25)")
     v = float(value)
     if v > 1 and not v.is_integer():
         raise ResourceError(f"invalid gpu {value!r}: more than one GPU must be a whole number",

@@ -50,7 +50,8 @@ def make_object() -> Point:
 
 @insitu.step
 def check(arr: np.ndarray, df: pd.DataFrame, f: Path, d: Path, obj: Point) -> dict:  # type: ignore[type-arg]
-    return {"arr_sum": float(arr.sum()), "df_cols": list(df.columns), "df_dtype": str(df["a"].dtype),
+    return {"arr_sum": float(arr.sum()), "df_cols": list(df.columns),
+            "df_dtype": str(df["a"].dtype),
             "file_head": f.read_text().splitlines()[0], "file_name": f.name,
             "dir_files": sorted(str(p.relative_to(d)) for p in d.rglob("*.txt")),
             "obj": obj.x + obj.y}

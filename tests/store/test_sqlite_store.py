@@ -74,3 +74,15 @@ def test_database_from_a_newer_insitu_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreError, match="newer insitu"):
         SQLStore(f"sqlite:///{p}")
+
+
+def test_artifact_store_over_a_file_url_and_an_fsspec_url(tmp_path: Path) -> None:
+    from insitu.artifacts import ArtifactStore, dump, load
+
+    for url in (f"file://{tmp_path / 'a'}", "memory://insitu-test/artifacts"):
+        store = ArtifactStore(url)
+        ref = dump({"big": "x" * 40000}, store)
+        assert ref["kind"] == "blob" and store.exists(ref["digest"])
+        assert load(ref, store) == {"big": "x" * 40000}
+        assert store.put(b"same") == store.put(b"same")
+        assert not store.exists("0" * 64)

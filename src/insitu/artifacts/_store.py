@@ -13,17 +13,22 @@ import os
 import tempfile
 from typing import Any
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
 
 class ArtifactStore:
+    """Blobs under ``url``: a local directory (plain file I/O) or any fsspec URL."""
+
     def __init__(self, url: str) -> None:
         self.url = url
-        self.fs, self.root = fsspec.core.url_to_fs(url)
-        self.local = isinstance(self.fs, LocalFileSystem)
-        if self.local:
+        self.fs: Any = None
+        if "://" not in url or url.startswith("file://"):
+            self.local = True
+            self.root = os.path.abspath(url.removeprefix("file://"))
             os.makedirs(self.root, exist_ok=True)
+        else:
+            import fsspec  # imported only for remote stores
+
+            self.local = False
+            self.fs, self.root = fsspec.core.url_to_fs(url)
 
     def path(self, digest: str) -> str:
         return f"{self.root.rstrip('/')}/{digest[:2]}/{digest}"
@@ -54,11 +59,13 @@ class ArtifactStore:
         if self.local:
             with open(p, "rb") as f:
                 return f.read()
-        return self.fs.cat_file(p)  # type: ignore[no-any-return]
+        return self.fs.cat_file(p)
 
     def exists(self, digest: str) -> bool:
         p = self.path(digest)
         return os.path.exists(p) if self.local else bool(self.fs.exists(p))
 
     def open(self, digest: str) -> Any:
+        if self.local:
+            return open(self.path(digest), "rb")
         return self.fs.open(self.path(digest), "rb")

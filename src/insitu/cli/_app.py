@@ -19,6 +19,7 @@ from insitu._units import format_duration
 from insitu.errors import NotFound, UserError
 from insitu.store import _records as S
 
+
 def _console(stderr: bool = False) -> Console:
     c = Console(highlight=False, stderr=stderr)
     if not c.is_terminal and "COLUMNS" not in os.environ:
@@ -43,10 +44,28 @@ def _spec_from(target: str) -> dict[str, Any]:
         return load_spec(target)
     from insitu.sdk import load_pipeline
 
-    return load_pipeline(target).compile()  # type: ignore[no-any-return]
+    return load_pipeline(target).compile()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """A group whose heavier commands are imported only when used."""
+
+    lazy = {"sim": ("insitu.scheduler._cli", "sim")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+
+            module, attr = self.lazy[name]
+            cmd: click.Command = getattr(importlib.import_module(module), attr)
+            return cmd
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="insitu")
 def app() -> None:
     """insitu: ML pipelines that run on a laptop in a minute and unchanged on a cluster.
@@ -106,10 +125,19 @@ def _engine(backend: str = "local") -> Any:
 def run(target: str, params: tuple[str, ...], no_cache: bool, backend: str,
         plain: bool) -> None:
     """Run a pipeline: TARGET is FILE[:PIPELINE], a module[:PIPELINE], or a compiled spec.json."""
-    from insitu.engine import parse_cli_params
+    if backend != "local":
+        raise UserError(f"unknown backend {backend!r}", hint="use --backend local")
+    from insitu.executor import LocalExecutor
 
-    spec = _spec_from(target)
-    engine = _engine(backend)
+    executor = LocalExecutor()  # starts its worker server while we compile
+    try:
+        from insitu.engine import Engine, parse_cli_params
+
+        spec = _spec_from(target)
+        engine = Engine(_store(), executor, config=load_config())
+    except BaseException:
+        executor.close()
+        raise
     rec = engine.submit(spec, parse_cli_params(list(params)), no_cache=no_cache,
                         from_text=True)
     console.print(f"run [bold]{rec.id}[/] of pipeline {rec.pipeline}")
@@ -353,17 +381,6 @@ def demo(plain: bool) -> None:
         console.print(f"next: insitu show {rec.id}  |  python -c \"import insitu; "
                       f"print(insitu.get_run('{rec.id}').output('report'))\"")
     sys.exit(code)
-
-
-def _add_optional_commands() -> None:
-    try:
-        from insitu.scheduler._cli import sim
-    except ImportError:
-        return
-    app.add_command(sim)
-
-
-_add_optional_commands()
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ def explain(run: RunRecord, store: Store, cfg: Config, console: Console) -> int:
     out = Text()
     out.append(f"run {run.id} ({run.pipeline}) failed at step '{t.id}'", style="bold")
     out.append(f" after {t.attempts} attempt{'s' if t.attempts != 1 else ''}\n\n")
-    step = next((s for s in run.spec["steps"] if s["id"] == t.step_id), {})
+    step: dict[str, Any] = next((s for s in run.spec["steps"] if s["id"] == t.step_id), {})
     loc = step.get("location") or {}
     rerun = _source_hint(run)
     fix: str

@@ -60,7 +60,7 @@ def step_rows(tasks: list[TaskRecord], attempts: list[AttemptRecord] | None = No
             mapped = t.map_size is not None
             rows[t.id] = StepRow(step=t.id, state=t.state, attempts=t.attempts,
                                  started=t.started_at, ended=t.ended_at, mapped=mapped,
-                                 total=t.map_size if mapped else 1, resources=t.resources,
+                                 total=t.map_size or 0 if mapped else 1, resources=t.resources,
                                  cached=0 if mapped else int(t.state == S.TASK_CACHED),
                                  done=0 if mapped else int(t.state in S.TASK_DONE))
         else:
@@ -77,10 +77,10 @@ def step_rows(tasks: list[TaskRecord], attempts: list[AttemptRecord] | None = No
             if t.ended_at and (r.ended is None or t.ended_at > r.ended):
                 r.ended = t.ended_at
     for a in attempts or []:
-        sid = a.task_id.split("[", 1)[0]
-        r = rows.get(sid)
-        if r is None:
+        row = rows.get(a.task_id.split("[", 1)[0])
+        if row is None:
             continue
+        r = row
         if a.peak_memory and (r.peak is None or a.peak_memory > r.peak):
             r.peak = a.peak_memory
         r.cpu_time += a.cpu_time or 0.0

@@ -133,7 +133,7 @@ def report(model_file: Path, best: str, scores: list[dict[str, Any]],
 
 @insitu.pipeline
 def classification(test_size: float = 0.2, seed: int = 7,
-                   variants: list = VARIANTS) -> None:  # type: ignore[assignment]
+                   variants: list = VARIANTS) -> None:
     """Train model variants in parallel on a bundled dataset and keep the best."""
     raw = load_data()
     data = prepare_features(split(raw, test_size, seed))

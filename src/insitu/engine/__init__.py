@@ -7,4 +7,5 @@ attempt's end is classified and retried.
 from insitu.engine._engine import Engine, RunLoop, engine_alive, resolve_resources
 from insitu.engine._params import bind_params, parse_cli_params
 
-__all__ = ["Engine", "RunLoop", "bind_params", "engine_alive", "parse_cli_params", "resolve_resources"]
+__all__ = ["Engine", "RunLoop", "bind_params", "engine_alive", "parse_cli_params",
+           "resolve_resources"]

@@ -28,11 +28,9 @@ from insitu.engine import _outcome
 from insitu.engine._params import bind_params
 from insitu.engine._paths import log_path, result_path
 from insitu.engine._placement import Placement, Placer, Request
-from insitu.engine._refs import (cache_key, concretize, condition_steps, evaluate,
-                                 upstream_steps)
+from insitu.engine._refs import cache_key, concretize, condition_steps, evaluate, upstream_steps
 from insitu.errors import ResourceError, UserError
 from insitu.executor import AttemptExit, Executor, LaunchRequest
-from insitu.spec import validate_spec
 from insitu.store import AttemptRecord, CacheEntry, Record, RunRecord, Store, TaskRecord
 from insitu.store import _records as S
 
@@ -86,8 +84,11 @@ class Engine:
 
     def submit(self, spec: dict[str, Any], params: dict[str, Any], *, no_cache: bool = False,
                from_text: bool = False) -> RunRecord:
-        """Validate ``spec`` and ``params`` completely, then record a pending run."""
-        validate_spec(spec)
+        """Check ``params`` and resources against ``spec``, then record a pending run.
+
+        ``spec`` comes from ``compile`` or from :func:`insitu.spec.load_spec`, which
+        validate it against the schema.
+        """
         values = bind_params(spec, params, from_text=from_text)
         self.check_resources(spec, values)
         run = RunRecord(id=new_run_id(), pipeline=spec["name"], state=S.RUN_PENDING, spec=spec,
@@ -261,7 +262,7 @@ class RunLoop:
                 continue
             self._handle_exits(exits, cancelled=True)
             self.flush()
-        for key, r in list(self.running.items()):  # never reported: lost with the executor
+        for key in list(self.running):  # never reported: lost with the executor
             self._handle_exits([AttemptExit(key=key, pid=None, exit_code=None, signal=None,
                                             peak_memory=None, cpu_time=None,
                                             started_at=time.time(), ended_at=time.time(),
@@ -331,13 +332,12 @@ class RunLoop:
                     a, state=S.ATT_LOST, ended_at=now,
                     error={"kind": "lost", "message": "the engine stopped while it ran"}))
         for t in list(self.tasks.values()):
-            if t.id == self.exit_step and self.run_rec.state != S.RUN_SUCCEEDED:
+            reopen = (
+                t.id == self.exit_step  # it runs again, with the new final status
+                or t.state in (S.TASK_FAILED, S.TASK_CANCELLED)
+                or (t.state == S.TASK_RUNNING and t.map_size is None))
+            if reopen:
                 self._update(t.id, state=S.TASK_PENDING, error=None, not_before=None)
-            elif t.state in (S.TASK_FAILED, S.TASK_CANCELLED) or (
-                    t.state == S.TASK_RUNNING and t.map_size is None):
-                self._update(t.id, state=S.TASK_PENDING, error=None, not_before=None)
-            elif t.state == S.TASK_PENDING and t.map_index is not None:
-                pass
         for step_id, items in self.items.items():  # reopen partly failed maps
             parent = self.tasks[step_id]
             if parent.state != S.TASK_SUCCEEDED and any(
@@ -435,7 +435,10 @@ class RunLoop:
 
     def _make_ready(self, tid: str) -> None:
         if tid not in self.ready_set:
-            self.ready[self.tasks[tid].step_id].append(tid)
+            t = self.tasks[tid]
+            if t.ready_at is None:
+                self._update(tid, ready_at=time.time())
+            self.ready[t.step_id].append(tid)
             self.ready_set.add(tid)
             if tid not in self.args_cache:
                 self.fresh.append(tid)
@@ -569,7 +572,9 @@ class RunLoop:
             err = _outcome.classify(ex, memory_limit=r.request.memory,
                                     timeout=step.get("timeout"))
             att = dataclasses.replace(
-                r.attempt, pid=ex.pid, ended_at=ex.ended_at, exit_code=ex.exit_code,
+                r.attempt, pid=ex.pid, ended_at=ex.ended_at,
+                started_at=ex.started_at if ex.pid else r.attempt.started_at,
+                exit_code=ex.exit_code,
                 peak_memory=ex.peak_memory, cpu_time=ex.cpu_time, error=err,
                 node=ex.node or r.attempt.node,
                 state=S.ATT_SUCCEEDED if err is None else
@@ -630,7 +635,7 @@ def _read_json(path: Any) -> dict[str, Any] | None:
 
     try:
         with open(path) as f:
-            return json.load(f)  # type: ignore[no-any-return]
+            return json.load(f)
     except (OSError, ValueError):
         return None
 

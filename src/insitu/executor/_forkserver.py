@@ -103,10 +103,10 @@ def serve(rx: Connection, tx: Connection) -> None:
                             sel.register(fd, selectors.EVENT_READ, child)
                             tx.send(("started", req.key, pid, child.started))
                         elif op == "cancel":
-                            c = by_key.get(msg[1])
-                            if c is not None:
-                                c.cancelled = True
-                                _kill(c)
+                            target = by_key.get(msg[1])
+                            if target is not None:
+                                target.cancelled = True
+                                _kill(target)
                         elif op == "preload":
                             for fn in msg[1]:
                                 try:

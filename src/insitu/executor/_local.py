@@ -81,6 +81,7 @@ class LocalExecutor(Executor):
         self._rx: Connection | None = None
         self._pending: dict[str, LaunchRequest] = {}
         self._pids: dict[str, int] = {}
+        self._start()  # early: the server's start-up overlaps the caller's own work
 
     def nodes(self) -> list[NodeInfo]:
         return [self._node]
@@ -179,6 +180,6 @@ class LocalExecutor(Executor):
 def _read_result(path: str) -> dict[str, Any] | None:
     try:
         with open(path) as f:
-            return json.load(f)  # type: ignore[no-any-return]
+            return json.load(f)
     except (OSError, ValueError):
         return None

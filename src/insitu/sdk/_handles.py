@@ -37,7 +37,8 @@ class Handle:
         raise UserError(
             f"{self!r} has no value while the pipeline is being defined, so it cannot be used "
             "in a Python `if`, `and`, `or` or `not`",
-            hint="branch with `with insitu.If(handle == value): ...` (and insitu.Elif / insitu.Else)",
+            hint="branch with `with insitu.If(handle == value): ...` "
+                 "(and insitu.Elif / insitu.Else)",
         )
 
     def __iter__(self) -> Any:

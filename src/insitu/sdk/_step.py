@@ -68,7 +68,7 @@ class Step(Generic[P, R]):
         self.opts = options
         self.defined_at = defined_at
         self.signature = inspect.signature(fn)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     @property
     def name(self) -> str:
@@ -90,7 +90,8 @@ class Step(Generic[P, R]):
         """Per-call overrides, e.g. ``train.options(memory="8GiB", name="train_big")(x)``."""
         return self.with_options(**overrides)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
+        # typed loosely on purpose: inside a pipeline, arguments are handles to future values
         trace = current_trace()
         if trace is None:
             file, line = caller_location()

@@ -15,7 +15,7 @@ SPEC_VERSION = 1
 def schema() -> dict[str, Any]:
     """The JSON Schema of PipelineSpec v1."""
     text = resources.files("insitu.spec").joinpath("pipelinespec.schema.json").read_text()
-    return json.loads(text)  # type: ignore[no-any-return]
+    return json.loads(text)
 
 
 def validate_spec(spec: Any, *, source: str = "spec") -> dict[str, Any]:
@@ -34,7 +34,7 @@ def validate_spec(spec: Any, *, source: str = "spec") -> dict[str, Any]:
     if spec["spec_version"] != SPEC_VERSION:
         raise UserError(f"{source} has spec_version {spec['spec_version']}; this insitu reads "
                         f"version {SPEC_VERSION}", hint="recompile it with `insitu compile`")
-    return spec  # type: ignore[no-any-return]
+    return spec
 
 
 def load_spec(path: str | Path) -> dict[str, Any]:

@@ -4,9 +4,22 @@ See ``_base.py`` for the contract every backend honours, and
 :mod:`insitu.testing.store_conformance` for the suite that checks it.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from insitu.store._base import Store
 from insitu.store._records import AttemptRecord, CacheEntry, Record, RunRecord, TaskRecord
-from insitu.store._sql import SQLStore, open_store
+
+if TYPE_CHECKING:
+    from insitu.store._sql import SQLStore, open_store
 
 __all__ = ["AttemptRecord", "CacheEntry", "Record", "RunRecord", "SQLStore", "Store",
            "TaskRecord", "open_store"]
+
+
+def __getattr__(name: str) -> Any:
+    # SQLAlchemy is imported only when a store is opened
+    if name in ("SQLStore", "open_store"):
+        from insitu.store import _sql
+
+        return getattr(_sql, name)
+    raise AttributeError(f"module 'insitu.store' has no attribute {name!r}")

@@ -77,6 +77,7 @@ class TaskRecord:
     started_at: float | None = None
     ended_at: float | None = None
     not_before: float | None = None  # retry backoff: not launched before this time
+    ready_at: float | None = None    # when its inputs were all available
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -104,11 +104,15 @@ class SQLStore(Store):
         if self._dialect in ("sqlite", "postgresql"):
             stmt = self._upserts.get(table.name)
             if stmt is None:  # built once: constructing it costs more than running it
+                ins: Any
                 if self._dialect == "sqlite":
-                    from sqlalchemy.dialects.sqlite import insert
+                    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+                    ins = sqlite_insert(table)
                 else:
-                    from sqlalchemy.dialects.postgresql import insert
-                ins = insert(table)
+                    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                    ins = pg_insert(table)
                 cols = [c.name for c in table.columns if c.name not in pk]
                 stmt = ins.on_conflict_do_update(index_elements=list(pk),
                                                  set_={c: ins.excluded[c] for c in cols})

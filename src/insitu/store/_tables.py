@@ -47,6 +47,7 @@ tasks = sa.Table(
     sa.Column("started_at", sa.Float),
     sa.Column("ended_at", sa.Float),
     sa.Column("not_before", sa.Float),
+    sa.Column("ready_at", sa.Float),
 )
 
 attempts = sa.Table(

@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.Float),
         sa.Column("ended_at", sa.Float),
         sa.Column("not_before", sa.Float),
+        sa.Column("ready_at", sa.Float),
     )
     op.create_table(
         "attempts",
