@@ -189,3 +189,44 @@ def test_bad_input_foreign_database(cli, home: Path) -> None:  # type: ignore[no
     conn.close()
     err = _clear(cli("runs"))
     assert "not an insitu database" in err and "orders" in err
+
+
+def test_why_explains_a_step_waiting_for_resources(home: Path) -> None:
+    """A step asking for more GPUs than are free waits, and `insitu why` says why."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from insitu.store import open_store
+
+    env = {**os.environ, "INSITU_HOME": str(home), "INSITU_NODE_GPUS": "T4:1",
+           "INSITU_NODE_CPUS": "4"}
+    proc = subprocess.Popen([sys.executable, "-m", "insitu", "run", f"{PIPES / 'gpu_wait.py'}",
+                             "--plain"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 30
+        reason = None
+        while time.time() < deadline and reason is None:
+            time.sleep(0.2)
+            if not (home / "insitu.db").exists():
+                continue
+            store = open_store(f"sqlite:///{home / 'insitu.db'}")
+            runs = store.list_runs()
+            if runs:
+                reason = next((t.pending_reason for t in store.list_tasks(runs[0].id)
+                               if t.pending_reason), None)
+        assert reason is not None, "the waiting step never recorded a reason"
+        rid = store.list_runs()[0].id
+        r = subprocess.run([sys.executable, "-m", "insitu", "why", rid, "second"], env=env,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert " ".join(r.stdout.split()) == (
+            "second: it cannot be placed now: 0 of 1 node fits: 1 has no free GPU")
+        r = subprocess.run([sys.executable, "-m", "insitu", "why", rid, "third"], env=env,
+                           capture_output=True, text=True)
+        assert "waiting for its inputs from second (pending)" in r.stdout
+    finally:
+        proc.kill()
+        proc.wait()

@@ -27,7 +27,7 @@ from insitu.artifacts import ArtifactStore, digests_of
 from insitu.engine import _outcome
 from insitu.engine._params import bind_params
 from insitu.engine._paths import log_path, result_path
-from insitu.engine._placement import Placement, Placer, Request
+from insitu.engine._placement import Placement, Placer, Request, describe
 from insitu.engine._refs import cache_key, concretize, condition_steps, evaluate, upstream_steps
 from insitu.errors import ResourceError, UserError
 from insitu.executor import AttemptExit, Executor, LaunchRequest
@@ -100,29 +100,36 @@ class Engine:
         return run
 
     def check_resources(self, spec: dict[str, Any], params: dict[str, Any]) -> None:
-        placer = Placer(self.executor.nodes())
-        problems = []
-        hints = []
+        """Refuse, before anything runs, requests that are malformed or that no node could
+        ever satisfy; every such step is listed, then what the nodes have."""
+        nodes = self.executor.nodes()
+        placer = Placer(nodes)
+        problems: list[str] = []
+        hints: list[str] = []
+        too_big = False
         for s in spec["steps"]:
             try:
                 req = resolve_resources(s, params)
             except ResourceError as e:
                 problems.append(e.message)
-                hints.append(e.hint)
+                hints.append(e.hint or "")
                 continue
             why = placer.impossible(req)
             if why:
+                too_big = True
                 loc = s.get("location") or {}
-                at = f" at {loc.get('file')}:{loc.get('line')}" if loc.get("file") else ""
-                problems.append(f"step '{s['id']}'{at} asks for {describe_request(req)}, which "
-                                f"no node can provide; {why}")
-        if len(problems) > len(hints):
-            hints.append("lower the step's request (e.g. @insitu.step(memory=...) or "
-                         ".options(...)), or run on a backend with bigger nodes")
-        if problems:
-            raise ResourceError(
-                "cannot run pipeline '" + spec["name"] + "': " + "; ".join(problems),
-                hint="; ".join(dict.fromkeys(h for h in hints if h)))
+                at = f" ({os.path.basename(loc['file'])}:{loc.get('line')})" \
+                    if loc.get("file") else ""
+                problems.append(f"step '{s['id']}'{at} asks for {describe_request(req)}: {why}")
+        if not problems:
+            return
+        if too_big:
+            problems.append("available: " + "; ".join(describe(n) for n in nodes))
+            hints.append("lower the step's request (@insitu.step(...) or .options(...)), or "
+                         "run on a backend with bigger nodes")
+        raise ResourceError(
+            f"cannot run pipeline '{spec['name']}':\n" + "\n".join(f"  - {p}" for p in problems),
+            hint="; ".join(dict.fromkeys(h for h in hints if h)))
 
     def execute(self, run_id: str) -> RunRecord:
         """Run (or resume) a run until it ends; return its final record."""
@@ -522,8 +529,10 @@ class RunLoop:
                     continue
                 if mp and t.map_index is not None and self.running_per_step.get(sid, 0) >= mp:
                     break
-                placement = self.placer.place(req)
-                if placement is None:
+                placement = self.placer.place(req, f"{t.run_id}/{tid}/{t.attempts + 1}")
+                if isinstance(placement, str):  # nothing fits now: say why, once
+                    if t.pending_reason != placement:
+                        self._update(tid, pending_reason=placement)
                     break
                 queue.popleft()
                 self.ready_set.discard(tid)
@@ -542,7 +551,7 @@ class RunLoop:
         self.dirty.append(att)
         self._update(t.id, state=S.TASK_RUNNING, attempts=n, cache_key=key, node=placement.node,
                      started_at=t.started_at or now, resources=dataclasses.asdict(req),
-                     not_before=None)
+                     not_before=None, pending_reason=None)
         lkey = f"{t.id}#{n}"
         self.running[lkey] = _Running(t.id, att, placement, req)
         self.running_per_step[t.step_id] = self.running_per_step.get(t.step_id, 0) + 1

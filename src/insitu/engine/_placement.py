@@ -1,13 +1,15 @@
-"""Resource accounting for the nodes an executor offers: what fits where, right now.
+"""Placement of attempts, through :mod:`insitu.scheduler`, for the nodes an executor offers.
 
-Contract: ``place(req)`` returns a :class:`Placement` and reserves it, or ``None``
-when nothing fits now; ``release`` gives it back; ``impossible(req)`` explains a
-request that no node could ever satisfy (checked before a run starts).
+Contract: ``place(req, name)`` returns a :class:`Placement` and reserves it, or the
+scheduler's plain-words reason why nothing fits now; ``release`` gives a placement back;
+``impossible(req)`` explains a request that no node could ever satisfy (checked before a
+run starts). The scheduler itself is pure; this adapter only translates records.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from insitu._units import format_bytes
 from insitu.executor import NodeInfo
@@ -28,70 +30,63 @@ class Placement:
     memory: int
     gpu_ids: tuple[int, ...] = ()
     gpu_share: float = 0.0   # for a fractional request: the share of gpu_ids[0]
+    ticket: Any = None       # the scheduler's placement, given back on release
 
     def as_dict(self) -> dict[str, object]:
         return {"node": self.node, "cpu": self.cpu, "memory": self.memory,
                 "gpu_ids": list(self.gpu_ids), "gpu_share": self.gpu_share}
 
 
-@dataclass
-class _NodeState:
-    info: NodeInfo
-    cpu: float
-    memory: int
-    gpu_free: dict[int, float] = field(default_factory=dict)  # index -> free fraction
+def _scheduler_node(n: NodeInfo) -> Any:
+    from insitu.scheduler import Gpu, Node
+
+    gpus = tuple(Gpu(model=g.model, memory=g.memory or 0) for g in
+                 sorted(n.gpus, key=lambda g: g.index))
+    return Node(name=n.name, cpu=n.cpu, memory=n.memory, gpus=gpus, labels=dict(n.labels))
 
 
 class Placer:
+    """One engine's view of the cluster: free resources and the attempts placed on it."""
+
     def __init__(self, nodes: list[NodeInfo]) -> None:
-        self.nodes = [
-            _NodeState(n, n.cpu, n.memory, {g.index: 1.0 for g in n.gpus}) for n in nodes]
+        from insitu.scheduler import ClusterState
 
-    def _gpus_ok(self, st: _NodeState, req: Request) -> tuple[int, ...] | None:
-        if req.gpu <= 0:
-            return ()
-        ids = [g.index for g in st.info.gpus
-               if req.gpu_type is None or req.gpu_type.lower() in g.model.lower()]
-        if req.gpu < 1:  # a share of one GPU: the fullest one that still fits (packing)
-            fits = [i for i in ids if st.gpu_free[i] >= req.gpu - 1e-9]
-            if not fits:
-                return None
-            return (min(fits, key=lambda i: (st.gpu_free[i], i)),)
-        whole = [i for i in ids if st.gpu_free[i] >= 1.0 - 1e-9]
-        n = int(req.gpu)
-        return tuple(whole[:n]) if len(whole) >= n else None
+        self.infos = list(nodes)
+        self._gpu_index = {n.name: [g.index for g in sorted(n.gpus, key=lambda g: g.index)]
+                           for n in nodes}
+        self.models = sorted({g.model for n in nodes for g in n.gpus})
+        self.cluster = ClusterState([_scheduler_node(n) for n in nodes])
+        self._seq = 0
 
-    def place(self, req: Request) -> Placement | None:
-        for st in self.nodes:
-            if st.cpu + 1e-9 < req.cpu or st.memory < req.memory:
-                continue
-            gpus = self._gpus_ok(st, req)
-            if gpus is None:
-                continue
-            st.cpu -= req.cpu
-            st.memory -= req.memory
-            share = req.gpu if 0 < req.gpu < 1 else 0.0
-            for i in gpus:
-                st.gpu_free[i] -= share or 1.0
-            return Placement(node=st.info.name, cpu=req.cpu, memory=req.memory, gpu_ids=gpus,
-                             gpu_share=share)
-        return None
+    def _request(self, req: Request, name: str) -> Any:
+        from insitu.scheduler import Request as SRequest
+
+        types: tuple[str, ...] = ()
+        if req.gpu_type:  # "A100" matches "NVIDIA A100-SXM4-80GB"
+            want = req.gpu_type.lower()
+            types = tuple(m for m in self.models if want in m.lower()) or (req.gpu_type,)
+        return SRequest(name=name, cpu=req.cpu, memory=req.memory, gpu=req.gpu,
+                        gpu_types=types)
+
+    def place(self, req: Request, name: str | None = None) -> Placement | str:
+        self._seq += 1
+        d = self.cluster.place_one(self._request(req, name or f"attempt-{self._seq}"))
+        if d.placement is None:
+            return d.reason or "no node fits"
+        p = d.placement
+        ids = tuple(self._gpu_index[p.node][i] for i in p.gpus)
+        share = p.gpu_milli / 1000 if 0 < req.gpu < 1 else 0.0
+        return Placement(node=p.node, cpu=req.cpu, memory=req.memory, gpu_ids=ids,
+                         gpu_share=share, ticket=p)
 
     def release(self, p: Placement) -> None:
-        for st in self.nodes:
-            if st.info.name == p.node:
-                st.cpu += p.cpu
-                st.memory += p.memory
-                for i in p.gpu_ids:
-                    st.gpu_free[i] += p.gpu_share or 1.0
-                return
+        self.cluster.release(p.ticket)
 
     def impossible(self, req: Request) -> str | None:
         """Why no node could ever run ``req`` (on an empty cluster), or None if one can."""
-        fresh = Placer([s.info for s in self.nodes])
-        if fresh.place(req) is not None:
-            return None
-        return "available: " + "; ".join(describe(s.info) for s in self.nodes)
+        fresh = Placer(self.infos)
+        got = fresh.place(req)
+        return None if isinstance(got, Placement) else got
 
 
 def describe(n: NodeInfo) -> str:

@@ -78,6 +78,7 @@ class TaskRecord:
     ended_at: float | None = None
     not_before: float | None = None  # retry backoff: not launched before this time
     ready_at: float | None = None    # when its inputs were all available
+    pending_reason: str | None = None  # why it waits although ready (from the scheduler)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -48,6 +48,7 @@ tasks = sa.Table(
     sa.Column("ended_at", sa.Float),
     sa.Column("not_before", sa.Float),
     sa.Column("ready_at", sa.Float),
+    sa.Column("pending_reason", sa.Text),
 )
 
 attempts = sa.Table(

@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("ended_at", sa.Float),
         sa.Column("not_before", sa.Float),
         sa.Column("ready_at", sa.Float),
+        sa.Column("pending_reason", sa.Text),
     )
     op.create_table(
         "attempts",
