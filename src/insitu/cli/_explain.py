@@ -88,11 +88,10 @@ def explain(run: RunRecord, store: Store, cfg: Config, console: Console) -> int:
         out.append(f"  memory limit  {format_bytes(err.get('memory_limit'))}\n")
         sug = err.get("suggested_memory", "a larger value")
         out.append(f"  suggested     {sug}\n")
-        fix = (f'give the step more memory: @insitu.step(memory="{sug}") on '
-               f"{step.get('name', t.step_id)} (defined near "
-               f"{loc.get('file', '?')}:{loc.get('line', '?')}), or "
-               f'{step.get("name", t.step_id)}.options(memory="{sug}")(...) in the '
-               f"pipeline; then `{rerun}`")
+        name = step.get("name", t.step_id)
+        fix = (f'give the step more memory: @insitu.step(memory="{sug}") on {name}, or '
+               f'{name}.options(memory="{sug}")(...) where the pipeline calls it '
+               f"({loc.get('file', '?')}:{loc.get('line', '?')}); then `{rerun}`")
     elif kind == "timeout":
         out.append("error: timeout\n", style="bold red")
         out.append(f"  stopped after its timeout of {err.get('timeout'):g}s "
