@@ -94,15 +94,17 @@ def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: 
                       "delay_p50_s": statistics.fmean(r.delay_p50 for r in rs),
                       "delay_p99_s": statistics.fmean(r.delay_p99 for r in rs),
                       "started": statistics.fmean(r.started for r in rs),
+                      "waited": statistics.fmean(r.waited for r in rs),
                       "tasks": rs[0].tasks,
                       "queue_share": rs[0].queue_share,
                       "curve": list(rs[0].curve)}
             shares = ", ".join(f"{q} {v * 100:.1f}%" for q, v in rs[0].queue_share.items())
             rows.append(f"{p:<16} {res[p]['mean_utilisation'] * 100:6.2f}%  "
                         f"{res[p]['delay_p50_s']:9.0f}s  {res[p]['delay_p99_s']:9.0f}s  "
+                        f"{res[p]['waited']:6.0f}  "
                         f"{shares}")
         click.echo(f"{'policy':<16} {'GPU util':>7}  {'delay p50':>10}  {'delay p99':>10}  "
-                   "GPU-time share per queue")
+                   f"{'waited':>6}  GPU-time share per queue")
         for r in rows:
             click.echo(r)
         report["results"] = res

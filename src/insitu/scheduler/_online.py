@@ -28,6 +28,7 @@ class OnlineResult:
     mean_utilisation: float  # allocated share of GPU capacity, averaged over the arrival window
     delay_p50: float  # seconds from arrival to start
     delay_p99: float
+    waited: int  # tasks that did not start on arrival
     queue_share: dict[str, float]  # share of the GPU-time used, per queue
     curve: tuple[tuple[float, float], ...]  # (time in hours, allocated GPU share)
     seconds: float
@@ -98,5 +99,6 @@ def run_online(nodes: Sequence[Node], tasks: Sequence[Task], *, policy: str, see
                         mean_utilisation=area / span / cap,
                         delay_p50=float(np.percentile(dl, 50)),
                         delay_p99=float(np.percentile(dl, 99)),
+                        waited=int((dl > 0).sum()) if delays else 0,
                         queue_share={q: v / total_gt for q, v in gpu_time.items()},
                         curve=tuple(samples[::step]), seconds=time.perf_counter() - t0)
