@@ -3,8 +3,10 @@ import insitu.errors
 
 
 def test_exported_names_are_exactly_the_public_api() -> None:
-    assert sorted(insitu.__all__) == ["Elif", "Else", "If", "Run", "errors", "get_run",
-                                      "list_runs", "on_exit", "pipeline", "run", "step"]
+    assert sorted(insitu.__all__) == [
+        "Elif", "Else", "If", "Run", "TrialPruned", "errors", "get_run", "list_runs",
+        "log_artifact", "log_metric", "log_metrics", "log_params", "on_exit", "pipeline",
+        "report", "run", "step"]
     for name in insitu.__all__:
         assert hasattr(insitu, name)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from insitu import errors
 from insitu.sdk import Elif, Else, If, on_exit, pipeline, step
+from insitu.tracking import TrialPruned, log_artifact, log_metric, log_metrics, log_params, report
 
 if TYPE_CHECKING:
     from insitu._results import Run, get_run, list_runs, run
@@ -20,11 +21,17 @@ __all__ = [
     "Else",
     "If",
     "Run",
+    "TrialPruned",
     "errors",
     "get_run",
     "list_runs",
+    "log_artifact",
+    "log_metric",
+    "log_metrics",
+    "log_params",
     "on_exit",
     "pipeline",
+    "report",
     "run",
     "step",
 ]

@@ -14,7 +14,8 @@ faults of insitu itself or its environment (:class:`InternalError`,
     │   ├── ResourceError (ValueError)  bad or unsatisfiable resource request
     │   ├── SerializationError       a step output cannot be serialised
     │   ├── StepOutsidePipeline      a step was called outside a pipeline
-    │   └── NotFound (KeyError)      unknown run, step, artifact
+    │   ├── Conflict                 clashes with what exists (a run a model needs)
+    │   └── NotFound (KeyError)      unknown run, step, artifact, model
     ├── StepFailed                   a step ended failed (its error is attached)
     ├── StoreError                   the database cannot be used (corrupt, foreign, too new)
     └── InternalError                a bug in insitu: please report it
@@ -95,6 +96,10 @@ class StepOutsidePipeline(UserError):
     """A step was called outside a ``@pipeline`` function."""
 
 
+class Conflict(UserError):
+    """The request clashes with what exists (e.g. deleting a run a model version needs)."""
+
+
 class NotFound(UserError, KeyError):
     """An unknown run, step, attempt or artifact."""
 
@@ -126,6 +131,7 @@ class Cancelled(BaseException):  # noqa: N818 - a signal, not an error
 
 __all__ = [
     "Cancelled",
+    "Conflict",
     "InsituError",
     "InternalError",
     "NotFound",

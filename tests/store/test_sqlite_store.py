@@ -8,6 +8,7 @@ import pytest
 
 from insitu.errors import StoreError
 from insitu.store import SQLStore
+from insitu.store._sql import HEAD
 from insitu.testing.store_conformance import StoreConformance, make_run
 
 
@@ -26,7 +27,7 @@ def test_wal_mode_and_reopen_keeps_data(tmp_path: Path) -> None:
     s.close()
     conn = sqlite3.connect(tmp_path / "x.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT version_num FROM insitu_alembic_version").fetchone()[0] == "0001"
+    assert conn.execute("SELECT version_num FROM insitu_alembic_version").fetchone()[0] == HEAD
     conn.close()
     assert SQLStore(url).get_run("keep1").id == "keep1"
 
@@ -86,3 +87,48 @@ def test_artifact_store_over_a_file_url_and_an_fsspec_url(tmp_path: Path) -> Non
         assert load(ref, store) == {"big": "x" * 40000}
         assert store.put(b"same") == store.put(b"same")
         assert not store.exists("0" * 64)
+
+
+def test_upgrade_from_the_first_schema_keeps_runs(tmp_path: Path) -> None:
+    """A database written at schema 0001 is upgraded in place when opened."""
+    from alembic import command
+    from alembic.config import Config
+
+    import insitu.store._sql as sql
+
+    p = tmp_path / "old.db"
+    engine = sql._make_engine(f"sqlite:///{p}")
+    ini = Path(sql.__file__).parent / "migrations" / "alembic.ini"
+    cfg = Config(str(ini))
+    cfg.set_main_option("script_location", str(ini.parent))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO runs (id, pipeline, state, spec, params, created_at, no_cache, backend,"
+            " cancel_requested, labels) VALUES ('old1', 'p', 'succeeded', '{}', '{}', 1.0, 0,"
+            " 'local', 0, '{}')")
+    engine.dispose()
+    s = SQLStore(f"sqlite:///{p}")
+    assert s.get_run("old1").state == "succeeded"
+    conn = sqlite3.connect(p)
+    assert conn.execute("SELECT version_num FROM insitu_alembic_version").fetchone()[0] == HEAD
+    assert conn.execute("SELECT count(*) FROM metrics").fetchone()[0] == 0
+
+
+def _open_and_list(url: str) -> None:
+    SQLStore(url).list_runs()
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for trial in range(3):
+        url = f"sqlite:///{tmp_path / f'race{trial}.db'}"
+        procs = [ctx.Process(target=_open_and_list, args=(url,)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0, 0, 0, 0]

@@ -50,7 +50,9 @@ def _spec_from(target: str) -> dict[str, Any]:
 class _Group(click.Group):
     """A group whose heavier commands are imported only when used."""
 
-    lazy = {"sim": ("insitu.scheduler._cli", "sim")}
+    lazy = {"sim": ("insitu.scheduler._cli", "sim"),
+            "metrics": ("insitu.cli._tracking", "metrics"),
+            "compare": ("insitu.cli._tracking", "compare")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -266,6 +268,11 @@ def show(run_id: str, as_json: bool) -> None:
     console.print(f"created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rec.created_at))}"
                   f", took {format_duration((rec.ended_at or time.time()) - t0)}")
     console.print(summary_table(rec, tasks, attempts))
+    from insitu.cli._tracking import metrics_table
+
+    mt = metrics_table(store, rec)
+    if mt is not None:
+        console.print(mt)
     if rec.state == S.RUN_FAILED:
         console.print(f"why: insitu explain {rec.id}")
 

@@ -26,7 +26,7 @@ from insitu._units import format_bytes, parse_cpu, parse_gpu, parse_memory
 from insitu.artifacts import ArtifactStore, digests_of
 from insitu.engine import _outcome
 from insitu.engine._params import bind_params
-from insitu.engine._paths import log_path, result_path
+from insitu.engine._paths import log_path, metrics_path, result_path
 from insitu.engine._placement import Placement, Placer, Request, describe
 from insitu.engine._refs import cache_key, concretize, condition_steps, evaluate, upstream_steps
 from insitu.errors import ResourceError, UserError
@@ -226,7 +226,7 @@ class RunLoop:
             cancel_requested=False, error=None)
         self.dirty.append(self.run_rec)
         self.flush()
-        for d in ("logs", "results"):
+        for d in ("logs", "results", "metrics"):
             (self.cfg.run_dir(run.id) / d).mkdir(parents=True, exist_ok=True)
         self.executor.prepare([s["function"] for s in self.spec["steps"]])
         try:
@@ -331,6 +331,7 @@ class RunLoop:
                 continue
             res = _read_json(result_path(self.cfg, a.run_id, a.task_id, a.number))
             out = res.get("output") if res and res.get("ok") else None
+            self._ingest(a)
             if out is not None and all(self.engine.artifacts.exists(d) for d in digests_of(out)):
                 self.dirty.append(dataclasses.replace(a, state=S.ATT_SUCCEEDED, ended_at=now))
                 self._succeed(a.task_id, out, now)
@@ -564,7 +565,8 @@ class RunLoop:
             stdout_path=str(log_path(self.cfg, t.run_id, t.id, n, "out")),
             stderr_path=str(log_path(self.cfg, t.run_id, t.id, n, "err")),
             artifacts_url=self.engine.artifacts.url,
-            materialize_dir=str(self.cfg.home / "materialized"))
+            materialize_dir=str(self.cfg.home / "materialized"),
+            metrics_path=str(metrics_path(self.cfg, t.run_id, t.id, n)))
 
     # -- outcomes -------------------------------------------------------------------
     def _handle_exits(self, exits: list[AttemptExit], *, cancelled: bool = False) -> None:
@@ -589,6 +591,7 @@ class RunLoop:
                 state=S.ATT_SUCCEEDED if err is None else
                 S.ATT_CANCELLED if err["kind"] == "cancelled" else S.ATT_FAILED)
             self.dirty.append(att)
+            self._ingest(att)
             if err is None:
                 assert ex.result is not None
                 out = ex.result["output"]
@@ -613,6 +616,13 @@ class RunLoop:
                              error={"kind": "item_failed", "item": t.id,
                                     "message": f"item {t.id} failed"})
             self.failing = True
+
+    def _ingest(self, a: AttemptRecord) -> None:
+        """Move what the attempt logged (metrics, params, artifacts) into the store."""
+        from insitu.tracking import read_journal
+
+        self.dirty += read_journal(str(metrics_path(self.cfg, a.run_id, a.task_id, a.number)),
+                                   run_id=a.run_id, task_id=a.task_id, attempt=a.number)
 
     def _succeed(self, tid: str, out: dict[str, Any], when: float) -> None:
         t = self._update(tid, state=S.TASK_SUCCEEDED, output=out, ended_at=when, error=None)

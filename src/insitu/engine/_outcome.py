@@ -12,7 +12,8 @@ from insitu._units import format_bytes, suggest_memory
 from insitu.executor import AttemptExit
 
 # error kinds that are never retried: running again would fail the same way
-NOT_RETRIED = frozenset({"oom", "import", "serialization", "missing_input", "storage"})
+NOT_RETRIED = frozenset({"oom", "import", "serialization", "missing_input", "storage",
+                         "pruned"})
 
 
 def classify(ex: AttemptExit, *, memory_limit: int | None, timeout: float | None

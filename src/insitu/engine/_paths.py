@@ -15,5 +15,9 @@ def log_path(cfg: Config, run_id: str, task_id: str, attempt: int, stream: str) 
     return Path(f"{cfg.runs_dir}/{run_id}/logs/{_safe(task_id)}.{attempt}.{stream}")
 
 
+def metrics_path(cfg: Config, run_id: str, task_id: str, attempt: int) -> Path:
+    return Path(f"{cfg.runs_dir}/{run_id}/metrics/{_safe(task_id)}.{attempt}.jsonl")
+
+
 def result_path(cfg: Config, run_id: str, task_id: str, attempt: int) -> Path:
     return Path(f"{cfg.runs_dir}/{run_id}/results/{_safe(task_id)}.{attempt}.json")

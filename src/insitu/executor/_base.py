@@ -59,6 +59,8 @@ class LaunchRequest:
     stderr_path: str
     artifacts_url: str
     materialize_dir: str
+    metrics_path: str = ""        # the attempt's tracking journal (see insitu.tracking)
+    trial: dict[str, Any] | None = None   # for a tuning trial: how to reach its study
 
 
 @dataclass(frozen=True, kw_only=True)

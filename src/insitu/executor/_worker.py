@@ -19,6 +19,7 @@ from typing import Any
 
 from insitu.artifacts import ArtifactStore, dump, load
 from insitu.errors import NotFound, SerializationError
+from insitu.tracking._log import TrialPruned
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,6 +113,10 @@ def _call(req: Any) -> dict[str, Any]:
 
     started = time.time()
     store = artifact_store(req.artifacts_url)
+    if req.metrics_path:
+        from insitu.tracking import _log
+
+        _log.begin(req.metrics_path, req.artifacts_url, req.trial)
     try:
         fn = load_function(req.function)
     except BaseException as e:  # noqa: BLE001
@@ -133,6 +138,9 @@ def _call(req: Any) -> dict[str, Any]:
         err["kind"] = "oom"
         del e
         return {"ok": False, "error": err, "started_at": started}
+    except TrialPruned as e:
+        return {"ok": False, "started_at": started,
+                "error": {"kind": "pruned", "message": str(e)}}
     except BaseException as e:  # noqa: BLE001 - the error boundary around user code
         return {"ok": False, "error": _user_error(e), "started_at": started}
     try:

@@ -7,13 +7,26 @@ See ``_base.py`` for the contract every backend honours, and
 from typing import TYPE_CHECKING, Any
 
 from insitu.store._base import Store
-from insitu.store._records import AttemptRecord, CacheEntry, Record, RunRecord, TaskRecord
+from insitu.store._records import (
+    AliasRecord,
+    AttemptRecord,
+    CacheEntry,
+    LoggedArtifact,
+    MetricRecord,
+    ModelRecord,
+    ModelVersionRecord,
+    ParamRecord,
+    Record,
+    RunRecord,
+    TaskRecord,
+)
 
 if TYPE_CHECKING:
     from insitu.store._sql import SQLStore, open_store
 
-__all__ = ["AttemptRecord", "CacheEntry", "Record", "RunRecord", "SQLStore", "Store",
-           "TaskRecord", "open_store"]
+__all__ = ["AliasRecord", "AttemptRecord", "CacheEntry", "LoggedArtifact", "MetricRecord",
+           "ModelRecord", "ModelVersionRecord", "ParamRecord", "Record", "RunRecord", "SQLStore",
+           "Store", "TaskRecord", "open_store"]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,14 +12,19 @@ Contract for every implementation:
 - A store may be used from several processes at once (an engine writing, a CLI
   reading); one store object is used by one thread at a time.
 - ``delete_cache`` of an absent key is not an error.
+- ``select`` / ``delete`` work on every record type (runs, tasks, attempts, cache entries,
+  metrics, params, logged artifacts, models, model versions, aliases).
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
 
 from insitu.store._records import AttemptRecord, CacheEntry, Record, RunRecord, TaskRecord
+
+R = TypeVar("R")
 
 
 class Store(abc.ABC):
@@ -54,7 +59,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None:
-        """Delete a run with its tasks and attempts (``NotFound`` if absent)."""
+        """Delete a run with everything recorded for it (``NotFound`` if absent;
+        :class:`~insitu.errors.Conflict` if a registered model version came from it)."""
+
+    @abc.abstractmethod
+    def select(self, cls: type[R], **equals: Any) -> list[R]:
+        """Records of type ``cls`` whose fields equal ``equals``, in primary-key order
+        (``ValueError`` for a field ``cls`` does not have)."""
+
+    @abc.abstractmethod
+    def delete(self, cls: type[Any], **equals: Any) -> None:
+        """Delete records of type ``cls`` whose fields equal ``equals`` (at least one)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

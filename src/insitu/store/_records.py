@@ -26,9 +26,10 @@ TASK_CACHED = "cached"        # succeeded from the cache, without running
 TASK_FAILED = "failed"
 TASK_SKIPPED = "skipped"      # its condition was false, or an upstream step was skipped
 TASK_CANCELLED = "cancelled"
+TASK_PRUNED = "pruned"        # a tuning trial stopped early by the tuner; not a failure
 TASK_DONE = frozenset({TASK_SUCCEEDED, TASK_CACHED})
 TASK_TERMINAL = frozenset({TASK_SUCCEEDED, TASK_CACHED, TASK_FAILED, TASK_SKIPPED,
-                           TASK_CANCELLED})
+                           TASK_CANCELLED, TASK_PRUNED})
 
 # Attempt states
 ATT_RUNNING = "running"
@@ -36,7 +37,8 @@ ATT_SUCCEEDED = "succeeded"
 ATT_FAILED = "failed"
 ATT_LOST = "lost"             # its worker or the engine vanished; does not use up a retry
 ATT_CANCELLED = "cancelled"
-ATT_TERMINAL = frozenset({ATT_SUCCEEDED, ATT_FAILED, ATT_LOST, ATT_CANCELLED})
+ATT_PRUNED = "pruned"
+ATT_TERMINAL = frozenset({ATT_SUCCEEDED, ATT_FAILED, ATT_LOST, ATT_CANCELLED, ATT_PRUNED})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,4 +110,68 @@ class CacheEntry:
     created_at: float
 
 
-Record = RunRecord | TaskRecord | AttemptRecord | CacheEntry
+
+
+# -- tracking: what steps log while they run --------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class MetricRecord:
+    run_id: str
+    task_id: str
+    attempt: int
+    name: str
+    step: int                   # the x of the series (0, 1, 2, ... unless given)
+    value: float
+    timestamp: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParamRecord:
+    run_id: str
+    task_id: str
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggedArtifact:
+    run_id: str
+    task_id: str
+    attempt: int
+    name: str
+    output: dict[str, Any]      # an output ref
+
+
+# -- the model registry ----------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRecord:
+    name: str
+    created_at: float
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelVersionRecord:
+    name: str
+    version: int
+    run_id: str
+    task_id: str
+    output: dict[str, Any]      # the output ref of the step that produced the model
+    created_at: float
+    description: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AliasRecord:
+    name: str
+    alias: str
+    version: int
+    updated_at: float
+
+
+Record = (RunRecord | TaskRecord | AttemptRecord | CacheEntry | MetricRecord | ParamRecord
+          | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord)

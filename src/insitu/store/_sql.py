@@ -2,27 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from insitu.errors import NotFound, StoreError
+from insitu.errors import Conflict, NotFound, StoreError
 from insitu.store import _tables as t
 from insitu.store._base import Store
-from insitu.store._records import AttemptRecord, CacheEntry, Record, RunRecord, TaskRecord
+from insitu.store._records import (
+    AliasRecord,
+    AttemptRecord,
+    CacheEntry,
+    LoggedArtifact,
+    MetricRecord,
+    ModelRecord,
+    ModelVersionRecord,
+    ParamRecord,
+    Record,
+    RunRecord,
+    TaskRecord,
+)
 
-HEAD = "0001"  # the newest migration; keep in step with migrations/versions
-_KNOWN = {"0001"}
+HEAD = "0002"  # the newest migration; keep in step with migrations/versions
+_KNOWN = {"0001", "0002"}
 
 _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     RunRecord: (t.runs, ("id",)),
     TaskRecord: (t.tasks, ("run_id", "id")),
     AttemptRecord: (t.attempts, ("run_id", "task_id", "number")),
     CacheEntry: (t.cache, ("key",)),
+    MetricRecord: (t.metrics, ("run_id", "task_id", "attempt", "name", "step")),
+    ParamRecord: (t.params, ("run_id", "task_id", "name")),
+    LoggedArtifact: (t.logged_artifacts, ("run_id", "task_id", "attempt", "name")),
+    ModelRecord: (t.models, ("name",)),
+    ModelVersionRecord: (t.model_versions, ("name", "version")),
+    AliasRecord: (t.aliases, ("name", "alias")),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -47,25 +66,53 @@ class SQLStore(Store):
         where = self._describe()
         try:
             with self._engine.connect() as conn:
-                version = _current_version(conn)
-                if version == HEAD:
+                if _current_version(conn) == HEAD:  # the usual case: no lock needed
                     return
-                if version is not None and version not in _KNOWN:
-                    raise StoreError(
-                        f"the database {where} was written by a newer insitu (schema "
-                        f"{version}; this insitu knows up to {HEAD})",
-                        hint="upgrade insitu: pip install -U insitu")
-                if version is None:
-                    tables = sa.inspect(conn).get_table_names()
-                    if tables:
+            with self._schema_lock():  # one process creates or upgrades; others wait
+                with self._engine.connect() as conn:
+                    version = _current_version(conn)
+                    if version == HEAD:
+                        return
+                    if version is not None and version not in _KNOWN:
                         raise StoreError(
-                            f"{where} is not an insitu database (it holds tables "
-                            f"{', '.join(sorted(tables)[:5])})",
-                            hint="set INSITU_HOME (or INSITU_DB_URL) to another location, or "
-                                 "move that file away")
-            self._upgrade()
+                            f"the database {where} was written by a newer insitu (schema "
+                            f"{version}; this insitu knows up to {HEAD})",
+                            hint="upgrade insitu: pip install -U insitu")
+                    if version is None:
+                        tables = sa.inspect(conn).get_table_names()
+                        if tables:
+                            raise StoreError(
+                                f"{where} is not an insitu database (it holds tables "
+                                f"{', '.join(sorted(tables)[:5])})",
+                                hint="set INSITU_HOME (or INSITU_DB_URL) to another location, "
+                                     "or move that file away")
+                self._upgrade()
         except sa.exc.DatabaseError as e:
             raise _db_error(e, where) from None
+
+    @contextlib.contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        """Serialise schema creation between processes (a file lock beside an SQLite file,
+        an advisory lock on PostgreSQL)."""
+        u = sa.engine.make_url(self.url)
+        if u.drivername.startswith("sqlite") and u.database and u.database != ":memory:":
+            import fcntl
+
+            with open(f"{u.database}.lock", "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+        elif self._dialect == "postgresql":
+            with self._engine.connect() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_lock(7249001)"))
+                try:
+                    yield
+                finally:
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(7249001)"))
+        else:
+            yield
 
     def _upgrade(self) -> None:
         from alembic import command
@@ -75,14 +122,8 @@ class SQLStore(Store):
         cfg = Config(str(ini))
         cfg.set_main_option("script_location", str(ini.parent))
         with self._engine.begin() as conn:
-            if _current_version(conn) == HEAD:  # another process got there first
-                return
             cfg.attributes["connection"] = conn
-            try:
-                command.upgrade(cfg, "head")
-            except sa.exc.OperationalError as e:
-                if "already exists" not in str(e):
-                    raise
+            command.upgrade(cfg, "head")
 
     # -- writes ---------------------------------------------------------------
     def put(self, *records: Record) -> None:
@@ -133,9 +174,39 @@ class SQLStore(Store):
     def delete_run(self, run_id: str) -> None:
         run = self.get_run(run_id)
         with self._engine.begin() as conn:
-            conn.execute(t.attempts.delete().where(t.attempts.c.run_id == run.id))
-            conn.execute(t.tasks.delete().where(t.tasks.c.run_id == run.id))
+            used = list(conn.execute(sa.select(t.model_versions.c.name, t.model_versions.c.version)
+                                     .where(t.model_versions.c.run_id == run.id)))
+            if used:
+                names = ", ".join(f"{n} v{v}" for n, v in used)
+                raise Conflict(
+                    f"run {run.id} produced registered model version(s) {names}; deleting it "
+                    "would break their lineage",
+                    hint="delete those versions first (insitu models delete NAME VERSION)")
+            for table in (t.attempts, t.tasks, t.metrics, t.params, t.logged_artifacts):
+                conn.execute(table.delete().where(table.c.run_id == run.id))
             conn.execute(t.runs.delete().where(t.runs.c.id == run.id))
+
+    def select(self, cls: type[Any], **equals: Any) -> list[Any]:
+        table, pk = _TABLE_OF[cls]
+        q = sa.select(table)
+        for k, v in equals.items():
+            if k not in table.c:
+                raise ValueError(f"{cls.__name__} has no field {k!r}")
+            q = q.where(table.c[k] == v)
+        q = q.order_by(*(table.c[k] for k in pk))
+        return [_from_row(cls, r) for r in self._rows(q)]
+
+    def delete(self, cls: type[Any], **equals: Any) -> None:
+        table, _ = _TABLE_OF[cls]
+        if not equals:
+            raise ValueError("delete needs at least one field to match")
+        q = table.delete()
+        for k, v in equals.items():
+            if k not in table.c:
+                raise ValueError(f"{cls.__name__} has no field {k!r}")
+            q = q.where(table.c[k] == v)
+        with self._engine.begin() as conn:
+            conn.execute(q)
 
     # -- reads ----------------------------------------------------------------
     def _rows(self, stmt: Any) -> list[Any]:
@@ -259,3 +330,4 @@ def open_store(url: str | None = None) -> SQLStore:
 
 
 __all__ = ["HEAD", "SQLStore", "open_store"]
+

@@ -77,3 +77,60 @@ cache = sa.Table(
     sa.Column("task_id", sa.String(300), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+metrics = sa.Table(
+    "metrics", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("task_id", sa.String(300), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("timestamp", sa.Float, nullable=False),
+)
+
+params = sa.Table(
+    "params", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("task_id", sa.String(300), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("value", sa.JSON),
+)
+
+logged_artifacts = sa.Table(
+    "logged_artifacts", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("task_id", sa.String(300), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(300), primary_key=True),
+    sa.Column("output", sa.JSON, nullable=False),
+)
+
+models = sa.Table(
+    "models", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+)
+
+model_versions = sa.Table(
+    "model_versions", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("task_id", sa.String(300), nullable=False),
+    sa.Column("output", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("lineage", sa.JSON, nullable=False),
+)
+
+aliases = sa.Table(
+    "aliases", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("alias", sa.String(200), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

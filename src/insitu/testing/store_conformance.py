@@ -133,3 +133,33 @@ class StoreConformance:
         assert first.state == "pending"
         with pytest.raises(dataclasses.FrozenInstanceError):
             first.state = "x"  # type: ignore[misc]
+
+    def test_select_and_delete_any_record_type(self, store: Store) -> None:
+        from insitu.store import MetricRecord, ParamRecord
+
+        pts = [MetricRecord(run_id="r1", task_id="t", attempt=1, name="loss", step=s,
+                            value=1.0 / (s + 1), timestamp=float(s)) for s in (2, 0, 1)]
+        store.put(*pts, ParamRecord(run_id="r1", task_id="t", name="lr", value=0.1),
+                  ParamRecord(run_id="r1", task_id="u", name="lr", value=[1, "x"]))
+        got = store.select(MetricRecord, run_id="r1", name="loss")
+        assert [p.step for p in got] == [0, 1, 2] and got[0].value == 1.0
+        assert [p.value for p in store.select(ParamRecord, run_id="r1")] == [0.1, [1, "x"]]
+        store.delete(ParamRecord, run_id="r1", task_id="u")
+        assert len(store.select(ParamRecord, run_id="r1")) == 1
+        with pytest.raises(ValueError, match="no field 'nope'"):
+            store.select(ParamRecord, nope=1)
+
+    def test_aliases_move_atomically_and_runs_in_use_are_kept(self, store: Store) -> None:
+        from insitu.errors import Conflict
+        from insitu.store import AliasRecord, ModelVersionRecord
+
+        store.put(make_run("m1"))
+        store.put(ModelVersionRecord(name="fraud", version=1, run_id="m1", task_id="train",
+                                     output={"kind": "inline", "value": 1}, created_at=1.0),
+                  AliasRecord(name="fraud", alias="champion", version=1, updated_at=1.0))
+        store.put(AliasRecord(name="fraud", alias="champion", version=2, updated_at=2.0))
+        (alias,) = store.select(AliasRecord, name="fraud")
+        assert alias.version == 2
+        with pytest.raises(Conflict, match="fraud v1"):
+            store.delete_run("m1")
+        assert store.get_run("m1").id == "m1"

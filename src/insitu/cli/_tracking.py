@@ -1,0 +1,154 @@
+"""Commands over what steps logged: ``insitu metrics`` and ``insitu compare``."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from insitu.cli._app import _store, console
+from insitu.errors import NotFound
+from insitu.store import MetricRecord, ParamRecord, RunRecord, Store
+
+
+def _series(store: Store, run: RunRecord, step: str | None
+            ) -> dict[tuple[str, str], list[MetricRecord]]:
+    """(task, metric) -> points of the last attempt that logged it."""
+    pts = store.select(MetricRecord, run_id=run.id)
+    if step is not None:
+        pts = [p for p in pts if p.task_id == step or p.task_id.startswith(f"{step}[")]
+    last: dict[tuple[str, str], int] = {}
+    for p in pts:
+        last[(p.task_id, p.name)] = max(last.get((p.task_id, p.name), 0), p.attempt)
+    out: dict[tuple[str, str], list[MetricRecord]] = defaultdict(list)
+    for p in pts:
+        if p.attempt == last[(p.task_id, p.name)]:
+            out[(p.task_id, p.name)].append(p)
+    return out
+
+
+def metrics_table(store: Store, run: RunRecord) -> Table | None:
+    series = _series(store, run, None)
+    params: dict[str, dict[str, Any]] = defaultdict(dict)
+    for p in store.select(ParamRecord, run_id=run.id):
+        params[p.task_id][p.name] = p.value
+    if not series and not params:
+        return None
+    tbl = Table(title="logged metrics and params", title_justify="left")
+    for col in ("step", "metric", "last", "min", "max", "points"):
+        tbl.add_column(col, justify="left" if col in ("step", "metric") else "right")
+    for (task, name), pts in sorted(series.items()):
+        vals = [p.value for p in pts]
+        tbl.add_row(task, name, f"{vals[-1]:.6g}", f"{min(vals):.6g}", f"{max(vals):.6g}",
+                    str(len(vals)))
+    for task, ps in sorted(params.items()):
+        tbl.add_row(task, "params", ", ".join(f"{k}={v}" for k, v in sorted(ps.items())),
+                    "", "", "")
+    return tbl
+
+
+def _check_step(store: Store, run: RunRecord, step: str | None) -> None:
+    if step is None:
+        return
+    ids = {t.step_id for t in store.list_tasks(run.id)}
+    if step not in ids:
+        import difflib
+
+        close = difflib.get_close_matches(step, sorted(ids), n=1)
+        raise NotFound(f"run {run.id} has no step {step!r}",
+                       hint=f"did you mean {close[0]!r}?" if close else
+                       "steps: " + ", ".join(sorted(ids)))
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("step", required=False)
+@click.option("--name", "names", multiple=True, help="Only these metrics (repeatable).")
+@click.option("--png", type=click.Path(dir_okay=False), default=None,
+              help="Write the plot to this PNG file instead of the terminal.")
+def metrics(run_id: str, step: str | None, names: tuple[str, ...], png: str | None) -> None:
+    """Plot the metrics a run's steps logged (in the terminal, or to a PNG)."""
+    store = _store()
+    run = store.get_run(run_id)
+    _check_step(store, run, step)
+    series = {k: v for k, v in _series(store, run, step).items() if not names or k[1] in names}
+    if not series:
+        console.print(f"run {run.id} logged no metrics"
+                      + (f" in step {step}" if step else "")
+                      + " (log them with insitu.log_metric inside a step)")
+        return
+    by_metric: dict[str, list[tuple[str, list[MetricRecord]]]] = defaultdict(list)
+    for (task, name), pts in sorted(series.items()):
+        by_metric[name].append((task, pts))
+    if png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(len(by_metric), 1, figsize=(8, 3 * len(by_metric)),
+                                 squeeze=False)
+        for ax, (name, lines) in zip(axes[:, 0], by_metric.items(), strict=True):
+            for task, pts in lines:
+                ax.plot([p.step for p in pts], [p.value for p in pts], marker=".", label=task)
+            ax.set_title(name)
+            ax.set_xlabel("step")
+            ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(png, dpi=100)
+        console.print(f"wrote {png}")
+        return
+    import importlib
+
+    ptx: Any = importlib.import_module("plotext")
+    width = min(console.width, 100)
+    for name, lines in by_metric.items():
+        ptx.clear_figure()
+        ptx.plotsize(width, 15)
+        ptx.theme("clear")
+        for task, pts in lines:
+            ptx.plot([p.step for p in pts], [p.value for p in pts], label=task)
+        ptx.title(f"{name}  (run {run.id})")
+        console.print(Text.from_ansi(ptx.build()))
+
+
+@click.command()
+@click.argument("run_ids", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def compare(run_ids: tuple[str, ...], as_json: bool) -> None:
+    """Parameters and final metrics of several runs side by side; differences marked *."""
+    store = _store()
+    runs = [store.get_run(r) for r in run_ids]
+    rows: dict[str, list[Any]] = {}
+
+    def put(key: str, i: int, value: Any) -> None:
+        rows.setdefault(key, [None] * len(runs))[i] = value
+
+    for i, run in enumerate(runs):
+        put("pipeline", i, run.pipeline)
+        put("state", i, run.state)
+        for k, v in run.params.items():
+            put(f"param {k}", i, v)
+        for p in store.select(ParamRecord, run_id=run.id):
+            put(f"param {p.task_id}.{p.name}", i, p.value)
+        for (task, name), pts in _series(store, run, None).items():
+            put(f"metric {task}.{name}", i, pts[-1].value)
+    if as_json:
+        click.echo(json.dumps({"runs": [r.id for r in runs], "rows": rows}, indent=2,
+                              default=str))
+        return
+    tbl = Table(title="* marks rows that differ", title_justify="left")
+    tbl.add_column("")
+    for r in runs:
+        tbl.add_column(r.id, justify="right")
+    for key, vals in rows.items():
+        differs = len({json.dumps(v, sort_keys=True, default=str) for v in vals}) > 1
+        cells = [("-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v))
+                 for v in vals]
+        style = "bold yellow" if differs else ""
+        tbl.add_row(("* " if differs else "  ") + key, *(Text(c, style=style) for c in cells))
+    console.print(tbl)

@@ -1,0 +1,125 @@
+"""The step-side half of tracking: append records to the attempt's journal."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import time
+from typing import IO, Any
+
+from insitu.errors import UserError
+
+
+class TrialPruned(BaseException):  # noqa: N818 - a signal, like optuna.TrialPruned
+    """Raised by :func:`report` when the tuner stops an unpromising trial early.
+
+    A ``BaseException`` so that a step's ``except Exception`` does not swallow it.
+    """
+
+
+class _Context:
+    def __init__(self, path: str, artifacts_url: str, trial: dict[str, Any] | None) -> None:
+        self.path = path
+        self.artifacts_url = artifacts_url
+        self.trial = trial
+        self.file: IO[str] | None = None
+        self.steps: dict[str, int] = {}
+        self._trial_obj: Any = None
+
+    def write(self, rec: dict[str, Any]) -> None:
+        if self.file is None:
+            self.file = open(self.path, "a", buffering=1)  # noqa: SIM115 - kept for the attempt
+        self.file.write(json.dumps(rec) + "\n")
+
+
+_ctx: _Context | None = None
+
+
+def begin(path: str, artifacts_url: str, trial: dict[str, Any] | None = None) -> None:
+    """Called by the worker before the step runs."""
+    global _ctx
+    _ctx = _Context(path, artifacts_url, trial)
+
+
+def _context(what: str) -> _Context:
+    if _ctx is None:
+        raise UserError(f"insitu.{what} was called outside a step",
+                        hint="call it inside a function decorated with @insitu.step while the "
+                             "pipeline runs")
+    return _ctx
+
+
+def _number(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"metric {name!r} must be a number, got {value!r}",
+                        hint="log numbers; log text with insitu.log_params") from None
+    if math.isnan(v) or math.isinf(v):
+        raise UserError(f"metric {name!r} is {v}", hint="log finite numbers")
+    return v
+
+
+def log_metric(name: str, value: float, step: int | None = None) -> None:
+    """Append ``value`` to the series ``name`` (``step`` defaults to 0, 1, 2, ...)."""
+    ctx = _context("log_metric")
+    if step is None:
+        step = ctx.steps.get(name, -1) + 1
+    ctx.steps[name] = max(int(step), ctx.steps.get(name, -1))
+    ctx.write({"t": "metric", "name": str(name), "value": _number(name, value),
+               "step": int(step), "ts": time.time()})
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Log several metrics at the same step."""
+    for k, v in metrics.items():
+        log_metric(k, v, step)
+
+
+def log_params(params: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    """Record parameters (JSON values) of this step, e.g. ``log_params(lr=0.1, depth=4)``."""
+    ctx = _context("log_params")
+    for k, v in {**(params or {}), **kwargs}.items():
+        try:
+            json.dumps(v)
+        except TypeError:
+            v = repr(v)
+        ctx.write({"t": "param", "name": str(k), "value": v})
+
+
+def log_artifact(path: str | os.PathLike[str], name: str | None = None) -> dict[str, Any]:
+    """Store a file or directory with the run (by content hash); returns its output ref."""
+    from insitu.artifacts import dump
+    from insitu.executor._worker import artifact_store
+
+    ctx = _context("log_artifact")
+    p = pathlib.Path(path)
+    if not p.exists():
+        raise UserError(f"insitu.log_artifact: {p} does not exist",
+                        hint="pass the path of a file or directory the step wrote")
+    ref = dump(p, artifact_store(ctx.artifacts_url), step="log_artifact")
+    ctx.write({"t": "artifact", "name": name or p.name, "ref": ref})
+    return ref
+
+
+def report(value: float, step: int) -> None:
+    """Report an intermediate objective value of a tuning trial at ``step``.
+
+    Raises :class:`TrialPruned` when the tuner's early stopping decides the trial is
+    not promising; outside a trial it only logs the value as the metric ``objective``.
+    """
+    ctx = _context("report")
+    v = _number("objective", value)
+    log_metric("objective", v, step)
+    if ctx.trial is None:
+        return
+    if ctx._trial_obj is None:
+        from insitu.tune._study import open_trial
+
+        ctx._trial_obj = open_trial(ctx.trial)
+    ctx._trial_obj.report(v, step)
+    if ctx._trial_obj.should_prune():
+        ctx.write({"t": "pruned", "step": int(step), "value": v})
+        raise TrialPruned(f"pruned at step {step} (value {v:g})")
