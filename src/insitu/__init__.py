@@ -29,6 +29,7 @@ __all__ = [
     "log_metric",
     "log_metrics",
     "log_params",
+    "models",
     "on_exit",
     "pipeline",
     "report",
@@ -43,4 +44,8 @@ def __getattr__(name: str) -> Any:
         from insitu import _results
 
         return getattr(_results, name)
+    if name == "models":
+        import importlib
+
+        return importlib.import_module("insitu.models")
     raise AttributeError(f"module 'insitu' has no attribute {name!r}")

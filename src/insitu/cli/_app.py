@@ -52,7 +52,8 @@ class _Group(click.Group):
 
     lazy = {"sim": ("insitu.scheduler._cli", "sim"),
             "metrics": ("insitu.cli._tracking", "metrics"),
-            "compare": ("insitu.cli._tracking", "compare")}
+            "compare": ("insitu.cli._tracking", "compare"),
+            "models": ("insitu.cli._models", "models")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -333,6 +334,27 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
         emit()
         if rec.state in S.RUN_TERMINAL:
             break
+
+
+@app.command()
+@click.argument("run_id")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(run_id: str, yes: bool) -> None:
+    """Delete a run with its records (refused while a registered model came from it)."""
+    import shutil
+
+    from insitu.engine import engine_alive
+
+    store = _store()
+    rec = store.get_run(run_id)
+    if engine_alive(rec):
+        raise UserError(f"run {rec.id} is still running", hint=f"insitu cancel {rec.id}")
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"delete run {rec.id} ({rec.pipeline}, {rec.state})?", abort=True)
+    store.delete_run(rec.id)
+    shutil.rmtree(load_config().run_dir(rec.id), ignore_errors=True)
+    console.print(f"deleted run {rec.id} (its outputs stay in the artifact store while "
+                  "other runs or the cache use them)")
 
 
 @app.command()

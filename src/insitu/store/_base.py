@@ -63,6 +63,11 @@ class Store(abc.ABC):
         :class:`~insitu.errors.Conflict` if a registered model version came from it)."""
 
     @abc.abstractmethod
+    def insert(self, *records: Record) -> None:
+        """Create all ``records`` atomically; :class:`~insitu.errors.Conflict` (and nothing
+        written) if any already exists."""
+
+    @abc.abstractmethod
     def select(self, cls: type[R], **equals: Any) -> list[R]:
         """Records of type ``cls`` whose fields equal ``equals``, in primary-key order
         (``ValueError`` for a field ``cls`` does not have)."""

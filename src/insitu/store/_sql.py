@@ -140,6 +140,18 @@ class SQLStore(Store):
         except sa.exc.DatabaseError as e:
             raise _db_error(e, self._describe()) from None
 
+    def insert(self, *records: Record) -> None:
+        try:
+            with self._engine.begin() as conn:
+                for r in records:
+                    table, _ = _TABLE_OF[type(r)]
+                    conn.execute(table.insert(), [_to_row(r)])
+        except sa.exc.IntegrityError:
+            raise Conflict(f"{type(records[0]).__name__} already exists",
+                           hint="read it back and retry") from None
+        except sa.exc.DatabaseError as e:
+            raise _db_error(e, self._describe()) from None
+
     def _upsert(self, conn: Connection, table: sa.Table, pk: tuple[str, ...],
                 rows: list[dict[str, Any]]) -> None:
         if self._dialect in ("sqlite", "postgresql"):

@@ -163,3 +163,17 @@ class StoreConformance:
         with pytest.raises(Conflict, match="fraud v1"):
             store.delete_run("m1")
         assert store.get_run("m1").id == "m1"
+
+    def test_insert_refuses_an_existing_record_and_writes_nothing(self, store: Store) -> None:
+        from insitu.errors import Conflict
+        from insitu.store import ModelVersionRecord
+
+        def v(n: int, run: str = "r") -> ModelVersionRecord:
+            return ModelVersionRecord(name="m", version=n, run_id=run, task_id="t", output={},
+                                      created_at=1.0)
+
+        store.insert(v(1))
+        with pytest.raises(Conflict):
+            store.insert(v(2), v(1, run="other"))
+        assert [(x.version, x.run_id) for x in store.select(ModelVersionRecord, name="m")] == [
+            (1, "r")]

@@ -1,0 +1,131 @@
+"""``insitu models``: the model registry from the command line."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+from rich.table import Table
+
+from insitu.cli._app import _store, console
+
+
+@click.group()
+def models() -> None:
+    """Register, list, show, alias and load models."""
+
+
+@models.command("register")
+@click.argument("name")
+@click.option("--run", "run_id", required=True, help="The run that produced the model.")
+@click.option("--step", required=True, help="The step whose output is the model.")
+@click.option("--alias", default=None, help="Also point this alias at the new version.")
+@click.option("--description", default="", help="A description of this version.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag (repeatable).")
+def register_cmd(name: str, run_id: str, step: str, alias: str | None, description: str,
+                 tags: tuple[str, ...]) -> None:
+    """Register the output of STEP in RUN as a new version of model NAME."""
+    from insitu.errors import UserError
+    from insitu.models import register
+
+    tag_map = {}
+    for t in tags:
+        k, sep, v = t.partition("=")
+        if not sep:
+            raise UserError(f"cannot read tag {t!r}", hint="write --tag key=value")
+        tag_map[k] = v
+    mv = register(name, run=run_id, step=step, description=description, tags=tag_map,
+                  alias=alias, store=_store())
+    console.print(f"registered [bold]{mv.name}:{mv.version}[/] from run {mv.record.run_id} "
+                  f"step {mv.record.task_id}" + (f" as @{alias}" if alias else ""))
+
+
+@models.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ls_cmd(as_json: bool) -> None:
+    """List registered models."""
+    from insitu.models import list_models, list_versions
+
+    st = _store()
+    rows = []
+    for m in list_models(store=st):
+        vs = list_versions(m.name, store=st)
+        rows.append({"name": m.name, "versions": len(vs),
+                     "latest": max((v.version for v in vs), default=None),
+                     "aliases": {a: v.version for v in vs for a in v.aliases},
+                     "description": m.description})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    tbl = Table()
+    for col in ("model", "versions", "latest", "aliases", "description"):
+        tbl.add_column(col)
+    for r in rows:
+        tbl.add_row(r["name"], str(r["versions"]), str(r["latest"]),
+                    ", ".join(f"@{a}={v}" for a, v in sorted(r["aliases"].items())),
+                    r["description"])
+    console.print(tbl)
+    if not rows:
+        console.print("no models yet: `insitu models register NAME --run RUN --step STEP`")
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show_cmd(name: str, as_json: bool) -> None:
+    """Versions of model NAME with their aliases and lineage."""
+    from insitu.models import list_versions
+
+    vs = list_versions(name, store=_store())
+    if as_json:
+        click.echo(json.dumps([{"version": v.version, "aliases": list(v.aliases),
+                                "run_id": v.record.run_id, "step": v.record.task_id,
+                                "created_at": v.record.created_at, "tags": v.record.tags,
+                                "description": v.record.description, "lineage": v.lineage}
+                               for v in vs], indent=2, default=str))
+        return
+    console.print(f"[bold]model {name}[/]")
+    for v in vs:
+        lin = v.lineage
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.record.created_at))
+        alias = f"  @{', @'.join(v.aliases)}" if v.aliases else ""
+        console.print(f"\n[bold]version {v.version}[/]{alias}   registered {when}")
+        if v.record.description:
+            console.print(f"  {v.record.description}")
+        console.print(f"  from run {lin.get('run_id')} (pipeline {lin.get('pipeline')}), "
+                      f"step {lin.get('step')}")
+        console.print(f"  code     {lin.get('function')} fingerprint "
+                      f"{(lin.get('code_fingerprint') or '')[:12]}")
+        params = {**lin.get("params", {}), **lin.get("step_params", {})}
+        if params:
+            console.print("  params   " + ", ".join(f"{k}={params[k]!r}" for k in sorted(params)))
+        if lin.get("inputs"):
+            console.print("  inputs   " + ", ".join(f"{k}={str(d)[:12]}"
+                                                   for k, d in sorted(lin["inputs"].items())))
+        console.print(f"  datasets {', '.join(lin.get('datasets') or []) or '-'}")
+        if v.record.tags:
+            console.print("  tags     " + ", ".join(f"{k}={t}" for k, t in v.record.tags.items()))
+
+
+@models.command("alias")
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version", type=int)
+def alias_cmd(name: str, alias: str, version: int) -> None:
+    """Point NAME@ALIAS at VERSION (moved atomically)."""
+    from insitu.models import set_alias
+
+    set_alias(name, alias, version, store=_store())
+    console.print(f"{name}@{alias} -> version {version}")
+
+
+@models.command("delete")
+@click.argument("name")
+@click.argument("version", type=int)
+def delete_cmd(name: str, version: int) -> None:
+    """Delete version VERSION of model NAME (refused while an alias points at it)."""
+    from insitu.models import delete_version
+
+    delete_version(name, version, store=_store())
+    console.print(f"deleted {name}:{version}")
