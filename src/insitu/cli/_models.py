@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import click
 from rich.table import Table
@@ -48,7 +49,7 @@ def ls_cmd(as_json: bool) -> None:
     from insitu.models import list_models, list_versions
 
     st = _store()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for m in list_models(store=st):
         vs = list_versions(m.name, store=st)
         rows.append({"name": m.name, "versions": len(vs),

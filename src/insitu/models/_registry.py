@@ -58,7 +58,8 @@ def _check_name(what: str, name: str) -> None:
 
 
 def _lineage(store: Store, run: S.RunRecord, task: S.TaskRecord) -> dict[str, Any]:
-    spec_step = next((s for s in run.spec["steps"] if s["id"] == task.step_id), {})
+    spec_step: dict[str, Any] = next(
+        (s for s in run.spec["steps"] if s["id"] == task.step_id), {})
     tasks = {t.id: t for t in store.list_tasks(run.id)}
     from insitu.artifacts import content_id
     from insitu.engine._refs import upstream_steps
