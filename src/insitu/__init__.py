@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from insitu import errors
 from insitu.sdk import Elif, Else, If, on_exit, pipeline, step
 from insitu.tracking import TrialPruned, log_artifact, log_metric, log_metrics, log_params, report
+from insitu.tune import tune
 
 if TYPE_CHECKING:
     from insitu._results import Run, get_run, list_runs, run
@@ -35,6 +36,7 @@ __all__ = [
     "report",
     "run",
     "step",
+    "tune",
 ]
 
 

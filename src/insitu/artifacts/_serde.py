@@ -8,7 +8,8 @@ An *output ref* is a JSON dict describing one stored value:
   for bytes in the artifact store, ``s`` one of ``json``, ``npy`` (NumPy arrays),
   ``parquet`` (pandas DataFrames), ``file``, ``dir`` (a tar of the directory),
   ``pickle`` (anything else, through cloudpickle);
-- ``{"kind": "list", "items": [ref, ...]}`` for the outputs of a ``map``.
+- ``{"kind": "list", "items": [ref, ...]}`` for the outputs of a ``map``;
+- ``{"kind": "dict", "items": {key: ref, ...}}`` for a tuning step's result.
 
 Returning a ``pathlib.Path`` from a step stores that file or directory; the
 consumer receives a ``Path`` to a read-only local copy.
@@ -132,6 +133,9 @@ def load(ref: dict[str, Any], store: ArtifactStore, *, materialize_dir: str | No
         return ref["value"]
     if kind == "list":
         return [load(r, store, materialize_dir=materialize_dir) for r in ref["items"]]
+    if kind == "dict":
+        return {k: load(r, store, materialize_dir=materialize_dir)
+                for k, r in ref["items"].items()}
     ser = ref["serializer"]
     digest = ref["digest"]
     if ser in ("file", "dir"):
@@ -194,6 +198,8 @@ def digests_of(ref: dict[str, Any]) -> list[str]:
     """Every artifact-store digest a ref depends on (inline values have none)."""
     if ref.get("kind") == "list":
         return [d for r in ref["items"] for d in digests_of(r)]
+    if ref.get("kind") == "dict":
+        return [d for r in ref["items"].values() for d in digests_of(r)]
     if ref.get("kind") == "blob":
         return [ref["digest"]]
     return []
@@ -203,4 +209,7 @@ def content_id(ref: dict[str, Any]) -> str:
     """A stable identity of the content a ref stands for (used in cache keys)."""
     if ref.get("kind") == "list":
         return "[" + ",".join(content_id(r) for r in ref["items"]) + "]"
+    if ref.get("kind") == "dict":
+        return "{" + ",".join(f"{k}:{content_id(r)}" for k, r in sorted(ref["items"].items())) \
+            + "}"
     return str(ref["digest"])

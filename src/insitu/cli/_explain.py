@@ -114,6 +114,10 @@ def explain(run: RunRecord, store: Store, cfg: Config, console: Console) -> int:
         out.append("error: the step's code cannot be imported\n", style="bold red")
         out.append(f"  {err.get('type')}: {err.get('message')}\n")
         fix = f"fix the import error, then `{rerun}`"
+    elif kind == "tuning":
+        out.append("error: tuning stopped\n", style="bold red")
+        out.append(f"  {err.get('message')}\n")
+        fix = str(err.get("hint") or f"insitu tune show {run.id}/{t.id}")
     elif kind == "storage":
         out.append("error: the output could not be stored\n", style="bold red")
         out.append(f"  {err.get('message')}\n")

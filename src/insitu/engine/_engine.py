@@ -182,6 +182,7 @@ class RunLoop:
         self.failures: dict[str, int] = {}
         self.items: dict[str, list[str]] = {}
         self.items_left: dict[str, int] = {}   # per map: items not yet done
+        self.tuners: dict[str, Any] = {}       # tuning step -> TuneController
         self.running_per_step: dict[str, int] = {}
         self.failing = False
         self.cancelling = False
@@ -339,7 +340,11 @@ class RunLoop:
                 self.dirty.append(dataclasses.replace(
                     a, state=S.ATT_LOST, ended_at=now,
                     error={"kind": "lost", "message": "the engine stopped while it ran"}))
+        tuned = {s for s, spec in self.steps.items() if spec.get("tune")}
         for t in list(self.tasks.values()):
+            if t.step_id in tuned and t.map_index is not None and t.state in (
+                    S.TASK_FAILED, S.TASK_PRUNED, S.TASK_CANCELLED):
+                continue  # the study already knows how this trial ended
             reopen = (
                 t.id == self.exit_step  # it runs again, with the new final status
                 or t.state in (S.TASK_FAILED, S.TASK_CANCELLED)
@@ -351,6 +356,11 @@ class RunLoop:
             if parent.state != S.TASK_SUCCEEDED and any(
                     self.tasks[i].state not in S.TASK_DONE for i in items):
                 self._update(step_id, state=S.TASK_RUNNING)
+        for sid in tuned:
+            if self.tasks[sid].state == S.TASK_PENDING and sid in self.items:
+                self._update(sid, state=S.TASK_RUNNING)
+            if self.tasks[sid].state == S.TASK_RUNNING:
+                self._tuner(sid)
         for tid in sorted((t.id for t in self.tasks.values()
                            if t.map_index is not None and t.state == S.TASK_PENDING),
                           key=lambda i: self.tasks[i].seq):
@@ -398,10 +408,16 @@ class RunLoop:
             if S.TASK_SKIPPED in dep_states or not evaluate(step.get("when"), self._value_of):
                 self._update(sid, state=S.TASK_SKIPPED, ended_at=now)
                 continue
-            if step.get("map"):
+            if step.get("tune"):
+                self._tuner(sid)
+                self._update(sid, state=S.TASK_RUNNING, started_at=t.started_at or now)
+            elif step.get("map"):
                 self._expand(sid, now)
             else:
                 self._make_ready(sid)
+        for tuner in self.tuners.values():
+            if self.tasks[tuner.sid].state == S.TASK_RUNNING:
+                tuner.fill(now)
         while self.backoff and self.backoff[0][0] <= now:
             self._make_ready(heapq.heappop(self.backoff)[1])
         if self.ready_set and not self.cancelling:
@@ -441,6 +457,13 @@ class RunLoop:
         for tid in ids:
             self._make_ready(tid)
 
+    def _tuner(self, sid: str) -> Any:
+        if sid not in self.tuners:
+            from insitu.engine._tuning import TuneController
+
+            self.tuners[sid] = TuneController(self, sid)
+        return self.tuners[sid]
+
     def _make_ready(self, tid: str) -> None:
         if tid not in self.ready_set:
             t = self.tasks[tid]
@@ -458,7 +481,10 @@ class RunLoop:
         status = self._status() if t.step_id == self.exit_step else None
         args = {k: concretize(r, self.params, self._outputs, status)
                 for k, r in step["args"].items()}
-        if t.map_index is not None:
+        if t.map_index is not None and step.get("tune"):
+            for k, v in self._tuner(t.step_id).params[t.id].items():
+                args[k] = {"value": v}
+        elif t.map_index is not None:
             args[step["map"]["arg"]] = self._item_arg(step, t.map_index)
         use_cache = step["cache"] and not self.run_rec.no_cache and t.step_id != self.exit_step
         key = cache_key(step, args) if use_cache else None
@@ -496,6 +522,10 @@ class RunLoop:
                              started_at=now, ended_at=now, error=None)
                 self.cache_hits += 1
                 self._after_done(tid, now)
+                tuner = self.tuners.get(self.tasks[tid].step_id)
+                if tuner is not None:
+                    tuner.cached(tid, e.output, e)
+                    tuner.maybe_finish(now)
             else:
                 if e is not None:
                     stale.append(e.key)
@@ -566,7 +596,8 @@ class RunLoop:
             stderr_path=str(log_path(self.cfg, t.run_id, t.id, n, "err")),
             artifacts_url=self.engine.artifacts.url,
             materialize_dir=str(self.cfg.home / "materialized"),
-            metrics_path=str(metrics_path(self.cfg, t.run_id, t.id, n)))
+            metrics_path=str(metrics_path(self.cfg, t.run_id, t.id, n)),
+            trial=self._tuner(t.step_id).trial_info(t.id) if step.get("tune") else None)
 
     # -- outcomes -------------------------------------------------------------------
     def _handle_exits(self, exits: list[AttemptExit], *, cancelled: bool = False) -> None:
@@ -589,13 +620,23 @@ class RunLoop:
                 peak_memory=ex.peak_memory, cpu_time=ex.cpu_time, error=err,
                 node=ex.node or r.attempt.node,
                 state=S.ATT_SUCCEEDED if err is None else
-                S.ATT_CANCELLED if err["kind"] == "cancelled" else S.ATT_FAILED)
+                S.ATT_CANCELLED if err["kind"] == "cancelled" else
+                S.ATT_PRUNED if err["kind"] == "pruned" else S.ATT_FAILED)
             self.dirty.append(att)
-            self._ingest(att)
+            logged = self._ingest(att)
+            tuner = self.tuners.get(t.step_id)
             if err is None:
                 assert ex.result is not None
                 out = ex.result["output"]
                 self._succeed(t.id, out, ex.ended_at)
+                if tuner is not None:
+                    tuner.succeeded(t.id, out, logged)
+                    tuner.maybe_finish(ex.ended_at)
+                continue
+            if err["kind"] == "pruned" and tuner is not None:
+                self._update(t.id, state=S.TASK_PRUNED, ended_at=ex.ended_at, error=err)
+                tuner.pruned(t.id)
+                tuner.maybe_finish(ex.ended_at)
                 continue
             if err["kind"] == "cancelled":
                 self._update(t.id, state=S.TASK_CANCELLED, ended_at=ex.ended_at, error=err)
@@ -611,18 +652,24 @@ class RunLoop:
                 heapq.heappush(self.backoff, (when, t.id))
                 continue
             self._update(t.id, state=S.TASK_FAILED, ended_at=ex.ended_at, error=err)
+            if tuner is not None:  # a failed trial fails the run only past max_failed
+                tuner.trial_failed(t.id, err)
+                tuner.maybe_finish(ex.ended_at)
+                continue
             if t.map_index is not None:
                 self._update(t.step_id, state=S.TASK_FAILED, ended_at=ex.ended_at,
                              error={"kind": "item_failed", "item": t.id,
                                     "message": f"item {t.id} failed"})
             self.failing = True
 
-    def _ingest(self, a: AttemptRecord) -> None:
+    def _ingest(self, a: AttemptRecord) -> list[Record]:
         """Move what the attempt logged (metrics, params, artifacts) into the store."""
         from insitu.tracking import read_journal
 
-        self.dirty += read_journal(str(metrics_path(self.cfg, a.run_id, a.task_id, a.number)),
-                                   run_id=a.run_id, task_id=a.task_id, attempt=a.number)
+        recs = read_journal(str(metrics_path(self.cfg, a.run_id, a.task_id, a.number)),
+                            run_id=a.run_id, task_id=a.task_id, attempt=a.number)
+        self.dirty += recs
+        return recs
 
     def _succeed(self, tid: str, out: dict[str, Any], when: float) -> None:
         t = self._update(tid, state=S.TASK_SUCCEEDED, output=out, ended_at=when, error=None)
@@ -634,7 +681,7 @@ class RunLoop:
 
     def _after_done(self, tid: str, when: float) -> None:
         t = self.tasks[tid]
-        if t.map_index is None:
+        if t.map_index is None or self.steps[t.step_id].get("tune"):
             return
         parent = self.tasks[t.step_id]
         items = self.items.get(t.step_id, [])

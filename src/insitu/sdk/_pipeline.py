@@ -225,6 +225,7 @@ def _step_spec(call: StepCall, known: set[str], param_names: set[str],
         "env": {str(k): str(v) for k, v in o.env.items()} if isinstance(o.env, dict) else {},
         "when": call.when,
         "exit_handler": call.exit_handler,
+        "tune": call.tune,
         "location": {"file": call.file, "line": call.line},
     }
     return out

@@ -119,7 +119,7 @@ class Step(Generic[P, R]):
 
     def _record(self, trace: Trace, args: Iterable[Any], kwargs: dict[str, Any], *,
                 map_over: Any = None, max_parallel: int | None = None,
-                exit_handler: bool = False) -> Output:
+                exit_handler: bool = False, tune: dict[str, Any] | None = None) -> Output:
         from insitu.sdk._trace import StepCall
 
         file, line = caller_location()
@@ -177,7 +177,8 @@ class Step(Generic[P, R]):
                              "produce anything else in a step and pass its output")
         trace.calls.append(StepCall(
             step_id=step_id, name=self.name, step=self, args=bound, map=map_spec,
-            when=trace.current_when(), exit_handler=exit_handler, file=file, line=line))
+            when=trace.current_when(), exit_handler=exit_handler, file=file, line=line,
+            tune=tune))
         return Output(step_id, mapped=map_spec is not None)
 
     def __repr__(self) -> str:

@@ -35,6 +35,7 @@ class StepCall:
     exit_handler: bool
     file: str | None
     line: int | None
+    tune: dict[str, Any] | None = None
 
 
 @dataclass
