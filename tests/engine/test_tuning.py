@@ -78,3 +78,19 @@ def test_bad_space_and_goal_are_validation_errors() -> None:
     text = str(e.value)
     assert "search space of 'quadratic' is empty" in text
     assert "goal must be 'maximize' or 'minimize', got 'minimise'" in text
+
+
+def test_tune_cli_run_and_show(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    target = f"{Path(tuning.__file__)}:quadratic"
+    r = cli("tune", "run", target, "--space", '{"x": "uniform(-5, 5)", "y": "int(0, 6)"}',
+            "--metric", "loss", "--goal", "minimize", "--trials", "6", "--parallel", "2",
+            "-p", "offset=1.0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "best trial" in r.stdout and "6 complete" in r.stdout
+    assert "parameter importance" in r.stdout
+    bad = cli("tune", "run", target, "--space", '{"x": "normal(0, 1)"}', "--metric", "loss")
+    assert bad.returncode == 2 and "cannot read 'normal(0, 1)'" in bad.stderr
+    bad = cli("tune", "run", target, "--space", '{"x": "uniform(5, 1)"}', "--metric", "loss")
+    assert bad.returncode == 2 and "low (5.0) must be below high (1.0)" in bad.stderr
+    bad = cli("tune", "show", "nosuchrun")
+    assert bad.returncode == 2 and "no run 'nosuchrun'" in bad.stderr

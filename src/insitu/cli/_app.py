@@ -53,7 +53,8 @@ class _Group(click.Group):
     lazy = {"sim": ("insitu.scheduler._cli", "sim"),
             "metrics": ("insitu.cli._tracking", "metrics"),
             "compare": ("insitu.cli._tracking", "compare"),
-            "models": ("insitu.cli._models", "models")}
+            "models": ("insitu.cli._models", "models"),
+            "tune": ("insitu.cli._tune", "tune")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -462,9 +463,20 @@ def demo(plain: bool) -> None:
         for name, score in sorted(report["scores"].items(), key=lambda kv: -kv[1]):
             tbl.add_row(name + (" (best)" if name == report["best"] else ""), f"{score:.4f}")
         console.print(tbl)
-        console.print(f"best model: [bold]{report['best']}[/], test accuracy "
-                      f"{report['test_accuracy']:.4f}")
+        console.print(f"best variant: [bold]{report['best']}[/]; tuned over "
+                      f"{report['trials']} trials to validation accuracy "
+                      f"{report['tuned_accuracy']:.4f} ({report['tuned_params']}); "
+                      f"test accuracy {report['test_accuracy']:.4f}")
         console.print(f"model saved at {r.output('save_model')}")
+        from insitu.models import register
+
+        mv = register("demo-classifier", run=rec.id, step="final_model", alias="champion",
+                      description=f"tuned {report['best']} from insitu demo",
+                      store=engine.store)
+        console.print(f"registered [bold]demo-classifier:{mv.version}[/] as @champion; "
+                      f"load it with insitu.models.load('demo-classifier@champion')")
+        console.print(f"study: insitu tune show {rec.id}/tune_best  |  "
+                      "lineage: insitu models show demo-classifier")
         console.print(f"next: insitu show {rec.id}  |  python -c \"import insitu; "
                       f"print(insitu.get_run('{rec.id}').output('report'))\"")
     sys.exit(code)

@@ -1,7 +1,8 @@
 """Classify breast-cancer biopsies (a dataset bundled with scikit-learn, no download).
 
 load -> split -> prepare features -> train several model variants in parallel
--> evaluate each -> pick the best -> test it -> save the model as an artifact.
+-> evaluate each -> pick the best -> tune it (trials are steps) -> save the tuned model
+as an artifact -> test it. `insitu demo` then registers it as demo-classifier@champion.
 
 Run it:  insitu run examples/classification.py   (or: insitu demo)
 """
@@ -113,9 +114,42 @@ def pick_best(scores: list[dict[str, Any]]) -> str:
     return str(best["name"])
 
 
+def _scaled(variant: dict[str, Any], scale: float) -> dict[str, Any]:
+    """The variant with its main hyperparameter multiplied by ``scale``."""
+    v = dict(variant)
+    kind = v["kind"]
+    if kind in ("logreg", "svm"):
+        v["C"] = v["C"] * scale
+    elif kind == "forest":
+        v["max_depth"] = max(1, round(v["max_depth"] * scale))
+    elif kind == "boosting":
+        v["learning_rate"] = min(1.0, v["learning_rate"] * scale)
+    elif kind == "knn":
+        v["n_neighbors"] = max(1, round(v["n_neighbors"] * scale))
+    return v
+
+
+@insitu.step(cpu=1, memory="1GiB")
+def tune_best(scale: float, best: str, data: pd.DataFrame,
+              variants: list[dict[str, Any]]) -> dict[str, Any]:
+    """One tuning trial: the best variant with its main hyperparameter scaled."""
+    variant = _scaled(next(v for v in variants if v["name"] == best), scale)
+    x, y = _xy(data, "train")
+    model = _model(variant).fit(x, y)
+    vx, vy = _xy(data, "val")
+    acc = float((model.predict(vx) == vy).mean())
+    insitu.log_metric("val_accuracy", acc)
+    return {"val_accuracy": acc, "model": model, "variant": variant}
+
+
+@insitu.step
+def final_model(tuned: dict[str, Any]) -> Any:
+    """The model of the best tuning trial (registered by `insitu demo`)."""
+    return tuned["best_output"]["model"]
+
+
 @insitu.step(memory="1GiB")
-def save_model(models: list[dict[str, Any]], best: str) -> Path:
-    model = next(m["model"] for m in models if m["name"] == best)
+def save_model(model: Any, best: str) -> Path:
     out = Path(tempfile.mkdtemp()) / f"{best}.pkl"
     out.write_bytes(pickle.dumps(model))
     return out
@@ -123,22 +157,27 @@ def save_model(models: list[dict[str, Any]], best: str) -> Path:
 
 @insitu.step(memory="1GiB")
 def report(model_file: Path, best: str, scores: list[dict[str, Any]],
-           data: pd.DataFrame) -> dict[str, Any]:
+           tuned: dict[str, Any], data: pd.DataFrame) -> dict[str, Any]:
     model = pickle.loads(model_file.read_bytes())
     x, y = _xy(data, "test")
     test_acc = float((model.predict(x) == y).mean())
     return {"best": best, "test_accuracy": test_acc,
-            "scores": {s["name"]: s["val_accuracy"] for s in scores}}
+            "scores": {s["name"]: s["val_accuracy"] for s in scores},
+            "tuned_accuracy": tuned["best_value"], "tuned_params": tuned["best_params"],
+            "tuned_variant": tuned["best_output"]["variant"], "trials": tuned["n_trials"]}
 
 
 @insitu.pipeline
 def classification(test_size: float = 0.2, seed: int = 7,
                    variants: list = VARIANTS) -> None:
-    """Train model variants in parallel on a bundled dataset and keep the best."""
+    """Train model variants in parallel, tune the best one, and keep the tuned model."""
     raw = load_data()
     data = prepare_features(split(raw, test_size, seed))
     models = train.map(variants, data=data)
     scores = evaluate.map(models, data=data)
     best = pick_best(scores)
-    model_file = save_model(models, best)
-    report(model_file, best, scores, data)
+    tuned = insitu.tune(tune_best, space={"scale": insitu.tune.loguniform(0.1, 10.0)},
+                        metric="val_accuracy", goal="maximize", max_trials=8, parallel=2,
+                        seed=7, best=best, data=data, variants=variants)
+    model = final_model(tuned)
+    report(save_model(model, best), best, scores, tuned, data)

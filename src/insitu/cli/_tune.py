@@ -1,0 +1,187 @@
+"""``insitu tune``: run a tuning study from the command line, and show one."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+import click
+from rich.table import Table
+
+from insitu.cli._app import _execute, _store, console
+from insitu.errors import NotFound, UserError
+
+_CALL = re.compile(r"^\s*(uniform|loguniform|int|integer|choice)\s*\((.*)\)\s*$")
+
+
+def parse_space(text: str) -> dict[str, Any]:
+    """JSON: ``{"lr": "loguniform(1e-4, 0.1)", "depth": "int(2, 8)", "k": ["a", "b"]}``
+    (or the full form ``{"type": "float", "low": ..., "high": ..., "log": true}``)."""
+    from insitu.tune import _space
+
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--space is not JSON: {e.msg}",
+                        hint='write e.g. --space \'{"lr": "loguniform(1e-4, 0.1)", '
+                             '"depth": "int(2, 8)"}\'') from None
+    if not isinstance(raw, dict):
+        raise UserError("--space must be a JSON object of parameter -> distribution")
+    out: dict[str, Any] = {}
+    for name, d in raw.items():
+        if isinstance(d, str):
+            m = _CALL.match(d)
+            if not m:
+                raise UserError(f"--space {name}: cannot read {d!r}",
+                                hint="use uniform(a, b), loguniform(a, b), int(a, b) or a list")
+            fn, args = m.group(1), m.group(2)
+            try:
+                vals = json.loads(f"[{args}]")
+            except json.JSONDecodeError:
+                raise UserError(f"--space {name}: bad arguments in {d!r}") from None
+            fn = {"int": "integer"}.get(fn, fn)
+            out[name] = getattr(_space, fn)(vals) if fn == "choice" else \
+                getattr(_space, fn)(*vals)
+        else:
+            out[name] = d
+    return out
+
+
+@click.group()
+def tune() -> None:
+    """Tune a step's hyperparameters (each trial is a step), and show studies."""
+
+
+@tune.command("run")
+@click.argument("target")
+@click.option("--space", required=True, help='e.g. \'{"lr": "loguniform(1e-4, 0.1)"}\'')
+@click.option("--metric", required=True, help="The value to optimise.")
+@click.option("--goal", default="maximize", type=click.Choice(["maximize", "minimize"]),
+              show_default=True)
+@click.option("--algorithm", default="tpe", show_default=True,
+              type=click.Choice(["tpe", "gp", "cmaes", "random", "grid", "qmc"]))
+@click.option("--trials", "max_trials", default=20, show_default=True)
+@click.option("--parallel", default=1, show_default=True)
+@click.option("--max-failed", default=None, type=int)
+@click.option("--early-stopping", default=None, type=click.Choice(["median", "hyperband"]))
+@click.option("--timeout", default=None, type=float, help="Seconds before no new trial starts.")
+@click.option("--seed", default=None, type=int)
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A fixed argument of the step (JSON or text; repeatable).")
+@click.option("--plain", is_flag=True, help="Print progress as lines.")
+def run_cmd(target: str, space: str, metric: str, goal: str, algorithm: str, max_trials: int,
+            parallel: int, max_failed: int | None, early_stopping: str | None,
+            timeout: float | None, seed: int | None, params: tuple[str, ...],
+            plain: bool) -> None:
+    """Tune the step TARGET (FILE:STEP_FUNCTION) over --space."""
+    import insitu
+    from insitu.engine import parse_cli_params
+    from insitu.sdk import Pipeline, Step
+    from insitu.sdk._loader import import_target
+
+    file, _, name = target.rpartition(":")
+    if not file or not name:
+        raise UserError(f"cannot read {target!r}", hint="write FILE:STEP, e.g. train.py:fit")
+    mod = import_target(file)
+    step = getattr(mod, name, None)
+    if not isinstance(step, Step):
+        steps = sorted(k for k, v in vars(mod).items() if isinstance(v, Step))
+        raise NotFound(f"{file} has no step named {name!r}",
+                       hint=f"steps in it: {', '.join(steps) or 'none'}")
+    fixed: dict[str, Any] = {}
+    for k, v in parse_cli_params(list(params)).items():
+        try:
+            fixed[k] = json.loads(v)
+        except json.JSONDecodeError:
+            fixed[k] = v
+    sp = parse_space(space)
+
+    def body() -> None:
+        insitu.tune(step, space=sp, metric=metric, goal=goal, algorithm=algorithm,
+                    max_trials=max_trials, parallel=parallel, max_failed=max_failed,
+                    early_stopping=early_stopping, timeout=timeout, seed=seed, **fixed)
+
+    body.__qualname__ = body.__name__ = f"tune_{name}"
+    spec = Pipeline(body, name=f"tune-{name}").compile()
+    from insitu.cli._app import _engine
+
+    engine = _engine()
+    rec = engine.submit(spec, {})
+    console.print(f"tuning {name}: run [bold]{rec.id}[/], study {rec.id}/{step.name}")
+    code = _execute(engine, rec.id, plain)
+    if code == 0:
+        _show(f"{rec.id}/{step.name}")
+    sys.exit(code)
+
+
+def _resolve_study(ref: str) -> str:
+    store = _store()
+    run_ref, _, step = ref.partition("/")
+    run = store.get_run(run_ref)
+    tuned = [s["id"] for s in run.spec["steps"] if s.get("tune")]
+    if not tuned:
+        raise NotFound(f"run {run.id} has no tuning step",
+                       hint="studies are named RUN/STEP after a run with insitu.tune")
+    if step:
+        if step not in tuned:
+            raise NotFound(f"run {run.id} has no tuning step {step!r}",
+                           hint=f"its tuning steps: {', '.join(tuned)}")
+        return f"{run.id}/{step}"
+    if len(tuned) > 1:
+        raise UserError(f"run {run.id} has several tuning steps ({', '.join(tuned)})",
+                        hint=f"name one: insitu tune show {run.id}/{tuned[0]}")
+    return f"{run.id}/{tuned[0]}"
+
+
+def _show(name: str) -> None:
+    from insitu._config import load_config
+    from insitu.tune._study import load_study
+
+    study = load_study(name, load_config().db_url)
+    trials = study.trials
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    console.print(f"[bold]study {name}[/]  direction {study.direction.name.lower()}  "
+                  + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if complete:
+        b = study.best_trial
+        console.print(f"best trial {b.number}: value {b.value:.6g}  params "
+                      + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in b.params.items()))
+    tbl = Table(title="trials", title_justify="left")
+    for col in ("trial", "state", "value", "params", "duration"):
+        tbl.add_column(col, justify="right" if col in ("trial", "value") else "left")
+    for t in trials:
+        dur = (t.datetime_complete - t.datetime_start).total_seconds() \
+            if t.datetime_complete and t.datetime_start else None
+        tbl.add_row(str(t.number), t.state.name.lower(),
+                    "-" if t.value is None else f"{t.value:.6g}",
+                    ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in t.params.items()),
+                    "-" if dur is None else f"{dur:.2f}s")
+    console.print(tbl)
+    if len(complete) >= 2 and len(study.best_trial.params) >= 1:
+        try:
+            import optuna
+
+            imp = optuna.importance.get_param_importances(study)
+        except Exception as e:  # noqa: BLE001 - importance is a bonus, never a failure
+            console.print(f"(parameter importance unavailable: {e})")
+            return
+        it = Table(title="parameter importance", title_justify="left")
+        it.add_column("parameter")
+        it.add_column("importance", justify="right")
+        for k, v in imp.items():
+            it.add_row(k, f"{v:.3f}")
+        console.print(it)
+
+
+@tune.command("show")
+@click.argument("study")
+def show_cmd(study: str) -> None:
+    """Best trial, trials table and parameter importance of STUDY (RUN or RUN/STEP)."""
+    _show(_resolve_study(study))
