@@ -33,9 +33,10 @@ def best_curve(values: list[float], goal: str) -> list[float]:
 
 
 def study(problem: str, algorithm: str, seed: int, trials: int, parallel: int = 1) -> list[float]:
+    from tuning_pipelines import PROBLEMS
+
     import insitu
     from insitu.sdk import Pipeline
-    from tuning_pipelines import PROBLEMS
 
     step, space, goal = PROBLEMS[problem]
 
@@ -50,9 +51,10 @@ def study(problem: str, algorithm: str, seed: int, trials: int, parallel: int = 
 
 
 def overhead(n: int = 40) -> dict[str, float]:
+    from tuning_pipelines import trivial
+
     import insitu
     from insitu.sdk import Pipeline
-    from tuning_pipelines import trivial
 
     def body() -> None:
         insitu.tune(trivial, space={"x": insitu.tune.uniform(-1, 1)}, metric="value",
