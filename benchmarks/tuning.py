@@ -64,9 +64,12 @@ def overhead(n: int = 40) -> dict[str, float]:
     run = insitu.run(Pipeline(body, name="overhead"), no_cache=True)
     wall = time.perf_counter() - t0
     tasks = [t for t in run.tasks() if t.map_index is not None]
+    parent = run.task("trivial")
+    step_s = (parent.ended_at or 0) - (parent.started_at or 0)
     lat = sorted((t.ended_at - t.ready_at) * 1000 for t in tasks  # type: ignore[operator]
                  if t.ended_at and t.ready_at)
-    return {"trials": len(tasks), "wall_per_trial_ms": wall / len(tasks) * 1000,
+    return {"trials": len(tasks), "run_wall_per_trial_ms": wall / len(tasks) * 1000,
+            "wall_per_trial_ms": step_s / len(tasks) * 1000,
             "launch_to_recorded_p50_ms": lat[len(lat) // 2],
             "launch_to_recorded_p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))]}
 
@@ -107,7 +110,9 @@ def main() -> None:
     ov = overhead()
     result["overhead"] = ov
     print(f"\noverhead, trivial objective, parallel=2, {ov['trials']} trials: "
-          f"{ov['wall_per_trial_ms']:.1f} ms per trial (wall), launch to recorded result "
+          f"{ov['wall_per_trial_ms']:.1f} ms per trial in the tuning step "
+          f"({ov['run_wall_per_trial_ms']:.1f} ms counting the run's start-up), "
+          "launch to recorded result "
           f"p50 {ov['launch_to_recorded_p50_ms']:.1f} ms, p99 "
           f"{ov['launch_to_recorded_p99_ms']:.1f} ms (target <= 20 ms)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import sys
@@ -116,7 +117,7 @@ def run_cmd(target: str, space: str, metric: str, goal: str, algorithm: str, max
     sys.exit(code)
 
 
-def _resolve_study(ref: str) -> str:
+def _resolve_study(ref: str) -> tuple[Any, str]:
     store = _store()
     run_ref, _, step = ref.partition("/")
     run = store.get_run(run_ref)
@@ -128,46 +129,52 @@ def _resolve_study(ref: str) -> str:
         if step not in tuned:
             raise NotFound(f"run {run.id} has no tuning step {step!r}",
                            hint=f"its tuning steps: {', '.join(tuned)}")
-        return f"{run.id}/{step}"
+        return run, step
     if len(tuned) > 1:
         raise UserError(f"run {run.id} has several tuning steps ({', '.join(tuned)})",
                         hint=f"name one: insitu tune show {run.id}/{tuned[0]}")
-    return f"{run.id}/{tuned[0]}"
+    return run, tuned[0]
+
+
+def _fmt(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
 
 
 def _show(name: str) -> None:
-    from insitu._config import load_config
-    from insitu.tune._study import load_study
+    from insitu.store import TrialRecord
+    from insitu.tune._space import distributions
+    from insitu.tune._study import add_finished, new_study
 
-    study = load_study(name, load_config().db_url)
-    trials = study.trials
-    complete = [t for t in trials if t.state.name == "COMPLETE"]
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-    console.print(f"[bold]study {name}[/]  direction {study.direction.name.lower()}  "
-                  + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    if complete:
-        b = study.best_trial
-        console.print(f"best trial {b.number}: value {b.value:.6g}  params "
-                      + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                  for k, v in b.params.items()))
+    run, step = _resolve_study(name)
+    store = _store()
+    cfg = next(s["tune"] for s in run.spec["steps"] if s["id"] == step)
+    records = store.select(TrialRecord, run_id=run.id, step_id=step)
+    tasks = {t.id: t for t in store.list_tasks(run.id)}
+    counts = collections.Counter(r.state for r in records)
+    console.print(f"[bold]study {run.id}/{step}[/]  {cfg['goal']} {cfg['metric']}, "
+                  f"{cfg['algorithm']}  " + ", ".join(f"{n} {k}" for k, n in
+                                                     sorted(counts.items())))
+    done = [r for r in records if r.state == "complete"]
+    if done:
+        pick = max if cfg["goal"] == "maximize" else min
+        b = pick(done, key=lambda r: (r.value, -r.number))
+        console.print(f"best trial {b.number}: value {b.value:.6g}  params {_fmt(b.params)}")
     tbl = Table(title="trials", title_justify="left")
     for col in ("trial", "state", "value", "params", "duration"):
         tbl.add_column(col, justify="right" if col in ("trial", "value") else "left")
-    for t in trials:
-        dur = (t.datetime_complete - t.datetime_start).total_seconds() \
-            if t.datetime_complete and t.datetime_start else None
-        tbl.add_row(str(t.number), t.state.name.lower(),
-                    "-" if t.value is None else f"{t.value:.6g}",
-                    ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                              for k, v in t.params.items()),
-                    "-" if dur is None else f"{dur:.2f}s")
+    for r in records:
+        t = tasks.get(r.task_id)
+        dur = t.ended_at - t.started_at if t and t.ended_at and t.started_at else None
+        tbl.add_row(str(r.number), r.state, "-" if r.value is None else f"{r.value:.6g}",
+                    _fmt(r.params), "-" if dur is None else f"{dur:.2f}s")
     console.print(tbl)
-    if len(complete) >= 2 and len(study.best_trial.params) >= 1:
+    if len(done) >= 2:
         try:
             import optuna
 
+            study = new_study(cfg)
+            add_finished(study, records, distributions(cfg["space"]))
             imp = optuna.importance.get_param_importances(study)
         except Exception as e:  # noqa: BLE001 - importance is a bonus, never a failure
             console.print(f"(parameter importance unavailable: {e})")
@@ -184,4 +191,4 @@ def _show(name: str) -> None:
 @click.argument("study")
 def show_cmd(study: str) -> None:
     """Best trial, trials table and parameter importance of STUDY (RUN or RUN/STEP)."""
-    _show(_resolve_study(study))
+    _show(study)

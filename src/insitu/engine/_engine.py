@@ -482,7 +482,7 @@ class RunLoop:
         args = {k: concretize(r, self.params, self._outputs, status)
                 for k, r in step["args"].items()}
         if t.map_index is not None and step.get("tune"):
-            for k, v in self._tuner(t.step_id).params[t.id].items():
+            for k, v in self._tuner(t.step_id).params(t.id).items():
                 args[k] = {"value": v}
         elif t.map_index is not None:
             args[step["map"]["arg"]] = self._item_arg(step, t.map_index)
@@ -635,7 +635,7 @@ class RunLoop:
                 continue
             if err["kind"] == "pruned" and tuner is not None:
                 self._update(t.id, state=S.TASK_PRUNED, ended_at=ex.ended_at, error=err)
-                tuner.pruned(t.id)
+                tuner.pruned(t.id, logged)
                 tuner.maybe_finish(ex.ended_at)
                 continue
             if err["kind"] == "cancelled":

@@ -1,23 +1,25 @@
 """The engine's side of a tuning step: ask Optuna for trials, run them as tasks, tell results.
 
-One :class:`TuneController` per tuning step of a run. Its trials are the step's item
-tasks (``step[n]`` for trial number ``n``); their parameters come from the study, so a
-resumed run re-runs unfinished trials with the same parameters and asks for new ones
-until the budget is spent.
+One :class:`TuneController` per tuning step of a run. Each trial is an item task
+(``step[n]``) with a :class:`~insitu.store.TrialRecord` written in the same transaction,
+so the store alone holds the study. The controller asks and tells an in-memory Optuna
+study rebuilt from those records; after a resume, unfinished trials run again with
+their recorded parameters and new ones are asked until the budget is spent.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from insitu.artifacts import dump, load
-from insitu.store import MetricRecord, Record, TaskRecord
+from insitu.store import MetricRecord, Record, TaskRecord, TrialRecord
 from insitu.store import _records as S
 from insitu.tune._space import distributions
-from insitu.tune._study import create_study
+from insitu.tune._study import add_finished, frozen, new_study
 
 if TYPE_CHECKING:
     from insitu.engine._engine import RunLoop
@@ -28,15 +30,12 @@ class TuneController:
         self.loop = loop
         self.sid = sid
         self.cfg: dict[str, Any] = loop.steps[sid]["tune"]
-        self.name = f"{loop.run_rec.id}/{sid}"
-        self.db_url = loop.store.url if hasattr(loop.store, "url") else ""
-        self.study = create_study(self.name, self.db_url, self.cfg)
+        self.run_id = loop.run_rec.id
         self.dists = distributions(self.cfg["space"])
+        self.study = new_study(self.cfg)
         self.started = time.time()
         self.stopped = False
-        self.failed = 0
         self.errors: list[str] = []
-        self.completed = 0
         self.budget = self.cfg["max_trials"]
         if self.cfg["algorithm"] == "grid":
             from insitu.tune._space import grid
@@ -45,21 +44,30 @@ class TuneController:
             for values in grid(self.cfg["space"]).values():
                 size *= len(values)
             self.budget = min(self.budget, size)
-        self.params: dict[str, dict[str, Any]] = {}
-        self.trial_ids: dict[str, int] = {}
-        for tr in self.study.trials:  # a resumed study: keep what it already knows
-            tid = f"{sid}[{tr.number}]"
-            self.params[tid] = tr.params
-            self.trial_ids[tid] = tr._trial_id
-            if tr.state.name == "COMPLETE":
-                self.completed += 1
-            elif tr.state.name == "FAIL":
-                self.failed += 1
+        self.records: dict[str, TrialRecord] = {}   # task id -> its trial
+        self.asked: dict[str, int] = {}             # task id -> Optuna number (asked here)
+        old = loop.store.select(TrialRecord, run_id=self.run_id, step_id=sid)
+        add_finished(self.study, old, self.dists)   # a resumed study keeps what it knew
+        for rec in old:
+            self.records[rec.task_id] = rec
 
-    # -- what the engine asks ---------------------------------------------------------
+    # -- bookkeeping -------------------------------------------------------------------
+    @property
+    def failed(self) -> int:
+        return sum(r.state == "fail" for r in self.records.values())
+
+    @property
+    def completed(self) -> int:
+        return sum(r.state == "complete" for r in self.records.values())
+
+    def params(self, tid: str) -> dict[str, Any]:
+        return self.records[tid].params
+
     def trial_info(self, tid: str) -> dict[str, Any]:
-        return {"storage": self.db_url, "study": self.name, "trial_id": self.trial_ids[tid],
-                "early_stopping": self.cfg.get("early_stopping")}
+        return {"db_url": getattr(self.loop.store, "url", ""), "run_id": self.run_id,
+                "step_id": self.sid, "number": self.records[tid].number,
+                "cfg": {k: self.cfg[k] for k in ("goal", "algorithm", "space",
+                                                 "early_stopping", "seed")}}
 
     def items(self) -> list[str]:
         return self.loop.items.setdefault(self.sid, [])
@@ -68,6 +76,12 @@ class TuneController:
         return sum(self.loop.tasks[t].state in (S.TASK_PENDING, S.TASK_RUNNING)
                    for t in self.items())
 
+    def _record(self, tid: str, **changes: Any) -> None:
+        rec = dataclasses.replace(self.records[tid], **changes)
+        self.records[tid] = rec
+        self.loop.dirty.append(rec)
+
+    # -- asking ------------------------------------------------------------------------
     def fill(self, now: float) -> None:
         """Ask for new trials while there is room and budget."""
         timeout = self.cfg.get("timeout")
@@ -76,19 +90,34 @@ class TuneController:
         while (not self.stopped and not self.loop.failing and not self.loop.cancelling
                and self.active() < self.cfg["parallel"] and len(self.items()) < self.budget):
             trial = self.study.ask(self.dists)
-            tid = f"{self.sid}[{trial.number}]"
-            self.params[tid] = trial.params
-            self.trial_ids[tid] = trial._trial_id
+            number = len(self.items())
+            tid = f"{self.sid}[{number}]"
+            self.asked[tid] = trial.number
+            self.records[tid] = TrialRecord(run_id=self.run_id, step_id=self.sid,
+                                            number=number, task_id=tid, state="running",
+                                            params=dict(trial.params))
+            self.loop.dirty.append(self.records[tid])
             seq = max(t.seq for t in self.loop.tasks.values()) + 1
-            self.loop._set_task(TaskRecord(run_id=self.loop.run_rec.id, id=tid,
-                                           step_id=self.sid, state=S.TASK_PENDING, seq=seq,
-                                           map_index=trial.number))
+            self.loop._set_task(TaskRecord(run_id=self.run_id, id=tid, step_id=self.sid,
+                                           state=S.TASK_PENDING, seq=seq, map_index=number))
             self.items().append(tid)
             self.loop._make_ready(tid)
         self.maybe_finish(now)
 
-    def objective(self, tid: str, out: dict[str, Any], logged: Sequence[Record]
-                  ) -> float | None:
+    # -- telling -----------------------------------------------------------------------
+    def _tell(self, tid: str, state: str, value: float | None = None,
+              intermediate: dict[str, float] | None = None) -> None:
+        self._record(tid, state=state, value=value,
+                     intermediate=intermediate or self.records[tid].intermediate)
+        if tid in self.asked:
+            import optuna
+
+            ts = getattr(optuna.trial.TrialState, state.upper())
+            self.study.tell(self.asked[tid], value if state == "complete" else None, state=ts)
+        else:  # a trial asked before a resume: add it as finished
+            self.study.add_trial(frozen(self.records[tid], self.dists))
+
+    def objective(self, out: dict[str, Any], logged: Sequence[Record]) -> float | None:
         metric = self.cfg["metric"]
         value: Any = None
         if out.get("kind") == "inline":
@@ -102,23 +131,24 @@ class TuneController:
         series = [r for r in logged if isinstance(r, MetricRecord) and r.name == metric]
         return series[-1].value if series else None
 
+    @staticmethod
+    def _reports(logged: Sequence[Record]) -> dict[str, float]:
+        return {str(r.step): r.value for r in logged
+                if isinstance(r, MetricRecord) and r.name == "objective"}
+
     def succeeded(self, tid: str, out: dict[str, Any], logged: Sequence[Record]) -> None:
-        number = self.loop.tasks[tid].map_index
-        value = self.objective(tid, out, logged)
+        value = self.objective(out, logged)
         if value is None:
-            self.study.tell(number, state=_state("FAIL"))
+            self._tell(tid, "fail")
             if self.completed == 0:  # say so now, not after the whole budget
                 self._give_up(
-                    f"trial {number} of tuning step '{self.sid}' finished without the metric "
-                    f"'{self.cfg['metric']}'",
+                    f"trial {self.records[tid].number} of tuning step '{self.sid}' finished "
+                    f"without the metric '{self.cfg['metric']}'",
                     hint=f"make the step return a number, or a dict with key "
                          f"'{self.cfg['metric']}', or call insitu.log_metric("
                          f"'{self.cfg['metric']}', value) in it")
-                return
-            self.failed += 1
             return
-        self.study.tell(number, value)
-        self.completed += 1
+        self._tell(tid, "complete", value, self._reports(logged))
 
     def cached(self, tid: str, out: dict[str, Any], entry: Any) -> None:
         """A trial served from the cache: tell the study what the cached run measured."""
@@ -126,12 +156,11 @@ class TuneController:
                                         task_id=entry.task_id)
         self.succeeded(tid, out, logged)
 
-    def pruned(self, tid: str) -> None:
-        self.study.tell(self.loop.tasks[tid].map_index, state=_state("PRUNED"))
+    def pruned(self, tid: str, logged: Sequence[Record]) -> None:
+        self._tell(tid, "pruned", None, self._reports(logged))
 
     def trial_failed(self, tid: str, err: dict[str, Any]) -> None:
-        self.study.tell(self.loop.tasks[tid].map_index, state=_state("FAIL"))
-        self.failed += 1
+        self._tell(tid, "fail")
         self.errors.append(f"{err.get('type') or err.get('kind')}: {err.get('message', '')}"
                            .strip())
         mf = self.cfg.get("max_failed")
@@ -139,8 +168,8 @@ class TuneController:
             cause, n = collections.Counter(self.errors).most_common(1)[0]
             self._give_up(f"tuning step '{self.sid}' stopped after {self.failed} failed trials "
                           f"(max_failed={mf}); common cause, in {n} of them: {cause}",
-                          hint=f"see `insitu explain {self.loop.run_rec.id}` and "
-                               f"`insitu logs {self.loop.run_rec.id} {self.sid}`")
+                          hint=f"see `insitu explain {self.run_id}` and "
+                               f"`insitu logs {self.run_id} {self.sid}`")
 
     def _give_up(self, message: str, *, hint: str) -> None:
         self.stopped = True
@@ -157,28 +186,22 @@ class TuneController:
             return
         if not self.stopped and len(self.items()) < self.budget:
             return
-        complete = [t for t in self.study.trials if t.state.name == "COMPLETE"]
-        if not complete:
+        done = [r for r in self.records.values() if r.state == "complete"]
+        if not done:
             cause = collections.Counter(self.errors).most_common(1)
             self._give_up(f"no trial of tuning step '{self.sid}' completed"
                           + (f"; common cause: {cause[0][0]}" if cause else ""),
-                          hint=f"see `insitu explain {self.loop.run_rec.id}`")
+                          hint=f"see `insitu explain {self.run_id}`")
             return
-        best = self.study.best_trial
-        best_tid = f"{self.sid}[{best.number}]"
+        pick = max if self.cfg["goal"] == "maximize" else min
+        best = pick(done, key=lambda r: (r.value, -r.number))
         store = self.loop.engine.artifacts
         result = {"best_params": best.params, "best_value": best.value,
-                  "best_trial": best.number, "n_trials": len(self.study.trials),
-                  "study": self.name}
+                  "best_trial": best.number, "n_trials": len(self.records),
+                  "study": f"{self.run_id}/{self.sid}"}
         items = {k: dump(v, store) for k, v in result.items()}
-        best_out = self.loop.tasks[best_tid].output
+        best_out = self.loop.tasks[best.task_id].output
         assert best_out is not None
         items["best_output"] = best_out
         self.loop._update(self.sid, state=S.TASK_SUCCEEDED, ended_at=now, error=None,
                           map_size=len(self.items()), output={"kind": "dict", "items": items})
-
-
-def _state(name: str) -> Any:
-    import optuna
-
-    return getattr(optuna.trial.TrialState, name)

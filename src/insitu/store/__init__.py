@@ -19,6 +19,7 @@ from insitu.store._records import (
     Record,
     RunRecord,
     TaskRecord,
+    TrialRecord,
 )
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AliasRecord", "AttemptRecord", "CacheEntry", "LoggedArtifact", "MetricRecord",
            "ModelRecord", "ModelVersionRecord", "ParamRecord", "Record", "RunRecord", "SQLStore",
-           "Store", "TaskRecord", "open_store"]
+           "Store", "TaskRecord", "TrialRecord", "open_store"]
 
 
 def __getattr__(name: str) -> Any:

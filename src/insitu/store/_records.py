@@ -173,5 +173,21 @@ class AliasRecord:
     updated_at: float
 
 
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialRecord:
+    """One trial of a tuning step (its task is ``task_id``)."""
+
+    run_id: str
+    step_id: str
+    number: int
+    task_id: str
+    state: str                  # running, complete, pruned, fail
+    params: dict[str, Any]
+    value: float | None = None
+    intermediate: dict[str, float] = field(default_factory=dict)  # step -> reported value
+
+
 Record = (RunRecord | TaskRecord | AttemptRecord | CacheEntry | MetricRecord | ParamRecord
-          | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord)
+          | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord | TrialRecord)

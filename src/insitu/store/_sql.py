@@ -26,10 +26,11 @@ from insitu.store._records import (
     Record,
     RunRecord,
     TaskRecord,
+    TrialRecord,
 )
 
-HEAD = "0002"  # the newest migration; keep in step with migrations/versions
-_KNOWN = {"0001", "0002"}
+HEAD = "0003"  # the newest migration; keep in step with migrations/versions
+_KNOWN = {"0001", "0002", "0003"}
 
 _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     RunRecord: (t.runs, ("id",)),
@@ -42,6 +43,7 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     ModelRecord: (t.models, ("name",)),
     ModelVersionRecord: (t.model_versions, ("name", "version")),
     AliasRecord: (t.aliases, ("name", "alias")),
+    TrialRecord: (t.trials, ("run_id", "step_id", "number")),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -194,7 +196,8 @@ class SQLStore(Store):
                     f"run {run.id} produced registered model version(s) {names}; deleting it "
                     "would break their lineage",
                     hint="delete those versions first (insitu models delete NAME VERSION)")
-            for table in (t.attempts, t.tasks, t.metrics, t.params, t.logged_artifacts):
+            for table in (t.attempts, t.tasks, t.metrics, t.params, t.logged_artifacts,
+                          t.trials):
                 conn.execute(table.delete().where(table.c.run_id == run.id))
             conn.execute(t.runs.delete().where(t.runs.c.id == run.id))
 

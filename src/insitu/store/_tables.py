@@ -134,3 +134,15 @@ aliases = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
+
+trials = sa.Table(
+    "trials", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("step_id", sa.String(200), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("task_id", sa.String(300), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("intermediate", sa.JSON, nullable=False),
+)

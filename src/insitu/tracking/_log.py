@@ -26,7 +26,7 @@ class _Context:
         self.trial = trial
         self.file: IO[str] | None = None
         self.steps: dict[str, int] = {}
-        self._trial_obj: Any = None
+        self.reports: dict[int, float] = {}
 
     def write(self, rec: dict[str, Any]) -> None:
         if self.file is None:
@@ -115,11 +115,9 @@ def report(value: float, step: int) -> None:
     log_metric("objective", v, step)
     if ctx.trial is None:
         return
-    if ctx._trial_obj is None:
-        from insitu.tune._study import open_trial
+    from insitu.tune._study import should_prune
 
-        ctx._trial_obj = open_trial(ctx.trial)
-    ctx._trial_obj.report(v, step)
-    if ctx._trial_obj.should_prune():
+    ctx.reports[int(step)] = v
+    if should_prune(ctx.trial, ctx.reports):
         ctx.write({"t": "pruned", "step": int(step), "value": v})
         raise TrialPruned(f"pruned at step {step} (value {v:g})")

@@ -1,13 +1,22 @@
-"""Optuna studies behind tuning steps: samplers, pruners, storage on insitu's database."""
+"""Optuna studies behind tuning steps.
+
+Optuna's samplers and pruners decide; the study's state lives in insitu's store as
+:class:`~insitu.store.TrialRecord` rows, written in the same transaction as the trial's
+task. An in-memory Optuna study is rebuilt from those rows whenever one is needed: by the
+engine (to ask for trials), by a trial's process (to decide pruning), and by
+``insitu tune show``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from insitu.errors import UserError
 
 ALGORITHMS = ("tpe", "gp", "cmaes", "random", "grid", "qmc")
 EARLY_STOPPING = (None, "median", "hyperband")
+FINISHED = {"complete": "COMPLETE", "pruned": "PRUNED", "fail": "FAIL"}
 
 
 def sampler(algorithm: str, seed: int | None, space: dict[str, Any]) -> Any:
@@ -44,39 +53,63 @@ def pruner(early_stopping: str | None) -> Any:
                     hint="use 'median', 'hyperband' or None")
 
 
-def storage(db_url: str) -> Any:
+def new_study(cfg: dict[str, Any], *, sampler_obj: Any = None) -> Any:
+    """An in-memory Optuna study configured like the tuning step ``cfg``."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.storages.RDBStorage(db_url, engine_kwargs={"connect_args": {"timeout": 30}}
-                                      if db_url.startswith("sqlite") else {})
-
-
-def create_study(name: str, db_url: str, cfg: dict[str, Any]) -> Any:
-    import optuna
-
     return optuna.create_study(
-        study_name=name, storage=storage(db_url), load_if_exists=True,
         direction="maximize" if cfg["goal"] == "maximize" else "minimize",
-        sampler=sampler(cfg["algorithm"], cfg.get("seed"), cfg["space"]),
+        sampler=sampler_obj or sampler(cfg["algorithm"], cfg.get("seed"), cfg["space"]),
         pruner=pruner(cfg.get("early_stopping")))
 
 
-def load_study(name: str, db_url: str) -> Any:
+def frozen(rec: Any, dists: dict[str, Any]) -> Any:
+    """A finished TrialRecord as an Optuna FrozenTrial."""
     import optuna
 
-    try:
-        return optuna.load_study(study_name=name, storage=storage(db_url))
-    except KeyError:
-        raise UserError(f"no tuning study {name!r}",
-                        hint="studies are named RUN/STEP; see `insitu runs`") from None
+    return optuna.trial.create_trial(
+        params=rec.params, distributions=dists,
+        value=rec.value if rec.state == "complete" else None,
+        intermediate_values={int(k): v for k, v in rec.intermediate.items()},
+        state=getattr(optuna.trial.TrialState, FINISHED[rec.state]))
 
 
-def open_trial(info: dict[str, Any]) -> Any:
-    """In a trial's process: the Optuna trial it runs, for ``report`` and pruning."""
+def add_finished(study: Any, records: Iterable[Any], dists: dict[str, Any]) -> dict[int, int]:
+    """Add finished trial records to ``study``; map our trial numbers to Optuna's."""
+    out = {}
+    for rec in sorted(records, key=lambda r: r.number):
+        if rec.state in FINISHED:
+            study.add_trial(frozen(rec, dists))
+            out[rec.number] = len(study.trials) - 1
+    return out
+
+
+_stores: dict[str, Any] = {}
+
+
+def should_prune(info: dict[str, Any], history: dict[int, float]) -> bool:
+    """In a trial's process: does the pruner stop this trial, given its reports so far?"""
     import optuna
 
-    st = storage(info["storage"])
-    study = optuna.load_study(study_name=info["study"], storage=st,
-                              pruner=pruner(info.get("early_stopping")))
-    return optuna.trial.Trial(study, info["trial_id"])
+    from insitu.store import TrialRecord, open_store
+    from insitu.tune._space import distributions
+
+    if info["db_url"] not in _stores:
+        _stores[info["db_url"]] = open_store(info["db_url"])
+    store = _stores[info["db_url"]]
+    cfg = info["cfg"]
+    dists = distributions(cfg["space"])
+    study = new_study(cfg, sampler_obj=optuna.samplers.RandomSampler(seed=0))
+    add_finished(study, store.select(TrialRecord, run_id=info["run_id"],
+                                     step_id=info["step_id"]), dists)
+    trial = study.ask()
+    for step, value in sorted(history.items()):
+        trial.report(value, step)
+    return bool(trial.should_prune())
+
+
+def load_records(db_url: str, run_id: str, step_id: str) -> list[Any]:
+    from insitu.store import TrialRecord, open_store
+
+    return open_store(db_url).select(TrialRecord, run_id=run_id, step_id=step_id)
