@@ -94,3 +94,64 @@ def test_tune_cli_run_and_show(cli, home: Path) -> None:  # type: ignore[no-unty
     assert bad.returncode == 2 and "low (5.0) must be below high (1.0)" in bad.stderr
     bad = cli("tune", "show", "nosuchrun")
     assert bad.returncode == 2 and "no run 'nosuchrun'" in bad.stderr
+
+
+def test_eight_quarter_gpu_trials_pack_onto_two_gpus(home: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSITU_NODE_GPUS", "A100:2")
+    monkeypatch.setenv("INSITU_NODE_CPUS", "8")
+    run = insitu.run(tuning.tune_on_gpus)
+    outs = [t.output["value"] for t in run.tasks()  # type: ignore[index]
+            if t.step_id == "gpu_trial" and t.map_index is not None]
+    assert len(outs) == 8
+    assert sorted(o["gpu"] for o in outs) == ["0"] * 4 + ["1"] * 4
+    latest_start = max(o["t0"] for o in outs)
+    earliest_end = min(o["t1"] for o in outs)
+    assert latest_start < earliest_end, "all eight trials ran at the same time"
+
+
+def test_interrupted_tuning_resumes_where_it_stopped(home: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from insitu.store import TrialRecord, open_store
+
+    env = {**os.environ, "INSITU_HOME": str(home)}
+    target = f"{Path(tuning.__file__)}:tune_slow"
+    proc = subprocess.Popen([sys.executable, "-m", "insitu", "run", target, "--plain"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = None
+    deadline = time.time() + 60
+    done_before: dict[int, float | None] = {}
+    while time.time() < deadline:
+        time.sleep(0.1)
+        if not (home / "insitu.db").exists():
+            continue
+        store = open_store(f"sqlite:///{home / 'insitu.db'}")
+        runs = store.list_runs()
+        if runs:
+            recs = store.select(TrialRecord, run_id=runs[0].id, step_id="slow_trial")
+            done = [r for r in recs if r.state == "complete"]
+            if len(done) >= 3:
+                break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert store is not None
+    rid = store.list_runs()[0].id
+    done_before = {r.number: r.value for r in store.select(TrialRecord, run_id=rid)
+                   if r.state == "complete"}
+    assert 3 <= len(done_before) < 10
+    time.sleep(0.3)
+    r = subprocess.run([sys.executable, "-m", "insitu", "resume", rid, "--plain"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    recs = {x.number: x for x in store.select(TrialRecord, run_id=rid)}
+    assert len(recs) == 10 and all(x.state == "complete" for x in recs.values())
+    for n, v in done_before.items():
+        assert recs[n].value == v, "a finished trial was run again or changed"
+    attempts = {a.task_id: a for a in store.list_attempts(rid)}
+    for n in done_before:
+        assert attempts[f"slow_trial[{n}]"].number == 1
+    assert store.get_run(rid).state == "succeeded"

@@ -66,3 +66,33 @@ def tune_all_fail() -> None:
 @insitu.pipeline
 def tune_bad_space() -> None:
     insitu.tune(quadratic, space={}, metric="loss", goal="minimise")
+
+
+@insitu.step(cpu=0.1, memory="256MiB", gpu=0.25)
+def gpu_trial(x: float) -> dict:  # type: ignore[type-arg]
+    import os
+    import time
+
+    t0 = time.time()
+    time.sleep(1.5)
+    return {"score": x, "gpu": os.environ["CUDA_VISIBLE_DEVICES"], "t0": t0, "t1": time.time()}
+
+
+@insitu.pipeline
+def tune_on_gpus() -> None:
+    insitu.tune(gpu_trial, space={"x": insitu.tune.uniform(0, 1)}, metric="score",
+                algorithm="random", max_trials=8, parallel=8, seed=0)
+
+
+@insitu.step(cpu=0.5)
+def slow_trial(x: float) -> float:
+    import time
+
+    time.sleep(0.4)
+    return x
+
+
+@insitu.pipeline
+def tune_slow() -> None:
+    insitu.tune(slow_trial, space={"x": insitu.tune.uniform(0, 1)}, metric="v",
+                algorithm="random", max_trials=10, parallel=2, seed=0)
