@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from dataclasses import dataclass
@@ -68,8 +69,8 @@ def _lineage(store: Store, run: S.RunRecord, task: S.TaskRecord) -> dict[str, An
     for ref in spec_step.get("args", {}).values():
         for up in sorted(upstream_steps(ref)):
             out = tasks[up].output if up in tasks else None
-            if out is not None:
-                inputs[up] = content_id(out)
+            if out is not None:  # the content hash of what the step read
+                inputs[up] = hashlib.sha256(content_id(out).encode()).hexdigest()
     logged = {p.name: p.value for p in store.select(ParamRecord, run_id=run.id,
                                                    task_id=task.id)}
     return {
