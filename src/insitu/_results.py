@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from insitu._config import Config, load_config
-from insitu.errors import NotFound, StepFailed, UserError
+from insitu.errors import StepFailed, UserError, not_found
 from insitu.store import AttemptRecord, RunRecord, Store, TaskRecord, open_store
 from insitu.store import _records as S
 
@@ -52,10 +51,7 @@ class Run:
     def task(self, step: str) -> TaskRecord:
         tasks = {t.id: t for t in self.tasks()}
         if step not in tasks:
-            close = difflib.get_close_matches(step, [t for t in tasks if "[" not in t], n=1)
-            raise NotFound(f"run {self.id} has no step {step!r}",
-                           hint=f"did you mean {close[0]!r}?" if close else
-                           "steps: " + ", ".join(t for t in tasks if "[" not in t))
+            raise not_found("step", step, tasks, where=f"run {self.id}")
         return tasks[step]
 
     def output(self, step: str) -> Any:

@@ -25,6 +25,7 @@ faults of insitu itself or its environment (:class:`InternalError`,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -107,6 +108,19 @@ class NotFound(UserError, KeyError):
         return Exception.__str__(self)
 
 
+def not_found(what: str, name: str, known: Iterable[str], *, where: str | None = None,
+              otherwise: str | None = None) -> NotFound:
+    """A :class:`NotFound` for an unknown ``name`` that suggests the closest known one."""
+    import difflib
+
+    names = sorted(k for k in known if "[" not in k)
+    close = difflib.get_close_matches(name, names, n=1)
+    message = f"{where} has no {what} {name!r}" if where else f"no {what} named {name!r}"
+    hint = (f"did you mean {close[0]!r}?" if close else
+            otherwise or f"{what}s: {', '.join(names) or 'none'}")
+    return NotFound(message, hint=hint)
+
+
 class StepFailed(InsituError):
     """A step ended in failure. ``step`` names it and ``error`` holds its classified cause."""
 
@@ -145,4 +159,5 @@ __all__ = [
     "StoreError",
     "UserError",
     "ValidationError",
+    "not_found",
 ]

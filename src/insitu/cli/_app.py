@@ -16,7 +16,7 @@ from rich.table import Table
 
 from insitu._config import load_config
 from insitu._units import format_duration
-from insitu.errors import NotFound, UserError
+from insitu.errors import NotFound, UserError, not_found
 from insitu.store import _records as S
 
 
@@ -297,12 +297,7 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
         chosen = [t for t in tasks if t.id == step or (t.step_id == step and t.map_index
                                                        is not None)]
         if not chosen:
-            import difflib
-
-            close = difflib.get_close_matches(step, [i for i in ids if "[" not in i], n=1)
-            raise NotFound(f"run {rec.id} has no step {step!r}",
-                           hint=f"did you mean {close[0]!r}?" if close else
-                           "steps: " + ", ".join(i for i in ids if "[" not in i))
+            raise not_found("step", step, ids, where=f"run {rec.id}")
         tasks = chosen
     offsets: dict[Path, int] = {}
 
@@ -381,12 +376,7 @@ def why(run_id: str, step: str | None) -> None:
     by_id = {t.id: t for t in tasks}
     steps = {s["id"]: s for s in rec.spec["steps"]}
     if step is not None and step not in steps:
-        import difflib
-
-        close = difflib.get_close_matches(step, list(steps), n=1)
-        raise NotFound(f"run {rec.id} has no step {step!r}",
-                       hint=f"did you mean {close[0]!r}?" if close else
-                       "steps: " + ", ".join(steps))
+        raise not_found("step", step, steps, where=f"run {rec.id}")
     shown = 0
     for sid in [step] if step else list(steps):
         t = by_id[sid]

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from insitu.cli._app import _store, console
-from insitu.errors import NotFound
+from insitu.errors import not_found
 from insitu.store import MetricRecord, ParamRecord, RunRecord, Store
 
 
@@ -56,12 +56,7 @@ def _check_step(store: Store, run: RunRecord, step: str | None) -> None:
         return
     ids = {t.step_id for t in store.list_tasks(run.id)}
     if step not in ids:
-        import difflib
-
-        close = difflib.get_close_matches(step, sorted(ids), n=1)
-        raise NotFound(f"run {run.id} has no step {step!r}",
-                       hint=f"did you mean {close[0]!r}?" if close else
-                       "steps: " + ", ".join(sorted(ids)))
+        raise not_found("step", step, ids, where=f"run {run.id}")
 
 
 @click.command()

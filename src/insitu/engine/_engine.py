@@ -30,7 +30,7 @@ from insitu.engine._paths import log_path, metrics_path, result_path
 from insitu.engine._placement import Placement, Placer, Request, describe
 from insitu.engine._refs import cache_key, concretize, condition_steps, evaluate, upstream_steps
 from insitu.errors import ResourceError, UserError
-from insitu.executor import AttemptExit, Executor, LaunchRequest
+from insitu.executor import AttemptExit, Executor, LaunchRequest, read_result
 from insitu.store import AttemptRecord, CacheEntry, Record, RunRecord, Store, TaskRecord
 from insitu.store import _records as S
 
@@ -330,7 +330,7 @@ class RunLoop:
         for a in self.store.list_attempts(self.run_rec.id):
             if a.state != S.ATT_RUNNING:
                 continue
-            res = _read_json(result_path(self.cfg, a.run_id, a.task_id, a.number))
+            res = read_result(str(result_path(self.cfg, a.run_id, a.task_id, a.number)))
             out = res.get("output") if res and res.get("ok") else None
             self._ingest(a)
             if out is not None and all(self.engine.artifacts.exists(d) for d in digests_of(out)):
@@ -696,14 +696,6 @@ class RunLoop:
                          output={"kind": "list", "items": [self.tasks[i].output for i in items]})
 
 
-def _read_json(path: Any) -> dict[str, Any] | None:
-    import json
-
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 __all__ = ["Engine", "RunLoop", "describe_request", "engine_alive", "new_run_id",

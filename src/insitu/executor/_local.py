@@ -141,14 +141,14 @@ class LocalExecutor(Executor):
             out.append(AttemptExit(key=key, pid=pid, exit_code=code, signal=sig,
                                    peak_memory=peak, cpu_time=cpu, started_at=t0, ended_at=t1,
                                    timed_out=timed_out, cancelled=cancelled,
-                                   result=_read_result(req.result_path), node=LOCAL_NODE))
+                                   result=read_result(req.result_path), node=LOCAL_NODE))
         return out
 
     def _lost_all(self) -> list[AttemptExit]:
         now = time.time()
         out = [AttemptExit(key=k, pid=self._pids.get(k), exit_code=None, signal=None,
                            peak_memory=None, cpu_time=None, started_at=now, ended_at=now,
-                           result=_read_result(r.result_path), node=LOCAL_NODE)
+                           result=read_result(r.result_path), node=LOCAL_NODE)
                for k, r in self._pending.items()]
         self._pending.clear()
         self._rx = None
@@ -177,7 +177,8 @@ class LocalExecutor(Executor):
         self._tx = self._rx = None
 
 
-def _read_result(path: str) -> dict[str, Any] | None:
+def read_result(path: str) -> dict[str, Any] | None:
+    """The result an attempt wrote, or None if it wrote none (or an unreadable one)."""
     try:
         with open(path) as f:
             return json.load(f)

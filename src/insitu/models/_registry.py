@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from insitu._config import load_config
-from insitu.errors import Conflict, NotFound, UserError
+from insitu.errors import Conflict, NotFound, UserError, not_found
 from insitu.store import (
     AliasRecord,
     ModelRecord,
@@ -91,12 +91,7 @@ def register(name: str, *, run: str, step: str, description: str = "",
     rec = st.get_run(run)
     tasks = {t.id: t for t in st.list_tasks(rec.id)}
     if step not in tasks:
-        import difflib
-
-        close = difflib.get_close_matches(step, list(tasks), n=1)
-        raise NotFound(f"run {rec.id} has no step {step!r}",
-                       hint=f"did you mean {close[0]!r}?" if close else
-                       "steps: " + ", ".join(t for t in tasks if "[" not in t))
+        raise not_found("step", step, tasks, where=f"run {rec.id}")
     task = tasks[step]
     if task.state not in S.TASK_DONE or task.output is None:
         raise UserError(f"step {step!r} of run {rec.id} is {task.state}; only a finished step's "
@@ -147,13 +142,9 @@ def list_versions(name: str, *, store: Store | None = None) -> list[ModelVersion
 
 
 def _unknown_model(st: Store, name: str) -> None:
-    import difflib
-
-    names = [m.name for m in st.select(ModelRecord)]
-    close = difflib.get_close_matches(name, names, n=1)
-    raise NotFound(f"no model named {name!r}",
-                   hint=f"did you mean {close[0]!r}?" if close else
-                   "register one with `insitu models register NAME --run RUN --step STEP`")
+    raise not_found("model", name, [m.name for m in st.select(ModelRecord)],
+                    otherwise="register one with `insitu models register NAME --run RUN "
+                              "--step STEP`")
 
 
 def get_version(ref: str, *, store: Store | None = None) -> ModelVersion:
