@@ -319,7 +319,7 @@ class Policy:
 
 
 def _default() -> Policy:
-    return Policy("insitu", [(FillScore(), 1.0), (BestFit(), 1.0),
+    return Policy("insitu", [(FillScore(), 1.0), (LeastAllocated(), 100.0),
                              (Locality(), 50.0), (Spread(), 10_000.0),
                              (SpotForRestartable(), 100.0)])
 
