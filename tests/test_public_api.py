@@ -4,9 +4,10 @@ import insitu.errors
 
 def test_exported_names_are_exactly_the_public_api() -> None:
     assert sorted(insitu.__all__) == [
-        "Elif", "Else", "If", "Run", "TrialPruned", "errors", "get_run", "list_runs",
+        "Elif", "Else", "If", "Run", "TrialPruned", "dataset", "datasets", "errors", "get_run",
+        "list_runs",
         "log_artifact", "log_metric", "log_metrics", "log_params", "models", "on_exit", "pipeline",
-        "report", "run", "step", "tune"]
+        "report", "run", "shard_path", "step", "tune"]
     for name in insitu.__all__:
         assert hasattr(insitu, name)
 

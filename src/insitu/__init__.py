@@ -14,6 +14,7 @@ from insitu.tune import tune
 
 if TYPE_CHECKING:
     from insitu._results import Run, get_run, list_runs, run
+    from insitu.datasets import dataset, shard_path
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,8 @@ __all__ = [
     "If",
     "Run",
     "TrialPruned",
+    "dataset",
+    "datasets",
     "errors",
     "get_run",
     "list_runs",
@@ -35,6 +38,7 @@ __all__ = [
     "pipeline",
     "report",
     "run",
+    "shard_path",
     "step",
     "tune",
 ]
@@ -46,8 +50,12 @@ def __getattr__(name: str) -> Any:
         from insitu import _results
 
         return getattr(_results, name)
-    if name == "models":
+    if name in ("dataset", "shard_path"):
+        from insitu import datasets
+
+        return getattr(datasets, name)
+    if name in ("models", "datasets"):
         import importlib
 
-        return importlib.import_module("insitu.models")
+        return importlib.import_module(f"insitu.{name}")
     raise AttributeError(f"module 'insitu' has no attribute {name!r}")

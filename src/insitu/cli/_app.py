@@ -54,7 +54,8 @@ class _Group(click.Group):
             "metrics": ("insitu.cli._tracking", "metrics"),
             "compare": ("insitu.cli._tracking", "compare"),
             "models": ("insitu.cli._models", "models"),
-            "tune": ("insitu.cli._tune", "tune")}
+            "tune": ("insitu.cli._tune", "tune"),
+            "datasets": ("insitu.cli._datasets", "datasets")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -270,8 +271,11 @@ def show(run_id: str, as_json: bool) -> None:
     console.print(f"created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rec.created_at))}"
                   f", took {format_duration((rec.ended_at or time.time()) - t0)}")
     console.print(summary_table(rec, tasks, attempts))
-    from insitu.cli._tracking import metrics_table
+    from insitu.cli._tracking import data_line, metrics_table
 
+    line = data_line(store, rec)
+    if line:
+        console.print(line)
     mt = metrics_table(store, rec)
     if mt is not None:
         console.print(mt)

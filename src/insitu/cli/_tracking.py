@@ -31,6 +31,23 @@ def _series(store: Store, run: RunRecord, step: str | None
     return out
 
 
+def data_line(store: Store, run: RunRecord) -> str | None:
+    """"data: read 4.1 GiB, 99.6% local, moved 16.0 MiB" for a run that read shards."""
+    from insitu._units import format_bytes
+
+    local = moved = 0.0
+    for p in store.select(MetricRecord, run_id=run.id):
+        if p.name == "bytes_read_local":
+            local += p.value
+        elif p.name == "bytes_moved":
+            moved += p.value
+    total = local + moved
+    if not total:
+        return None
+    return (f"data: read {format_bytes(total)}, {100 * local / total:.1f}% local, "
+            f"moved {format_bytes(moved)}")
+
+
 def metrics_table(store: Store, run: RunRecord) -> Table | None:
     series = _series(store, run, None)
     params: dict[str, dict[str, Any]] = defaultdict(dict)

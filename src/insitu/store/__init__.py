@@ -11,6 +11,7 @@ from insitu.store._records import (
     AliasRecord,
     AttemptRecord,
     CacheEntry,
+    DatasetRecord,
     LoggedArtifact,
     MetricRecord,
     ModelRecord,
@@ -18,6 +19,7 @@ from insitu.store._records import (
     ParamRecord,
     Record,
     RunRecord,
+    ShardRecord,
     TaskRecord,
     TrialRecord,
 )
@@ -25,9 +27,10 @@ from insitu.store._records import (
 if TYPE_CHECKING:
     from insitu.store._sql import SQLStore, open_store
 
-__all__ = ["AliasRecord", "AttemptRecord", "CacheEntry", "LoggedArtifact", "MetricRecord",
-           "ModelRecord", "ModelVersionRecord", "ParamRecord", "Record", "RunRecord", "SQLStore",
-           "Store", "TaskRecord", "TrialRecord", "open_store"]
+__all__ = ["AliasRecord", "AttemptRecord", "CacheEntry", "DatasetRecord", "LoggedArtifact",
+           "MetricRecord", "ModelRecord", "ModelVersionRecord", "ParamRecord", "Record",
+           "RunRecord", "SQLStore", "ShardRecord", "Store", "TaskRecord", "TrialRecord",
+           "open_store"]
 
 
 def __getattr__(name: str) -> Any:

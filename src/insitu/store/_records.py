@@ -189,5 +189,27 @@ class TrialRecord:
     intermediate: dict[str, float] = field(default_factory=dict)  # step -> reported value
 
 
+
+# -- datasets: named, sharded, each shard with the places that hold it -------------------
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetRecord:
+    name: str
+    created_at: float
+    description: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShardRecord:
+    dataset: str
+    shard: str                  # the shard's id within the dataset (its file or folder name)
+    index: int                  # position in the dataset
+    size: int                   # bytes
+    digest: str                 # content hash (sha256)
+    replicas: list[dict[str, str]] = field(default_factory=list)
+    # each replica: {"node": NAME, "path": LOCAL_PATH} or {"url": FSSPEC_URL}
+
+
 Record = (RunRecord | TaskRecord | AttemptRecord | CacheEntry | MetricRecord | ParamRecord
-          | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord | TrialRecord)
+          | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord | TrialRecord
+          | DatasetRecord | ShardRecord)

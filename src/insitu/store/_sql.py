@@ -18,6 +18,7 @@ from insitu.store._records import (
     AliasRecord,
     AttemptRecord,
     CacheEntry,
+    DatasetRecord,
     LoggedArtifact,
     MetricRecord,
     ModelRecord,
@@ -25,12 +26,13 @@ from insitu.store._records import (
     ParamRecord,
     Record,
     RunRecord,
+    ShardRecord,
     TaskRecord,
     TrialRecord,
 )
 
-HEAD = "0003"  # the newest migration; keep in step with migrations/versions
-_KNOWN = {"0001", "0002", "0003"}
+HEAD = "0004"  # the newest migration; keep in step with migrations/versions
+_KNOWN = {"0001", "0002", "0003", "0004"}
 
 _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     RunRecord: (t.runs, ("id",)),
@@ -44,6 +46,8 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     ModelVersionRecord: (t.model_versions, ("name", "version")),
     AliasRecord: (t.aliases, ("name", "alias")),
     TrialRecord: (t.trials, ("run_id", "step_id", "number")),
+    DatasetRecord: (t.datasets, ("name",)),
+    ShardRecord: (t.shards, ("dataset", "shard")),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 

@@ -146,3 +146,20 @@ trials = sa.Table(
     sa.Column("value", sa.Float),
     sa.Column("intermediate", sa.JSON, nullable=False),
 )
+
+datasets = sa.Table(
+    "datasets", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+)
+
+shards = sa.Table(
+    "shards", metadata,
+    sa.Column("dataset", sa.String(200), primary_key=True),
+    sa.Column("shard", sa.String(300), primary_key=True),
+    sa.Column("index", sa.Integer, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("digest", sa.String(80), nullable=False),
+    sa.Column("replicas", sa.JSON, nullable=False),
+)

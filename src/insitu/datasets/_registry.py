@@ -1,0 +1,161 @@
+"""Registering datasets and looking them up (records: DatasetRecord, ShardRecord)."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from insitu._config import load_config
+from insitu.errors import Conflict, UserError, not_found
+from insitu.store import DatasetRecord, ShardRecord, Store, open_store
+
+_CHUNK = 4 * 1024 * 1024
+
+
+def _store(store: Store | None) -> Store:
+    return store or open_store(load_config().db_url)
+
+
+def hash_path(path: str) -> tuple[int, str]:
+    """Size and sha256 of a file, or of a directory's files (names and contents)."""
+    h = hashlib.sha256()
+    size = 0
+    if os.path.isdir(path):
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for fn in sorted(files):
+                full = os.path.join(root, fn)
+                h.update(os.path.relpath(full, path).encode() + b"\0")
+                s, d = hash_path(full)
+                h.update(d.encode())
+                size += s
+        return size, h.hexdigest()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def _hash_url(fs: Any, path: str) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    with fs.open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def _expand(sources: list[str], node: str) -> list[tuple[str, int, str, dict[str, str]]]:
+    """(shard id, size, digest, replica) for every file or folder the sources name."""
+    out = []
+    for src in sources:
+        if "://" in src and not src.startswith("file://"):
+            import fsspec
+
+            fs, root = fsspec.core.url_to_fs(src)
+            proto = src.split("://", 1)[0]
+            matches = sorted(fs.glob(root)) if any(c in root for c in "*?[") else [root]
+            if not matches or not all(fs.exists(m) for m in matches):
+                raise UserError(f"nothing at {src}", hint="check the URL and credentials")
+            for m in matches:
+                size, digest = _hash_url(fs, m)
+                url = f"{proto}://{m}" if not m.startswith(f"{proto}://") else m
+                out.append((os.path.basename(m.rstrip("/")), size, digest, {"url": url}))
+            continue
+        path = src.removeprefix("file://")
+        matches = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
+        if not matches or not all(os.path.exists(m) for m in matches):
+            raise UserError(f"no file or folder matches {src}",
+                            hint="give paths (or globs) of the shard files on that node")
+        for m in matches:
+            size, digest = hash_path(m)
+            out.append((os.path.basename(m.rstrip("/")), size, digest,
+                        {"node": node, "path": os.path.abspath(m)}))
+    return out
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered dataset. ``shards()`` describes each shard for ``step.map``."""
+
+    record: DatasetRecord
+    shard_records: tuple[ShardRecord, ...]
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def size(self) -> int:
+        return sum(s.size for s in self.shard_records)
+
+    def shards(self) -> list[dict[str, Any]]:
+        return [{"dataset": self.name, "shard": s.shard, "size": s.size, "digest": s.digest,
+                 "replicas": list(s.replicas)} for s in self.shard_records]
+
+    def __repr__(self) -> str:
+        return f"<Dataset {self.name}: {len(self.shard_records)} shards, {self.size} bytes>"
+
+
+def add(name: str, sources: list[str], *, node: str = "local", description: str = "",
+        store: Store | None = None) -> Dataset:
+    """Register shards (files or folders, globs allowed, or fsspec URLs) of dataset ``name``.
+
+    Local paths are replicas on ``node``. A shard already registered with the same
+    content gains a replica; with different content it is refused.
+    """
+    import re
+
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+        raise UserError(f"invalid dataset name {name!r}",
+                        hint="use letters, digits, '_', '-' and '.'")
+    st = _store(store)
+    found = _expand(sources, node)
+    existing = {s.shard: s for s in st.select(ShardRecord, dataset=name)}
+    if not st.select(DatasetRecord, name=name):
+        st.put(DatasetRecord(name=name, created_at=time.time(), description=description))
+    records = []
+    nxt = len(existing)
+    for shard, size, digest, replica in found:
+        old = existing.get(shard)
+        if old is not None:
+            if old.digest != digest:
+                raise Conflict(f"shard {shard!r} of dataset {name!r} is already registered "
+                               f"with other content ({old.digest[:12]}, now {digest[:12]})",
+                               hint="register changed data as a new dataset (e.g. "
+                                    f"{name}-v2), or give the new file another name")
+            if replica not in old.replicas:
+                old = ShardRecord(dataset=name, shard=shard, index=old.index, size=size,
+                                  digest=digest, replicas=[*old.replicas, replica])
+            records.append(old)
+            existing[shard] = old
+            continue
+        rec = ShardRecord(dataset=name, shard=shard, index=nxt, size=size, digest=digest,
+                          replicas=[replica])
+        nxt += 1
+        existing[shard] = rec
+        records.append(rec)
+    st.put(*records)
+    return dataset(name, store=st)
+
+
+def dataset(name: str, *, store: Store | None = None) -> Dataset:
+    """The registered dataset ``name`` (``NotFound`` with the closest name otherwise)."""
+    st = _store(store)
+    recs = st.select(DatasetRecord, name=name)
+    if not recs:
+        raise not_found("dataset", name, [d.name for d in st.select(DatasetRecord)],
+                        otherwise="register it with `insitu datasets add NAME FILES...`")
+    shards = sorted(st.select(ShardRecord, dataset=name), key=lambda s: s.index)
+    return Dataset(recs[0], tuple(shards))
+
+
+def list_datasets(*, store: Store | None = None) -> list[Dataset]:
+    st = _store(store)
+    return [dataset(d.name, store=st) for d in st.select(DatasetRecord)]
