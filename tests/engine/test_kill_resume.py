@@ -84,10 +84,10 @@ def test_kill_during_resume_then_resume_again(home: Path, tmp_path: Path) -> Non
     marks = tmp_path / "marks"
     proc = _start(home, marks, "run", f"{BASIC}:chain_of_sleeps", "-p", "n=6",
                   "-p", "seconds=0.6")
-    time.sleep(1.2)
+    store = _wait_for_run(home)
+    time.sleep(0.8)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    store = open_store(f"sqlite:///{home / 'insitu.db'}")
     rid = store.list_runs()[0].id
     time.sleep(0.3)
     again = _start(home, marks, "resume", rid)
