@@ -89,7 +89,7 @@ def main() -> None:
     checkpoints = [10, 20, 40, 60, 100]
     print(f"{'problem':<18} {'algorithm':<7} " + " ".join(f"{'@' + str(c):>9}" for c in
                                                             checkpoints))
-    for problem in args.problems.split(","):
+    for problem in filter(None, args.problems.split(",")):
         goal = PROBLEMS[problem][2]
         n = args.svm_trials if problem.startswith("svm") else args.trials
         curves: dict[str, list[float]] = {}
