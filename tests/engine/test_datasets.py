@@ -101,3 +101,14 @@ def test_bad_input(home: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-
     assert r.returncode == 2 and "no file or folder matches" in r.stderr
     r = cli("datasets", "show", "nope")
     assert r.returncode == 2 and "no dataset named 'nope'" in r.stderr
+
+
+def test_model_lineage_names_the_dataset_version(home: Path, tmp_path: Path) -> None:
+    _write(tmp_path / "d", 2)
+    insitu.datasets.add("events", [str(tmp_path / "d" / "*.txt")])
+    import scan
+
+    run = insitu.run(scan.scan_events)
+    mv = insitu.models.register("counter", run=run.id, step="total")
+    (ds,) = mv.lineage["datasets"]
+    assert ds.startswith("events@") and len(ds) == len("events@") + 12

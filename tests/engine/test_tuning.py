@@ -155,3 +155,10 @@ def test_interrupted_tuning_resumes_where_it_stopped(home: Path, tmp_path: Path)
     for n in done_before:
         assert attempts[f"slow_trial[{n}]"].number == 1
     assert store.get_run(rid).state == "succeeded"
+
+
+@pytest.mark.parametrize("algorithm", ["tpe", "gp", "cmaes", "random", "grid", "qmc"])
+def test_every_algorithm_runs(home: Path, algorithm: str) -> None:
+    run = insitu.run(tuning.make_quadratic_pipeline(algorithm))
+    res = run.output("quadratic")
+    assert res["n_trials"] == 5 and set(res["best_params"]) == {"x", "y"}

@@ -96,3 +96,14 @@ def slow_trial(x: float) -> float:
 def tune_slow() -> None:
     insitu.tune(slow_trial, space={"x": insitu.tune.uniform(0, 1)}, metric="v",
                 algorithm="random", max_trials=10, parallel=2, seed=0)
+
+
+def make_quadratic_pipeline(algorithm: str):  # type: ignore[no-untyped-def]
+    @insitu.pipeline(name=f"quad-{algorithm}")
+    def p() -> None:
+        insitu.tune(quadratic, space={"x": insitu.tune.uniform(-5, 5),
+                                      "y": insitu.tune.integer(0, 6)},
+                    metric="loss", goal="minimize", algorithm=algorithm, max_trials=5,
+                    parallel=1, seed=2)
+
+    return p

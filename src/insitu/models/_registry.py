@@ -75,11 +75,47 @@ def _lineage(store: Store, run: S.RunRecord, task: S.TaskRecord) -> dict[str, An
                                                    task_id=task.id)}
     return {
         "run_id": run.id, "pipeline": run.pipeline, "step": task.id,
+        "datasets": _datasets_read(spec_step, tasks, run),
         "params": run.params, "step_params": logged,
         "code_fingerprint": (spec_step.get("function") or {}).get("fingerprint"),
         "function": (spec_step.get("function") or {}).get("qualname"),
-        "inputs": inputs, "datasets": [],
+        "inputs": inputs,
     }
+
+
+def _datasets_read(spec_step: dict[str, Any], tasks: dict[str, S.TaskRecord],
+                   run: S.RunRecord) -> list[str]:
+    """``name@version`` of every dataset whose shards fed this step or its upstream steps;
+    the version is a hash of the shard digests read."""
+    from insitu.engine._refs import upstream_steps
+
+    steps = {s["id"]: s for s in run.spec["steps"]}
+    seen: dict[str, set[str]] = {}
+    todo, visited = [spec_step], set()
+    while todo:
+        s = todo.pop()
+        if s.get("id") in visited:
+            continue
+        visited.add(s.get("id"))
+        refs = list(s.get("args", {}).values()) + ([s["map"]["over"]] if s.get("map") else [])
+        for ref in refs:
+            for shard in _shards_in(ref.get("const")):
+                seen.setdefault(shard["dataset"], set()).add(shard["digest"])
+            for up in upstream_steps(ref):
+                if up in steps:
+                    todo.append(steps[up])
+    return sorted(f"{name}@{hashlib.sha256(''.join(sorted(d)).encode()).hexdigest()[:12]}"
+                  for name, d in seen.items())
+
+
+def _shards_in(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, dict):
+        if {"dataset", "shard", "digest"} <= set(value):
+            return [value]
+        return [s for v in value.values() for s in _shards_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _shards_in(v)]
+    return []
 
 
 def register(name: str, *, run: str, step: str, description: str = "",

@@ -31,7 +31,11 @@ def sampler(algorithm: str, seed: int | None, space: dict[str, Any]) -> Any:
     if algorithm == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if algorithm == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+        import warnings
+
+        with warnings.catch_warnings():  # "experimental" in Optuna; we test it here
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     if algorithm == "grid":
         from insitu.tune._space import grid
 
