@@ -1,0 +1,371 @@
+"""The Ray executor: each attempt runs as a Ray task pinned to the node insitu chose.
+
+How an attempt runs: :meth:`RayExecutor.launch` submits a Ray task with hard node
+affinity (``NodeAffinitySchedulingStrategy(node_id, soft=False)``), ``max_retries=0``
+(insitu's engine does the retrying) and ``num_cpus=0``: insitu's scheduler already
+placed the attempt against the node's capacity, and a second, Ray-side accounting
+would only hold attempts pending where nobody can see why. Inside the task, the
+attempt runs in a fresh child process (``_worker.run_attempt``: memory limit as
+``RLIMIT_DATA``, stdout/stderr captured, the step called through the error
+boundary, the output stored in the artifact store, the result JSON written); the
+child dies with its Ray worker (``PR_SET_PDEATHSIG``). The task reaps it and
+returns its exit status, peak RSS, CPU time, result and logs, and the executor
+writes logs and result to the engine-side paths in the request: the engine's
+machine keeps every attempt's logs, whatever Ray does with its workers. A fresh
+process per attempt is why the Ray worker itself can be reused (no ``max_calls=1``).
+
+Timeouts and cancellation are enforced here (``ray.cancel(ref, force=True)``), and
+reported as ``timed_out`` / ``cancelled``. A task whose worker or node died is
+reported with ``result=None`` and no exit code, which the engine classifies as a
+lost worker and retries. A task's timeout counts from its launch.
+
+Nodes are Ray's alive nodes: name from the ``insitu.node/<name>`` resource (else
+the Ray node id), CPU, memory and GPUs from its resources, labels from Ray's node
+labels plus ``insitu.dev/data-dir`` (the node's ``INSITU_DATA_DIR``, asked once
+per node) and ``insitu.dev/ray-node-id``.
+
+Artifacts: the artifact store URL is used as is on every node. On the local
+multi-node cluster (:mod:`insitu.executor._ray_cluster`) all nodes share this
+machine's filesystem, so a local directory works; on a real cluster it must be a
+URL every node can reach (a shared filesystem, s3, ...). Likewise the step's code
+must be importable on every node.
+
+Logs reach the engine when the attempt ends (there is no live tail on Ray).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pickle
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from insitu.errors import UserError
+from insitu.executor._base import AttemptExit, Executor, GpuInfo, LaunchRequest, NodeInfo
+from insitu.executor._worker import write_result
+
+NODE_RESOURCE = "insitu.node/"
+DATA_DIR_LABEL = "insitu.dev/data-dir"
+NODE_ID_LABEL = "insitu.dev/ray-node-id"
+HOSTNAME_LABEL = "insitu.dev/hostname"
+
+
+_connected: str | None = None  # the address this process is connected to
+
+
+class RayUnreachable(UserError):
+    """The Ray cluster at the given address cannot be reached."""
+
+
+def _unreachable(addr: str, why: str) -> RayUnreachable:
+    return RayUnreachable(
+        f"cannot reach the Ray cluster at {addr}: {why}",
+        hint="check the address (`ray status --address ADDRESS` on the head shows it), or "
+             "start a local one with `insitu cluster up --local 3` and pass the address it "
+             "prints: `insitu run --backend ray --address HOST:PORT ...`")
+
+
+def connect(address: str | None) -> str:
+    """Connect this process to the Ray cluster at ``address`` (else ``RAY_ADDRESS``).
+
+    Raises :class:`RayUnreachable` (a :class:`~insitu.errors.UserError`) naming the
+    address when there is none or it does not answer. Reuses an existing connection.
+    """
+    addr = address or os.environ.get("RAY_ADDRESS")
+    if not addr:
+        raise RayUnreachable(
+            "no Ray cluster address given",
+            hint="pass --address HOST:PORT, set RAY_ADDRESS, or start a local cluster with "
+                 "`insitu cluster up --local 3`")
+    if not addr.startswith(("ray://", "auto")):
+        host, _, port = addr.rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
+                pass
+        except ValueError:
+            raise _unreachable(addr, "it is not HOST:PORT") from None
+        except OSError as e:
+            raise _unreachable(addr, e.strerror or str(e)) from None
+    global _connected
+    if ray.is_initialized():
+        if _connected in (None, addr):
+            return addr
+        ray.shutdown()
+    try:
+        ray.init(address=addr, namespace="insitu", log_to_driver=False,
+                 logging_level=logging.ERROR, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise _unreachable(addr, str(e).splitlines()[0] if str(e) else type(e).__name__) \
+            from None
+    _connected = addr
+    return addr
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def _node_name(n: dict[str, Any]) -> str:
+    for r in n.get("Resources", {}):
+        if r.startswith(NODE_RESOURCE):
+            return str(r[len(NODE_RESOURCE):])
+    return str(n["NodeID"])
+
+
+def _pinned(node_id: str) -> NodeAffinitySchedulingStrategy:
+    return NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _node_facts() -> dict[str, str]:
+    time.sleep(0.3)  # long enough that a concurrent probe needs (and so starts) a worker too
+    return {"data_dir": os.environ.get("INSITU_DATA_DIR", "")}
+
+
+# The attempt's process: dies with the Ray worker that started it, then runs the attempt
+# exactly as the local executor does (run_attempt never returns).
+_CHILD = """\
+import ctypes, os, pickle, sys
+ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+if os.getppid() != int(sys.argv[2]):
+    os._exit(75)
+with open(sys.argv[1], "rb") as f:
+    req = pickle.load(f)
+cwd = req.env.get("INSITU_DRIVER_CWD")
+if cwd and os.path.isdir(cwd):
+    os.chdir(cwd)
+from insitu.executor._worker import run_attempt
+run_attempt(req)
+"""
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _attempt_task(req: LaunchRequest, pythonpath: str) -> dict[str, Any]:
+    work = tempfile.mkdtemp(prefix="insitu-attempt-")
+    try:
+        local = dataclasses.replace(req, result_path=f"{work}/result.json",
+                                    stdout_path=f"{work}/out", stderr_path=f"{work}/err")
+        with open(f"{work}/req.pkl", "wb") as f:
+            pickle.dump(local, f)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
+        started = time.time()
+        pid = os.posix_spawn(sys.executable, [sys.executable, "-c", _CHILD, f"{work}/req.pkl",
+                                              str(os.getpid())], env)
+        _, status, usage = os.wait4(pid, 0)
+        ended = time.time()
+        result = None
+        if os.path.exists(local.result_path):
+            import json
+
+            try:
+                with open(local.result_path) as f:
+                    result = json.load(f)
+            except ValueError:
+                result = None
+        return {"pid": pid, "node_id": ray.get_runtime_context().get_node_id(),
+                "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                "peak_memory": usage.ru_maxrss * 1024,
+                "cpu_time": usage.ru_utime + usage.ru_stime,
+                "started_at": started, "ended_at": ended, "result": result,
+                "stdout": _read(local.stdout_path), "stderr": _read(local.stderr_path)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class _Attempt:
+    req: LaunchRequest
+    ref: Any
+    launched: float
+    stopped: str | None = None   # "timeout" or "cancel" once force-cancelled
+
+
+class RayExecutor(Executor):
+    """Runs attempts as Ray tasks on a Ray cluster (see the module docstring).
+
+    ``address`` is ``HOST:PORT`` of the head (None: ``RAY_ADDRESS``). The first look at
+    a node starts ``warm_workers`` Ray workers there (Ray keeps idle ones up to its
+    ``num_workers_soft_limit``, which the local cluster raises). Connecting
+    happens here, so an unreachable cluster fails before anything is launched. The
+    process stays connected to Ray after :meth:`close` (``ray.shutdown()`` ends it).
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, warm_workers: int = 2) -> None:
+        self.address = connect(address)
+        self.warm_workers = warm_workers
+        self._running: dict[str, _Attempt] = {}
+        self._ready: list[AttemptExit] = []
+        self._ids: dict[str, str] = {}            # node name -> Ray node id
+        self._facts: dict[str, dict[str, str]] = {}  # Ray node id -> what the node says
+        self._pythonpath = os.pathsep.join(
+            filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+
+    # -- nodes ----------------------------------------------------------------------
+    def nodes(self) -> list[NodeInfo]:
+        raw = alive_nodes()
+        self._ask_facts([n["NodeID"] for n in raw if n["NodeID"] not in self._facts])
+        out = []
+        for n in raw:
+            res = n.get("Resources", {})
+            name = _node_name(n)
+            self._ids[name] = n["NodeID"]
+            model = next((k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:")),
+                         "gpu")
+            gpus = tuple(GpuInfo(index=i, model=model) for i in range(int(res.get("GPU", 0))))
+            labels = {k: str(v) for k, v in (n.get("Labels") or {}).items()
+                      if not k.startswith("ray.io/")}
+            labels[NODE_ID_LABEL] = n["NodeID"]
+            labels[HOSTNAME_LABEL] = str(n.get("NodeManagerHostname", ""))
+            data_dir = self._facts.get(n["NodeID"], {}).get("data_dir")
+            if data_dir:
+                labels[DATA_DIR_LABEL] = data_dir
+            out.append(NodeInfo(name=name, cpu=float(res.get("CPU", 0)),
+                                memory=int(res.get("memory", 0)), gpus=gpus, labels=labels))
+        return sorted(out, key=lambda i: i.name)
+
+    def _ask_facts(self, node_ids: list[str], timeout: float = 60) -> None:
+        """Ask each node for its data directory, ``warm_workers`` times at once: this also
+        starts that many Ray workers there, so concurrent attempts need not wait for one."""
+        refs = {_node_facts.options(scheduling_strategy=_pinned(i)).remote(): i
+                for _ in range(max(1, self.warm_workers)) for i in node_ids}
+        if not refs:
+            return
+        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+        for ref in done:
+            try:
+                self._facts[refs[ref]] = ray.get(ref)
+            except ray.exceptions.RayError:
+                pass
+        for ref in set(refs) - set(done):
+            ray.cancel(ref, force=True)
+
+    def node_id(self, name: str) -> str | None:
+        """The Ray node id of the node insitu calls ``name``."""
+        if name not in self._ids:
+            self.nodes()
+        return self._ids.get(name)
+
+    # -- attempts -------------------------------------------------------------------
+    def launch(self, req: LaunchRequest) -> None:
+        node_id = self.node_id(req.node)
+        if node_id is None:
+            now = time.time()
+            self._lost_note(req, f"no alive Ray node is named {req.node!r}")
+            self._ready.append(AttemptExit(key=req.key, pid=None, exit_code=None, signal=None,
+                                           peak_memory=None, cpu_time=None, started_at=now,
+                                           ended_at=now, result=None, node=req.node))
+            return
+        env = dict(req.env)
+        env.setdefault("INSITU_DRIVER_CWD", os.getcwd())
+        ref = _attempt_task.options(
+            scheduling_strategy=_pinned(node_id), name=f"insitu:{req.key}",
+        ).remote(dataclasses.replace(req, env=env), self._pythonpath)
+        self._running[req.key] = _Attempt(req=req, ref=ref, launched=time.time())
+
+    def cancel(self, key: str) -> None:
+        self._stop(key, "cancel")
+
+    def _stop(self, key: str, why: str) -> None:
+        a = self._running.get(key)
+        if a is None or a.stopped:
+            return
+        a.stopped = why
+        ray.cancel(a.ref, force=True)
+
+    def _enforce_timeouts(self) -> float:
+        """Stop attempts past their timeout; return seconds until the next one is due."""
+        now = time.time()
+        nxt = float("inf")
+        for key, a in list(self._running.items()):
+            if a.req.timeout is None or a.stopped:
+                continue
+            due = a.launched + a.req.timeout
+            if now >= due:
+                self._stop(key, "timeout")
+            else:
+                nxt = min(nxt, due - now)
+        return nxt
+
+    def poll(self, timeout: float) -> list[AttemptExit]:
+        out, self._ready = self._ready, []
+        end = time.monotonic() + timeout
+        while True:
+            nxt = self._enforce_timeouts()
+            refs = {a.ref: k for k, a in self._running.items()}
+            left = max(0.0, end - time.monotonic())
+            wait = 0.0 if out else min(left, nxt)
+            if not refs:
+                time.sleep(wait)
+                return out
+            done, _ = ray.wait(list(refs), num_returns=1, timeout=wait)
+            if done:
+                done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+                out += [self._finish(self._running.pop(refs[r])) for r in done]
+            if out or time.monotonic() >= end:
+                return out
+
+    def _finish(self, a: _Attempt) -> AttemptExit:
+        req = a.req
+        try:
+            r: dict[str, Any] | None = ray.get(a.ref)
+            why = ""
+        except ray.exceptions.RayError as e:
+            r, why = None, f"{type(e).__name__}: {str(e).strip()[:2000]}"
+        now = time.time()
+        if r is not None:  # the logs, whatever the outcome
+            for path, data in ((req.stdout_path, r["stdout"]), (req.stderr_path, r["stderr"])):
+                with open(path, "ab") as f:
+                    f.write(data)
+        if r is not None and a.stopped and not (r["result"] or {}).get("ok"):
+            r = None  # stopped: its process may have been killed before its Ray worker was
+        if r is None:
+            if not a.stopped:
+                self._lost_note(req, f"the Ray task was lost ({why})")
+            return AttemptExit(key=req.key, pid=None, exit_code=None, signal=None,
+                               peak_memory=None, cpu_time=None, started_at=a.launched,
+                               ended_at=now, timed_out=a.stopped == "timeout",
+                               cancelled=a.stopped == "cancel", result=None, node=req.node)
+        if r["result"] is not None:
+            write_result(req.result_path, r["result"])
+        return AttemptExit(key=req.key, pid=r["pid"], exit_code=r["exit_code"],
+                           signal=r["signal"], peak_memory=r["peak_memory"],
+                           cpu_time=r["cpu_time"], started_at=r["started_at"],
+                           ended_at=r["ended_at"], result=r["result"], node=req.node)
+
+    @staticmethod
+    def _lost_note(req: LaunchRequest, message: str) -> None:
+        try:
+            with open(req.stderr_path, "a") as f:
+                f.write(f"insitu: {message}\n")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for key in list(self._running):
+            self._stop(key, "cancel")
+        refs = [a.ref for a in self._running.values()]
+        if refs:
+            ray.wait(refs, num_returns=len(refs), timeout=10)
+        self._running.clear()
+        self._ready.clear()

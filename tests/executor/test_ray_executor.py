@@ -1,0 +1,110 @@
+"""The Ray executor on a 3-node local Ray cluster, started and stopped by a fixture."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from insitu.errors import UserError  # noqa: E402
+from insitu.executor._ray import DATA_DIR_LABEL, RayExecutor, RayUnreachable  # noqa: E402
+from insitu.executor._ray_cluster import SPOT_LABEL, ZONE_LABEL, LocalRayCluster  # noqa: E402
+from insitu.testing.executor_conformance import (  # noqa: E402
+    ExecutorConformance,
+    request,
+    wait_all,
+)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalRayCluster]:
+    base = tempfile.mkdtemp(prefix="insitu-rt-")  # short: Ray's socket paths are limited
+    c = LocalRayCluster(base)
+    try:
+        c.up(3, cpus_per_node=1, memory_per_node=2 * 1024**3)
+        yield c
+    finally:
+        ray.shutdown()
+        c.down()
+
+
+class TestRayExecutor(ExecutorConformance):
+    @pytest.fixture
+    def executor(self, cluster: LocalRayCluster) -> Iterator[RayExecutor]:
+        ex = RayExecutor(cluster.address)
+        yield ex
+        ex.close()
+
+
+def test_nodes_are_the_clusters_with_their_labels(cluster: LocalRayCluster) -> None:
+    nodes = {n.name: n for n in RayExecutor(cluster.address).nodes()}
+    assert sorted(nodes) == ["node-0", "node-1", "node-2"]
+    for planned in cluster.nodes:
+        n = nodes[planned.name]
+        assert n.cpu == 1 and n.memory == 2 * 1024**3
+        assert n.labels[ZONE_LABEL] == planned.zone
+        assert n.labels[SPOT_LABEL] == str(planned.spot).lower()
+        assert n.labels[DATA_DIR_LABEL] == planned.data_dir and Path(planned.data_dir).is_dir()
+    assert nodes["node-2"].labels[SPOT_LABEL] == "true"
+    assert nodes["node-0"].labels[ZONE_LABEL] != nodes["node-1"].labels[ZONE_LABEL]
+
+
+def test_an_attempt_runs_on_the_node_it_is_given(cluster: LocalRayCluster,
+                                                 tmp_path: Path) -> None:
+    ex = RayExecutor(cluster.address)
+    try:
+        for name in ("node-1", "node-2"):
+            ex.launch(request(tmp_path, ex, name, "environment",
+                              {"names": ["INSITU_NODE", "INSITU_DATA_DIR"]}, node=name))
+        got = wait_all(ex, {"node-1", "node-2"})
+        for name in ("node-1", "node-2"):
+            assert got[name].node == name
+            value = got[name].result["output"]["value"]  # type: ignore[index]
+            assert value["INSITU_NODE"] == name
+            assert value["INSITU_DATA_DIR"].endswith(f"/data/{name}")
+    finally:
+        ex.close()
+
+
+def test_unreachable_cluster_names_the_address() -> None:
+    with pytest.raises(RayUnreachable) as e:
+        RayExecutor("127.0.0.1:1")
+    assert isinstance(e.value, UserError)
+    assert "127.0.0.1:1" in str(e.value) and "insitu cluster up" in str(e.value)
+
+
+def test_no_address_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(RayUnreachable, match="no Ray cluster address"):
+        RayExecutor(None)
+
+
+def test_a_dead_ray_worker_is_reported_as_lost(cluster: LocalRayCluster, tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    ex = RayExecutor(cluster.address)
+    try:
+        ex.launch(request(tmp_path, ex, "k", "sleep", {"seconds": 30}, node="node-1"))
+        child = None
+        deadline = time.time() + 30
+        while child is None and time.time() < deadline:
+            assert not ex.poll(0.2)
+            child = next((p for p in psutil.process_iter(["cmdline"])
+                          if "req.pkl" in " ".join(p.info["cmdline"] or [])), None)
+        assert child is not None, "the attempt's process never started"
+        os.kill(child.ppid(), signal.SIGKILL)  # the Ray worker running the task
+        got = wait_all(ex, {"k"}, timeout=30)["k"]
+        assert got.result is None and got.exit_code is None
+        assert not got.cancelled and not got.timed_out
+        assert "the Ray task was lost" in (tmp_path / "logs" / "k.err").read_text()
+        child.wait(timeout=10)  # and the attempt's process died with its worker
+    finally:
+        ex.close()
