@@ -108,3 +108,45 @@ def test_a_dead_ray_worker_is_reported_as_lost(cluster: LocalRayCluster, tmp_pat
         child.wait(timeout=10)  # and the attempt's process died with its worker
     finally:
         ex.close()
+
+
+def test_a_pipeline_runs_through_the_engine_on_ray(cluster: LocalRayCluster, home: Path) -> None:
+    import sys
+
+    from insitu._results import Run, _open
+    from insitu.engine import Engine
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "pipelines"))
+    import basic
+
+    store, cfg = _open(None)
+    ex = RayExecutor(cluster.address)
+    try:
+        engine = Engine(store, ex, config=cfg)
+        rec = engine.execute(engine.submit(basic.fanout.compile(), {"n": 5}).id)
+    finally:
+        ex.close()
+    run = Run(rec, store, cfg)
+    assert rec.state == "succeeded", [(t.id, t.error) for t in run.tasks()]
+    assert run.output("square") == [0, 1, 4, 9, 16] and run.output("total") == 30
+    assert {a.node for a in run.attempts()} <= {"node-0", "node-1", "node-2"}
+
+
+def test_a_lost_node_is_reported_as_a_lost_worker(cluster: LocalRayCluster,
+                                                  tmp_path: Path) -> None:
+    """Last in this file: it takes node-2 away from the module's cluster."""
+    import time
+
+    ex = RayExecutor(cluster.address)
+    try:
+        ex.launch(request(tmp_path, ex, "n", "sleep", {"seconds": 60}, node="node-2"))
+        time.sleep(3)
+        raylet = next(p for p in cluster.processes() if p.name() == "raylet"
+                      and any("insitu.node/node-2," in a for a in p.cmdline()))
+        raylet.kill()
+        got = wait_all(ex, {"n"}, timeout=60)["n"]
+        assert got.result is None and got.exit_code is None and got.node == "node-2"
+        assert not got.cancelled and not got.timed_out
+        assert "NodeDiedError" in (tmp_path / "logs" / "n.err").read_text()
+    finally:
+        ex.close()
