@@ -55,7 +55,8 @@ class _Group(click.Group):
             "compare": ("insitu.cli._tracking", "compare"),
             "models": ("insitu.cli._models", "models"),
             "tune": ("insitu.cli._tune", "tune"),
-            "datasets": ("insitu.cli._datasets", "datasets")}
+            "datasets": ("insitu.cli._datasets", "datasets"),
+            "cluster": ("insitu.cli._cluster", "cluster")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -111,13 +112,26 @@ def _execute(engine: Any, run_id: str, no_live: bool = False) -> int:
     return 0
 
 
-def _engine(backend: str = "local") -> Any:
-    from insitu.engine import Engine
-    from insitu.executor import LocalExecutor
+def _executor(backend: str, address: str | None) -> Any:
+    """The executor for ``--backend`` (local processes, or a Ray cluster)."""
+    if backend == "local":
+        from insitu.executor import LocalExecutor
 
-    if backend != "local":
-        raise UserError(f"unknown backend {backend!r}", hint="use --backend local")
-    return Engine(_store(), LocalExecutor(), config=load_config())
+        return LocalExecutor()
+    if backend == "ray":
+        try:
+            from insitu.executor._ray import RayExecutor
+        except ImportError:
+            raise UserError("the ray backend needs Ray installed",
+                            hint='pip install "ray==2.60.0"') from None
+        return RayExecutor(address)
+    raise UserError(f"unknown backend {backend!r}", hint="use --backend local or --backend ray")
+
+
+def _engine(backend: str = "local", address: str | None = None) -> Any:
+    from insitu.engine import Engine
+
+    return Engine(_store(), _executor(backend, address), config=load_config())
 
 
 @app.command()
@@ -125,16 +139,15 @@ def _engine(backend: str = "local") -> Any:
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A pipeline parameter (repeatable).")
 @click.option("--no-cache", is_flag=True, help="Run every step, ignoring cached outputs.")
-@click.option("--backend", default="local", show_default=True, help="Where steps run.")
+@click.option("--backend", default="local", show_default=True,
+              type=click.Choice(["local", "ray"]), help="Where steps run.")
+@click.option("--address", default=None,
+              help="The Ray cluster's address (default: RAY_ADDRESS, or `insitu cluster up`'s).")
 @click.option("--plain", is_flag=True, help="Print progress as lines instead of a live table.")
 def run(target: str, params: tuple[str, ...], no_cache: bool, backend: str,
-        plain: bool) -> None:
+        address: str | None, plain: bool) -> None:
     """Run a pipeline: TARGET is FILE[:PIPELINE], a module[:PIPELINE], or a compiled spec.json."""
-    if backend != "local":
-        raise UserError(f"unknown backend {backend!r}", hint="use --backend local")
-    from insitu.executor import LocalExecutor
-
-    executor = LocalExecutor()  # starts its worker server while we compile
+    executor = _executor(backend, address)  # a local one starts its server while we compile
     try:
         from insitu.engine import Engine, parse_cli_params
 
@@ -151,19 +164,20 @@ def run(target: str, params: tuple[str, ...], no_cache: bool, backend: str,
 
 @app.command()
 @click.argument("run_id")
+@click.option("--address", default=None, help="The Ray cluster's address, for a Ray run.")
 @click.option("--plain", is_flag=True, help="Print progress as lines instead of a live table.")
-def resume(run_id: str, plain: bool) -> None:
+def resume(run_id: str, address: str | None, plain: bool) -> None:
     """Continue a run: only what did not finish runs; finished outputs are reused."""
     from insitu.engine import engine_alive
 
-    engine = _engine()
-    rec = engine.store.get_run(run_id)
+    rec = _store().get_run(run_id)
     if rec.state == S.RUN_SUCCEEDED:
         console.print(f"run {rec.id} already succeeded; nothing to resume.")
         return
     if engine_alive(rec):
         raise UserError(f"run {rec.id} is still being run by process {rec.engine_pid} on "
                         f"{rec.engine_host}", hint=f"wait for it, or `insitu cancel {rec.id}`")
+    engine = _engine(rec.backend, address)
     console.print(f"resuming run [bold]{rec.id}[/] of pipeline {rec.pipeline}")
     sys.exit(_execute(engine, rec.id, plain))
 
