@@ -70,6 +70,36 @@ def test_an_attempt_runs_on_the_node_it_is_given(cluster: LocalRayCluster,
         ex.close()
 
 
+def test_close_stops_the_attempts_process(cluster: LocalRayCluster, tmp_path: Path) -> None:
+    """The conformance close test checks pids only through ``pid_of``, which Ray has not."""
+    import time
+
+    import psutil
+
+    ex = RayExecutor(cluster.address)
+    ex.launch(request(tmp_path, ex, "c", "sleep", {"seconds": 60}, node="node-1"))
+    child = None
+    deadline = time.time() + 30
+    while child is None and time.time() < deadline:
+        ex.poll(0.2)
+        child = next((p for p in psutil.process_iter(["cmdline"])
+                      if "req.pkl" in " ".join(p.info["cmdline"] or [])), None)
+    assert child is not None, "the attempt's process never started"
+    ex.close()
+    child.wait(timeout=15)
+
+
+def test_cluster_status_command_lists_the_nodes(cluster: LocalRayCluster) -> None:
+    from click.testing import CliRunner
+
+    from insitu.cli._cluster import cluster as cluster_cli
+
+    out = CliRunner().invoke(cluster_cli, ["status", "--base-dir", str(cluster.base)])
+    assert out.exit_code == 0, out.output
+    assert cluster.address and cluster.address in out.output
+    assert all(f"node-{i}" in out.output for i in range(3)) and "zone-b" in out.output
+
+
 def test_unreachable_cluster_names_the_address() -> None:
     with pytest.raises(RayUnreachable) as e:
         RayExecutor("127.0.0.1:1")

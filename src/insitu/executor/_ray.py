@@ -17,7 +17,8 @@ process per attempt is why the Ray worker itself can be reused (no ``max_calls=1
 Timeouts and cancellation are enforced here (``ray.cancel(ref, force=True)``), and
 reported as ``timed_out`` / ``cancelled``. A task whose worker or node died is
 reported with ``result=None`` and no exit code, which the engine classifies as a
-lost worker and retries. A task's timeout counts from its launch.
+lost worker and retries. A task's timeout counts from its launch. If the engine's
+process dies, Ray stops its job's workers, and each attempt's process dies with its worker.
 
 Nodes are Ray's alive nodes: name from the ``insitu.node/<name>`` resource (else
 the Ray node id), CPU, memory and GPUs from its resources, labels from Ray's node

@@ -125,7 +125,7 @@ class LocalRayCluster:
         return out
 
     def running(self) -> bool:
-        return any(p.is_running() and "gcs_server" in " ".join(p.cmdline()[:1])
+        return any("gcs_server" in " ".join((p.info["cmdline"] or [])[:1])
                    for p in self.processes())
 
     # -- up / down ------------------------------------------------------------------
