@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ def cluster() -> Iterator[LocalRayCluster]:
     finally:
         ray.shutdown()
         c.down()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 class TestRayExecutor(ExecutorConformance):

@@ -227,6 +227,7 @@ class RayExecutor(Executor):
         raw = alive_nodes()
         self._ask_facts([n["NodeID"] for n in raw if n["NodeID"] not in self._facts])
         out = []
+        self._ids = {}
         for n in raw:
             res = n.get("Resources", {})
             name = _node_name(n)
@@ -343,6 +344,7 @@ class RayExecutor(Executor):
         if r is None:
             if not a.stopped:
                 self._lost_note(req, f"the Ray task was lost ({why})")
+                self._ids.clear()  # its node may be gone: look the nodes up again
             return AttemptExit(key=req.key, pid=None, exit_code=None, signal=None,
                                peak_memory=None, cpu_time=None, started_at=a.launched,
                                ended_at=now, timed_out=a.stopped == "timeout",
