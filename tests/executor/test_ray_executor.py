@@ -109,8 +109,12 @@ def test_unreachable_cluster_names_the_address() -> None:
     assert "127.0.0.1:1" in str(e.value) and "insitu cluster up" in str(e.value)
 
 
-def test_no_address_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_address_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    from insitu.executor import _ray_cluster
+
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(_ray_cluster, "default_base_dir", lambda: tmp_path)  # no local cluster
     with pytest.raises(RayUnreachable, match="no Ray cluster address"):
         RayExecutor(None)
 

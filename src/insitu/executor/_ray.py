@@ -75,13 +75,21 @@ def _unreachable(addr: str, why: str) -> RayUnreachable:
              "prints: `insitu run --backend ray --address HOST:PORT ...`")
 
 
+def _local_cluster_address() -> str | None:
+    from insitu.executor._ray_cluster import LocalRayCluster
+
+    local = LocalRayCluster.load()
+    return local.address if local is not None and local.running() else None
+
+
 def connect(address: str | None) -> str:
-    """Connect this process to the Ray cluster at ``address`` (else ``RAY_ADDRESS``).
+    """Connect this process to the Ray cluster at ``address`` (else ``RAY_ADDRESS``, else
+    the local cluster ``insitu cluster up`` started).
 
     Raises :class:`RayUnreachable` (a :class:`~insitu.errors.UserError`) naming the
     address when there is none or it does not answer. Reuses an existing connection.
     """
-    addr = address or os.environ.get("RAY_ADDRESS")
+    addr = address or os.environ.get("RAY_ADDRESS") or _local_cluster_address()
     if not addr:
         raise RayUnreachable(
             "no Ray cluster address given",
@@ -203,7 +211,8 @@ class _Attempt:
 class RayExecutor(Executor):
     """Runs attempts as Ray tasks on a Ray cluster (see the module docstring).
 
-    ``address`` is ``HOST:PORT`` of the head (None: ``RAY_ADDRESS``). The first look at
+    ``address`` is ``HOST:PORT`` of the head (None: ``RAY_ADDRESS``, else the cluster
+    ``insitu cluster up`` started). The first look at
     a node starts ``warm_workers`` Ray workers there (Ray keeps idle ones up to its
     ``num_workers_soft_limit``, which the local cluster raises). Connecting
     happens here, so an unreachable cluster fails before anything is launched. The
