@@ -186,3 +186,57 @@ def test_a_lost_node_is_reported_as_a_lost_worker(cluster: LocalRayCluster,
         assert "NodeDiedError" in (tmp_path / "logs" / "n.err").read_text()
     finally:
         ex.close()
+
+
+def test_a_node_lost_mid_step_is_retried_on_another_node(cluster: LocalRayCluster,
+                                                         home: Path, tmp_path: Path) -> None:
+    """Last in this file: it takes a worker node away from the module's cluster."""
+    import sys
+    import threading
+    import time
+
+    from insitu._results import Run, _open
+    from insitu.engine import Engine
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "pipelines"))
+    import ray_nodes
+
+    store, cfg = _open(None)
+    ex = RayExecutor(cluster.address)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    killed: list[str] = []
+
+    def kill_a_worker_node() -> None:
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed:
+            for f in marks.iterdir():
+                node = f.read_text()
+                if node in ("node-1", "node-2"):
+                    raylet = next(p for p in cluster.processes() if p.name() == "raylet"
+                                  and any(f"insitu.node/{node}," in a for a in p.cmdline()))
+                    raylet.kill()
+                    killed.append(node)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_a_worker_node)
+    killer.start()
+    try:
+        engine = Engine(store, ex, config=cfg)
+        rec = engine.execute(engine.submit(ray_nodes.spread.compile(),
+                                           {"folder": str(marks)}).id)
+    finally:
+        killer.join()
+        ex.close()
+    run = Run(rec, store, cfg)
+    assert killed, "no step landed on a worker node"
+    assert rec.state == "succeeded", [(t.id, t.error) for t in run.tasks()]
+    atts = run.attempts()
+    lost = [a for a in atts if a.state == "failed" and (a.error or {}).get("kind") == "lost"]
+    assert lost and all(a.node == killed[0] for a in lost)
+    for a in lost:
+        retry = next(b for b in atts if b.task_id == a.task_id and b.number > a.number
+                     and b.state == "succeeded")
+        assert retry.node != killed[0], "the retry went to the dead node again"
+    assert [a.number for a in atts if a.task_id == "first"] == [1], "finished work re-ran"

@@ -623,6 +623,8 @@ class RunLoop:
                 S.ATT_CANCELLED if err["kind"] == "cancelled" else
                 S.ATT_PRUNED if err["kind"] == "pruned" else S.ATT_FAILED)
             self.dirty.append(att)
+            if err and err["kind"] == "lost" and ex.pid is None:
+                self._forget_dead_nodes()
             logged = self._ingest(att)
             tuner = self.tuners.get(t.step_id)
             if err is None:
@@ -661,6 +663,20 @@ class RunLoop:
                              error={"kind": "item_failed", "item": t.id,
                                     "message": f"item {t.id} failed"})
             self.failing = True
+
+    def _forget_dead_nodes(self) -> None:
+        """After an attempt was lost with its worker, drop nodes the executor no longer has,
+        so that its retry goes to a node that is alive."""
+        alive = {n.name for n in self.executor.nodes()}
+        gone = self.placer.names() - alive
+        if not gone or not alive:
+            return
+        keys = list(self.running)
+        kept = self.placer.drop_nodes(gone, [(self.running[k].request, self.running[k].placement)
+                                             for k in keys])
+        for i, k in enumerate(keys):
+            if i in kept:
+                self.running[k].placement = kept[i]
 
     def _ingest(self, a: AttemptRecord) -> list[Record]:
         """Move what the attempt logged (metrics, params, artifacts) into the store."""

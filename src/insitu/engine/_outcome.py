@@ -42,7 +42,8 @@ def classify(ex: AttemptExit, *, memory_limit: int | None, timeout: float | None
         return {"kind": "lost", "signal": ex.signal,
                 "message": f"the worker process was killed by {name}"}
     if ex.exit_code is None and ex.pid is None:
-        return {"kind": "lost", "message": "the worker was lost (the executor went away)"}
+        return {"kind": "lost", "node": ex.node,
+                "message": ex.reason or "the worker was lost (the executor went away)"}
     return {"kind": "lost", "exit_code": ex.exit_code,
             "message": f"the worker process exited with code {ex.exit_code} without a result"}
 

@@ -42,7 +42,10 @@ def _scheduler_node(n: NodeInfo) -> Any:
 
     gpus = tuple(Gpu(model=g.model, memory=g.memory or 0) for g in
                  sorted(n.gpus, key=lambda g: g.index))
-    return Node(name=n.name, cpu=n.cpu, memory=n.memory, gpus=gpus, labels=dict(n.labels))
+    labels = dict(n.labels)
+    return Node(name=n.name, cpu=n.cpu, memory=n.memory, gpus=gpus, labels=labels,
+                zone=labels.get("insitu.dev/zone", ""),
+                spot=labels.get("insitu.dev/spot", "").lower() in ("true", "1", "yes"))
 
 
 class Placer:
@@ -80,7 +83,32 @@ class Placer:
                          gpu_share=share, ticket=p)
 
     def release(self, p: Placement) -> None:
-        self.cluster.release(p.ticket)
+        if p.node in self._gpu_index:  # not on a node dropped since
+            self.cluster.release(p.ticket)
+
+    def names(self) -> set[str]:
+        return {n.name for n in self.infos}
+
+    def drop_nodes(self, gone: set[str], running: list[tuple[Request, Placement]]
+                   ) -> dict[int, Placement]:
+        """Forget nodes that left the cluster; re-reserve what still runs elsewhere.
+
+        Returns the new placements of ``running`` (by position) on the remaining nodes.
+        """
+        from insitu.scheduler import ClusterState
+
+        self.infos = [n for n in self.infos if n.name not in gone]
+        self._gpu_index = {k: v for k, v in self._gpu_index.items() if k not in gone}
+        self.cluster = ClusterState([_scheduler_node(n) for n in self.infos])
+        out: dict[int, Placement] = {}
+        for i, (req, p) in enumerate(running):
+            if p.node in gone:
+                continue
+            d = self.cluster.place_on(self._request(req, f"kept-{i}"), p.node)
+            if d.placement is not None:
+                out[i] = Placement(node=p.node, cpu=p.cpu, memory=p.memory, gpu_ids=p.gpu_ids,
+                                   gpu_share=p.gpu_share, ticket=d.placement)
+        return out
 
     def impossible(self, req: Request) -> str | None:
         """Why no node could ever run ``req`` (on an empty cluster), or None if one can."""

@@ -77,6 +77,7 @@ class AttemptExit:
     cancelled: bool = False
     result: dict[str, Any] | None = None   # what the worker wrote, None if it wrote nothing
     node: str | None = None
+    reason: str | None = None     # why an attempt was lost, when the executor knows
 
 
 class Executor(abc.ABC):
