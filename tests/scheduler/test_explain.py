@@ -76,5 +76,5 @@ def test_one_spot_node() -> None:
     st = ClusterState([gpu_node("s", spot=True)])
     assert st.explain(Request(name="r", cpu=1)) == (
         "0 of 1 node fits: 1 is a spot node and the step is not restartable "
-        "(set restartable=True to allow spot nodes); it can never be placed on this cluster, even when "
-        "empty")
+        "(set restartable=True to allow spot nodes); it can never be placed on this cluster, "
+        "even when empty")
