@@ -101,13 +101,10 @@ class Placer:
         self._gpu_index = {k: v for k, v in self._gpu_index.items() if k not in gone}
         self.cluster = ClusterState([_scheduler_node(n) for n in self.infos])
         out: dict[int, Placement] = {}
-        for i, (req, p) in enumerate(running):
-            if p.node in gone:
-                continue
-            d = self.cluster.place_on(self._request(req, f"kept-{i}"), p.node)
-            if d.placement is not None:
-                out[i] = Placement(node=p.node, cpu=p.cpu, memory=p.memory, gpu_ids=p.gpu_ids,
-                                   gpu_share=p.gpu_share, ticket=d.placement)
+        for i, (_, p) in enumerate(running):
+            if p.node not in gone:
+                self.cluster.reserve(p.ticket)  # exactly as before: same node, same GPUs
+                out[i] = p
         return out
 
     def impossible(self, req: Request) -> str | None:

@@ -34,7 +34,8 @@ For the engine, per attempt::
         print(d.reason)  # what `insitu why` shows
 """
 
-from insitu.scheduler._bound import Bound, packing_bound
+from typing import TYPE_CHECKING, Any
+
 from insitu.scheduler._explain import Filter
 from insitu.scheduler._mig import MigProfile
 from insitu.scheduler._model import (
@@ -49,11 +50,27 @@ from insitu.scheduler._model import (
     Toleration,
 )
 from insitu.scheduler._policies import POLICIES, Policy, ScorePlugin, get_policy
-from insitu.scheduler._queues import Queue, QueueScheduler
-from insitu.scheduler._sim import PackingResult, run_packing
 from insitu.scheduler._state import ClusterState
 from insitu.scheduler._trace import Task, TraceError, load_nodes, load_tasks
 from insitu.scheduler._workload import TaskShape, Workload
+
+if TYPE_CHECKING:
+    from insitu.scheduler._bound import Bound, packing_bound
+    from insitu.scheduler._queues import Queue, QueueScheduler
+    from insitu.scheduler._sim import PackingResult, run_packing
+
+# the simulator, the bound (SciPy) and queues load on first use: the engine needs none of them
+_LAZY = {"Bound": "_bound", "packing_bound": "_bound", "Queue": "_queues",
+         "QueueScheduler": "_queues", "PackingResult": "_sim", "run_packing": "_sim"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"insitu.scheduler.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'insitu.scheduler' has no attribute {name!r}")
+
 
 __all__ = [
     "POLICIES",
