@@ -168,6 +168,47 @@ def test_a_pipeline_runs_through_the_engine_on_ray(cluster: LocalRayCluster, hom
     assert {a.node for a in run.attempts()} <= {"node-0", "node-1", "node-2"}
 
 
+def test_steps_run_on_the_nodes_that_hold_their_shards(cluster: LocalRayCluster,
+                                                      home: Path) -> None:
+    import sys
+
+    import insitu
+    from insitu._results import Run, _open
+    from insitu.engine import Engine
+    from insitu.store import MetricRecord
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "pipelines"))
+    import scan
+
+    ex = RayExecutor(cluster.address)
+    try:
+        dirs = {n.name: Path(n.labels["insitu.dev/data-dir"]) for n in ex.nodes()}
+        holder = {}
+        # node-2 is the spot node, where this (non-restartable) step may not run
+        for node, shards in (("node-0", (0, 1)), ("node-1", (2, 3))):
+            folder = dirs[node] / "events"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in shards:
+                (folder / f"part-{i}.txt").write_text("".join(f"e{j}\n" for j in range(50 * i + 1)))
+                holder[f"part-{i}.txt"] = node
+            insitu.datasets.add("events", [str(folder / "part-*.txt")], node=node)
+        store, cfg = _open(None)
+        engine = Engine(store, ex, config=cfg)
+        rec = engine.execute(engine.submit(scan.scan_events.compile(), {}).id)
+    finally:
+        ex.close()
+    run = Run(rec, store, cfg)
+    assert rec.state == "succeeded", [(t.id, t.error) for t in run.tasks()]
+    shards = insitu.dataset("events").shards()
+    for i, shard in enumerate(shards):
+        (att,) = run.attempts(f"scan[{i}]")
+        assert att.node == holder[shard["shard"]], (shard["shard"], att.node)
+    pts = store.select(MetricRecord, run_id=rec.id)
+    assert sum(p.value for p in pts if p.name == "bytes_moved") == 0
+    assert sum(p.value for p in pts if p.name == "bytes_read_local") == sum(
+        s["size"] for s in shards)
+
+
 def test_a_lost_node_is_reported_as_a_lost_worker(cluster: LocalRayCluster,
                                                   tmp_path: Path) -> None:
     """Last in this file: it takes node-2 away from the module's cluster."""

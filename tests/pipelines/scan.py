@@ -1,7 +1,7 @@
 import insitu
 
 
-@insitu.step(cpu=0.5)
+@insitu.step(cpu=0.5, memory="256MiB")
 def scan(shard: dict) -> int:  # type: ignore[type-arg]
     path = insitu.shard_path(shard)
     return sum(1 for _ in path.read_bytes().splitlines())

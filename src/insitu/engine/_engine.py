@@ -61,7 +61,8 @@ def resolve_resources(step: dict[str, Any], params: dict[str, Any]) -> Request:
     except UserError as e:
         raise ResourceError(f"{where}: {e.message}", hint=e.hint) from None
     gt = val("gpu_type")
-    return Request(cpu=cpu, memory=memory, gpu=gpu, gpu_type=gt if isinstance(gt, str) else None)
+    return Request(cpu=cpu, memory=memory, gpu=gpu, gpu_type=gt if isinstance(gt, str) else None,
+                   restartable=step["retries"]["max"] > 0)
 
 
 def describe_request(r: Request) -> str:
@@ -188,6 +189,10 @@ class RunLoop:
         self.cancelling = False
         self.dirty: list[Record] = []
         self.placer = Placer(self.executor.nodes())
+        for shard in _shards_in(self.spec):  # where the spec's dataset shards live
+            for r in shard.get("replicas", []):
+                if r.get("node"):
+                    self.placer.note_data(f"{shard['dataset']}/{shard['shard']}", r["node"])
         self.requests: dict[str, Request] = {}
         self._last_beat = 0.0
         self.started = time.time()
@@ -549,8 +554,8 @@ class RunLoop:
                 continue
             step = self.steps[sid]
             mp = (step.get("map") or {}).get("max_parallel")
-            req = self.requests.get(sid) or resolve_resources(step, self.params)
-            self.requests[sid] = req
+            base = self.requests.get(sid) or resolve_resources(step, self.params)
+            self.requests[sid] = base
             while queue:
                 tid = queue[0]
                 t = self.tasks[tid]
@@ -560,6 +565,10 @@ class RunLoop:
                     continue
                 if mp and t.map_index is not None and self.running_per_step.get(sid, 0) >= mp:
                     break
+                req = base
+                inputs = _data_inputs(self._args_for(t)[0])
+                if inputs:  # place it next to what it reads
+                    req = dataclasses.replace(base, inputs=inputs)
                 placement = self.placer.place(req, f"{t.run_id}/{tid}/{t.attempts + 1}")
                 if isinstance(placement, str):  # nothing fits now: say why, once
                     if t.pending_reason != placement:
@@ -689,6 +698,9 @@ class RunLoop:
 
     def _succeed(self, tid: str, out: dict[str, Any], when: float) -> None:
         t = self._update(tid, state=S.TASK_SUCCEEDED, output=out, ended_at=when, error=None)
+        if t.node:  # its output now lives where it was made: downstream readers go there
+            for d in digests_of(out):
+                self.placer.note_data(f"artifact/{d}", t.node)
         step = self.steps[t.step_id]
         if t.cache_key and step["cache"]:
             self.dirty.append(CacheEntry(key=t.cache_key, step=step["name"], output=out,
@@ -732,3 +744,42 @@ def engine_alive(run: RunRecord, *, stale_after: float = 15.0) -> bool:
         except PermissionError:
             return True
     return True
+
+
+def _shards_in(value: Any) -> list[dict[str, Any]]:
+    """Dataset shard descriptors anywhere in ``value`` (a spec, or concrete arguments)."""
+    if isinstance(value, dict):
+        if {"dataset", "shard", "digest", "replicas"} <= set(value):
+            return [value]
+        return [s for v in value.values() for s in _shards_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _shards_in(v)]
+    return []
+
+
+def _data_inputs(args: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """(data id, bytes) of the shards and stored artifacts a task's arguments read."""
+    out: dict[str, int] = {}
+
+    def walk(c: Any) -> None:
+        if not isinstance(c, dict):
+            return
+        if "value" in c:
+            for s in _shards_in(c["value"]):
+                out[f"{s['dataset']}/{s['shard']}"] = int(s.get("size", 0))
+        elif "ref" in c:
+            ref = c["ref"]
+            refs = ref["items"] if ref.get("kind") == "list" else \
+                list(ref["items"].values()) if ref.get("kind") == "dict" else [ref]
+            for r in refs:
+                if r.get("kind") == "blob":
+                    out[f"artifact/{r['digest']}"] = int(r.get("size", 0))
+        for key in ("list",):
+            for x in c.get(key, []):
+                walk(x)
+        for x in c.get("dict", {}).values():
+            walk(x)
+
+    for c in args.values():
+        walk(c)
+    return tuple(sorted(out.items()))

@@ -21,6 +21,8 @@ class Request:
     memory: int
     gpu: float = 0.0
     gpu_type: str | None = None
+    inputs: tuple[tuple[str, int], ...] = ()   # (data id, bytes): shards and artifacts read
+    restartable: bool = False  # may run on spot nodes (a step with retries survives a loss)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,8 +70,11 @@ class Placer:
         if req.gpu_type:  # "A100" matches "NVIDIA A100-SXM4-80GB"
             want = req.gpu_type.lower()
             types = tuple(m for m in self.models if want in m.lower()) or (req.gpu_type,)
+        from insitu.scheduler import DataInput
+
         return SRequest(name=name, cpu=req.cpu, memory=req.memory, gpu=req.gpu,
-                        gpu_types=types)
+                        gpu_types=types, restartable=req.restartable,
+                        inputs=tuple(DataInput(shard=k, size=n) for k, n in req.inputs))
 
     def place(self, req: Request, name: str | None = None) -> Placement | str:
         self._seq += 1
@@ -81,6 +86,11 @@ class Placer:
         share = p.gpu_milli / 1000 if 0 < req.gpu < 1 else 0.0
         return Placement(node=p.node, cpu=req.cpu, memory=req.memory, gpu_ids=ids,
                          gpu_share=share, ticket=p)
+
+    def note_data(self, data_id: str, node: str) -> None:
+        """``node`` holds ``data_id`` (a dataset shard's replica, or an artifact it made)."""
+        if node in self._gpu_index:
+            self.cluster.add_shard(data_id, node)
 
     def release(self, p: Placement) -> None:
         if p.node in self._gpu_index:  # not on a node dropped since

@@ -220,9 +220,14 @@ class FillScore(_FragScore):
 
 
 class Locality(ScorePlugin):
-    """Minus the price of pulling the request's inputs to the node (GiB x link price)."""
+    """Minus the price of pulling the request's inputs to the node: per input not held
+    there, a fixed ``remote_read`` (opening a transfer, reading over the network) plus
+    GiB x link price. With the default weights a node holding the data wins over a less
+    loaded one; a holder that has no room is skipped by the filters, so work never waits
+    for it."""
 
     name = "locality"
+    remote_read = 2.0
 
     def applies(self, req: Request) -> bool:
         return bool(req.inputs)
@@ -236,12 +241,12 @@ class Locality(ScorePlugin):
             holders = st.shard_nodes.get(inp.shard)
             gib = inp.size / GiB
             if holders is None or not holders.any():
-                cost += gib * req.link.remote
+                cost += gib * req.link.remote  # nobody holds it: the same for every node
                 continue
             zones = np.zeros(len(st.zones), dtype=bool)
             zones[st.zone[holders]] = True
             price = np.where(zones[st.zone[idx]], req.link.same_zone, req.link.cross_zone)
-            cost += np.where(holders[idx], 0.0, gib * price)
+            cost += np.where(holders[idx], 0.0, gib * price + self.remote_read)
         return -cost, None
 
 

@@ -190,6 +190,12 @@ class ClusterState:
         self.placements[p.request] = p
         self._log.append(i)
 
+    def add_shard(self, shard: str, node: str) -> None:
+        """Record that ``node`` now holds ``shard`` (an artifact it produced, a copy it
+        fetched), so data-locality scoring sends later readers there."""
+        arr = self.shard_nodes.setdefault(shard, np.zeros(len(self.nodes), dtype=bool))
+        arr[self.index[node]] = True
+
     def explain(self, req: Request) -> str:
         """Why ``req`` cannot be placed now, summed over nodes; ``""`` if it fits somewhere."""
         text, _ = _explain.explain(self, req)
