@@ -230,3 +230,36 @@ def test_why_explains_a_step_waiting_for_resources(home: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_logs_follow_prints_until_the_run_ends(home: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from insitu.store import open_store
+
+    env = {**os.environ, "INSITU_HOME": str(home), "INSITU_NODE_CPUS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "insitu", "run", f"{BASIC}:chain_of_sleeps",
+                             "-p", "n=3", "-p", "seconds=0.5", "--plain"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        rid = None
+        while rid is None and time.time() < deadline:
+            time.sleep(0.1)
+            if (home / "insitu.db").exists():
+                runs = open_store(f"sqlite:///{home / 'insitu.db'}").list_runs()
+                rid = runs[0].id if runs else None
+        assert rid is not None
+        r = subprocess.run([sys.executable, "-m", "insitu", "logs", rid, "--follow"], env=env,
+                           capture_output=True, text=True, timeout=90)
+        assert r.returncode == 0, r.stderr
+        assert "[slow#1] slow 0 done" in r.stdout
+        for i in (1, 2):  # many[0] is slow(0, 0.5) again: a cache hit, with no attempt
+            assert f"[many[{i}]#1] slow {i} done" in r.stdout
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()

@@ -71,6 +71,7 @@ def fanout(n: int = 5, mode: str = "auto") -> None:
 @insitu.step
 def slow(i: int, seconds: float) -> int:
     time.sleep(seconds)
+    print(f"slow {i} done", flush=True)
     mark(f"slow:{i}")
     return i
 
