@@ -31,7 +31,9 @@ def cluster() -> Iterator[LocalRayCluster]:
     finally:
         ray.shutdown()
         c.down()
+        left = c.processes()
         shutil.rmtree(base, ignore_errors=True)
+        assert not left, f"processes of the test cluster outlived it: {left}"
 
 
 class TestRayExecutor(ExecutorConformance):

@@ -78,6 +78,18 @@ def plan_nodes(n: int, *, cpus_per_node: int, memory_per_node: int, base: Path
     return nodes
 
 
+def _env_has(pid: int, data_dir: str) -> bool:
+    """Does the process's environment give it a data directory under ``data_dir``?
+
+    Read raw from /proc: Ray retitles its agents over the argv/environ area, which
+    psutil's parsed environ then misses."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f"INSITU_DATA_DIR={data_dir}".encode() in f.read()
+    except OSError:
+        return False
+
+
 class LocalRayCluster:
     """Start/stop a local multi-node Ray cluster. Use :meth:`up` (or as a context manager)."""
 
@@ -110,17 +122,22 @@ class LocalRayCluster:
         return c
 
     def processes(self) -> list[psutil.Process]:
-        """This cluster's processes: those whose command line names its temp dir."""
+        """This cluster's processes: those whose command line names its temp dir, and Ray's
+        agents, which retitle themselves (``ray::DashboardAgent``) but keep, in their
+        environment, the data directory this cluster gave their node."""
         token = str(self.temp_dir)
+        data = str(self.base / "data") + os.sep
         me = os.getuid()
         out = []
         for p in psutil.process_iter(["cmdline", "uids"]):
             try:
-                if p.info["uids"] and p.info["uids"].real != me:
+                if p.info["uids"] and p.info["uids"].real != me or p.pid == os.getpid():
                     continue
-                if any(token in a for a in (p.info["cmdline"] or [])) and p.pid != os.getpid():
+                cmd = p.info["cmdline"] or []
+                named = any(token in a for a in cmd)
+                if named or (cmd and cmd[0].startswith("ray::") and _env_has(p.pid, data)):
                     out.append(p)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
         return out
 
