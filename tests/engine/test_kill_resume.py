@@ -121,16 +121,20 @@ def test_resume_refuses_a_run_that_is_still_running(home: Path, tmp_path: Path) 
         proc.wait()
 
 
+def _wait_for_running_attempt(home: Path):  # type: ignore[no-untyped-def]
+    store = _wait_for_run(home)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if any(a.state == "running" for a in store.list_attempts(store.list_runs()[0].id)):
+            break
+        time.sleep(0.1)
+    return store
+
+
 def test_cancel_stops_a_live_run(home: Path, tmp_path: Path) -> None:
     proc = _start(home, tmp_path / "m", "run", f"{BASIC}:chain_of_sleeps", "-p", "n=4",
                   "-p", "seconds=20")
-    store = open_store(f"sqlite:///{home / 'insitu.db'}")
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        runs = store.list_runs()
-        if runs and any(a.state == "running" for a in store.list_attempts(runs[0].id)):
-            break
-        time.sleep(0.1)
+    store = _wait_for_running_attempt(home)
     rid = store.list_runs()[0].id
     t0 = time.time()
     r = subprocess.run([sys.executable, "-m", "insitu", "cancel", rid], capture_output=True,
@@ -146,13 +150,7 @@ def test_cancel_stops_a_live_run(home: Path, tmp_path: Path) -> None:
 def test_ctrl_c_cancels(home: Path, tmp_path: Path) -> None:
     proc = _start(home, tmp_path / "m", "run", f"{BASIC}:chain_of_sleeps", "-p", "n=4",
                   "-p", "seconds=20")
-    store = open_store(f"sqlite:///{home / 'insitu.db'}")
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        runs = store.list_runs()
-        if runs and any(a.state == "running" for a in store.list_attempts(runs[0].id)):
-            break
-        time.sleep(0.1)
+    store = _wait_for_running_attempt(home)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130, out

@@ -9,6 +9,6 @@ this node when there is one, otherwise a copy fetched once into this node's shar
 """
 
 from insitu.datasets._read import shard_path
-from insitu.datasets._registry import Dataset, add, dataset, list_datasets
+from insitu.datasets._registry import Dataset, add, dataset, list_datasets, shards_in
 
-__all__ = ["Dataset", "add", "dataset", "list_datasets", "shard_path"]
+__all__ = ["Dataset", "add", "dataset", "list_datasets", "shard_path", "shards_in"]

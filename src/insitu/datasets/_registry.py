@@ -9,15 +9,36 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from insitu._config import load_config
 from insitu.errors import Conflict, UserError, not_found
-from insitu.store import DatasetRecord, ShardRecord, Store, open_store
+from insitu.store import DatasetRecord, ShardRecord, Store
 
 _CHUNK = 4 * 1024 * 1024
 
 
 def _store(store: Store | None) -> Store:
-    return store or open_store(load_config().db_url)
+    from insitu.store import open_store  # SQLAlchemy only when a store is opened
+
+    return store or open_store()
+
+
+def shards_in(value: Any) -> list[dict[str, Any]]:
+    """Every shard descriptor (see :meth:`Dataset.shards`) anywhere inside ``value``."""
+    if isinstance(value, dict):
+        if {"dataset", "shard", "digest"} <= set(value):
+            return [value]
+        return [s for v in value.values() for s in shards_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in shards_in(v)]
+    return []
+
+
+def _hash_file(f: Any) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    while chunk := f.read(_CHUNK):
+        h.update(chunk)
+        size += len(chunk)
+    return size, h.hexdigest()
 
 
 def hash_path(path: str) -> tuple[int, str]:
@@ -35,20 +56,7 @@ def hash_path(path: str) -> tuple[int, str]:
                 size += s
         return size, h.hexdigest()
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return size, h.hexdigest()
-
-
-def _hash_url(fs: Any, path: str) -> tuple[int, str]:
-    h = hashlib.sha256()
-    size = 0
-    with fs.open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return size, h.hexdigest()
+        return _hash_file(f)
 
 
 def _expand(sources: list[str], node: str) -> list[tuple[str, int, str, dict[str, str]]]:
@@ -64,7 +72,8 @@ def _expand(sources: list[str], node: str) -> list[tuple[str, int, str, dict[str
             if not matches or not all(fs.exists(m) for m in matches):
                 raise UserError(f"nothing at {src}", hint="check the URL and credentials")
             for m in matches:
-                size, digest = _hash_url(fs, m)
+                with fs.open(m, "rb") as f:
+                    size, digest = _hash_file(f)
                 url = f"{proto}://{m}" if not m.startswith(f"{proto}://") else m
                 out.append((os.path.basename(m.rstrip("/")), size, digest, {"url": url}))
             continue

@@ -24,6 +24,7 @@ from typing import Any
 from insitu._config import Config, load_config
 from insitu._units import format_bytes, parse_cpu, parse_gpu, parse_memory
 from insitu.artifacts import ArtifactStore, digests_of
+from insitu.datasets import shards_in
 from insitu.engine import _outcome
 from insitu.engine._params import bind_params
 from insitu.engine._paths import log_path, metrics_path, result_path
@@ -189,7 +190,7 @@ class RunLoop:
         self.cancelling = False
         self.dirty: list[Record] = []
         self.placer = Placer(self.executor.nodes())
-        for shard in _shards_in(self.spec):  # where the spec's dataset shards live
+        for shard in shards_in(self.spec):  # where the spec's dataset shards live
             for r in shard.get("replicas", []):
                 if r.get("node"):
                     self.placer.note_data(f"{shard['dataset']}/{shard['shard']}", r["node"])
@@ -746,17 +747,6 @@ def engine_alive(run: RunRecord, *, stale_after: float = 15.0) -> bool:
     return True
 
 
-def _shards_in(value: Any) -> list[dict[str, Any]]:
-    """Dataset shard descriptors anywhere in ``value`` (a spec, or concrete arguments)."""
-    if isinstance(value, dict):
-        if {"dataset", "shard", "digest", "replicas"} <= set(value):
-            return [value]
-        return [s for v in value.values() for s in _shards_in(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _shards_in(v)]
-    return []
-
-
 def _data_inputs(args: dict[str, Any]) -> tuple[tuple[str, int], ...]:
     """(data id, bytes) of the shards and stored artifacts a task's arguments read."""
     out: dict[str, int] = {}
@@ -765,7 +755,7 @@ def _data_inputs(args: dict[str, Any]) -> tuple[tuple[str, int], ...]:
         if not isinstance(c, dict):
             return
         if "value" in c:
-            for s in _shards_in(c["value"]):
+            for s in shards_in(c["value"]):
                 out[f"{s['dataset']}/{s['shard']}"] = int(s.get("size", 0))
         elif "ref" in c:
             ref = c["ref"]

@@ -48,7 +48,7 @@ class ModelVersion:
 
 
 def _store(store: Store | None) -> Store:
-    return store or open_store(load_config().db_url)
+    return store or open_store()
 
 
 def _check_name(what: str, name: str) -> None:
@@ -87,6 +87,7 @@ def _datasets_read(spec_step: dict[str, Any], tasks: dict[str, S.TaskRecord],
                    run: S.RunRecord) -> list[str]:
     """``name@version`` of every dataset whose shards fed this step or its upstream steps;
     the version is a hash of the shard digests read."""
+    from insitu.datasets import shards_in
     from insitu.engine._refs import upstream_steps
 
     steps = {s["id"]: s for s in run.spec["steps"]}
@@ -99,23 +100,13 @@ def _datasets_read(spec_step: dict[str, Any], tasks: dict[str, S.TaskRecord],
         visited.add(s.get("id"))
         refs = list(s.get("args", {}).values()) + ([s["map"]["over"]] if s.get("map") else [])
         for ref in refs:
-            for shard in _shards_in(ref.get("const")):
+            for shard in shards_in(ref.get("const")):
                 seen.setdefault(shard["dataset"], set()).add(shard["digest"])
             for up in upstream_steps(ref):
                 if up in steps:
                     todo.append(steps[up])
     return sorted(f"{name}@{hashlib.sha256(''.join(sorted(d)).encode()).hexdigest()[:12]}"
                   for name, d in seen.items())
-
-
-def _shards_in(value: Any) -> list[dict[str, Any]]:
-    if isinstance(value, dict):
-        if {"dataset", "shard", "digest"} <= set(value):
-            return [value]
-        return [s for v in value.values() for s in _shards_in(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _shards_in(v)]
-    return []
 
 
 def register(name: str, *, run: str, step: str, description: str = "",
