@@ -14,6 +14,7 @@ ray = pytest.importorskip("ray")
 from insitu.errors import UserError  # noqa: E402
 from insitu.executor._ray import DATA_DIR_LABEL, RayExecutor, RayUnreachable  # noqa: E402
 from insitu.executor._ray_cluster import SPOT_LABEL, ZONE_LABEL, LocalRayCluster  # noqa: E402
+from insitu.store import DataReadRecord  # noqa: E402
 from insitu.testing.executor_conformance import (  # noqa: E402
     ExecutorConformance,
     request,
@@ -177,7 +178,6 @@ def test_steps_run_on_the_nodes_that_hold_their_shards(cluster: LocalRayCluster,
     import insitu
     from insitu._results import Run, _open
     from insitu.engine import Engine
-    from insitu.store import MetricRecord
 
     sys.path.insert(0, str(Path(__file__).parents[1] / "pipelines"))
     import scan
@@ -205,10 +205,47 @@ def test_steps_run_on_the_nodes_that_hold_their_shards(cluster: LocalRayCluster,
     for i, shard in enumerate(shards):
         (att,) = run.attempts(f"scan[{i}]")
         assert att.node == holder[shard["shard"]], (shard["shard"], att.node)
-    pts = store.select(MetricRecord, run_id=rec.id)
-    assert sum(p.value for p in pts if p.name == "bytes_moved") == 0
-    assert sum(p.value for p in pts if p.name == "bytes_read_local") == sum(
-        s["size"] for s in shards)
+    reads = store.select(DataReadRecord, run_id=rec.id)
+    assert {(r.via, r.local) for r in reads} == {("replica", True)}
+    assert sum(r.bytes for r in reads) == sum(s["size"] for s in shards)
+
+
+def test_a_shard_on_a_node_the_step_may_not_use_moves_through_its_transfer_service(
+        cluster: LocalRayCluster, home: Path) -> None:
+    """node-2 is a spot node: a step without retries may not run there, so its shard moves,
+    through node-2's transfer service, to the node that runs it, and is cached there."""
+    import sys
+
+    import insitu
+    from insitu._results import _open
+    from insitu.engine import Engine
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "pipelines"))
+    import scan
+
+    ex = RayExecutor(cluster.address)
+    try:
+        nodes = {n.name: n for n in ex.nodes()}
+        assert all(n.labels.get("insitu.dev/transfer", "").startswith("http://")
+                   for n in nodes.values())
+        folder = Path(nodes["node-2"].labels["insitu.dev/data-dir"]) / "spot-events"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "part-0.txt").write_text("".join(f"e{j}\n" for j in range(1000)))
+        insitu.datasets.add("events", [str(folder / "part-0.txt")], node="node-2")
+        store, cfg = _open(None)
+        engine = Engine(store, ex, config=cfg)
+        rec = engine.execute(engine.submit(scan.scan_events.compile(), {}).id)
+        again = engine.execute(engine.submit(scan.scan_events.compile(), {}, no_cache=True).id)
+    finally:
+        ex.close()
+    assert rec.state == "succeeded" and again.state == "succeeded"
+    (read,) = store.select(DataReadRecord, run_id=rec.id)
+    assert (read.via, read.source, read.local) == ("transfer", "node-2", False)
+    assert read.node in ("node-0", "node-1")
+    assert read.bytes == (folder / "part-0.txt").stat().st_size
+    (read2,) = store.select(DataReadRecord, run_id=again.id)
+    # the copy made the reader a holder: the next run goes there and reads it locally
+    assert (read2.via, read2.node, read2.local) == ("cache", read.node, True)
 
 
 def test_a_lost_node_is_reported_as_a_lost_worker(cluster: LocalRayCluster,

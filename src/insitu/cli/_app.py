@@ -273,8 +273,12 @@ def show(run_id: str, as_json: bool) -> None:
     if as_json:
         d = dataclasses.asdict(rec)
         d.pop("spec")
+        from insitu.store import DataReadRecord
+
+        reads = store.select(DataReadRecord, run_id=rec.id)
         click.echo(json.dumps({"run": d, "tasks": [dataclasses.asdict(t) for t in tasks],
-                               "attempts": [dataclasses.asdict(a) for a in attempts]},
+                               "attempts": [dataclasses.asdict(a) for a in attempts],
+                               "data_reads": [dataclasses.asdict(r) for r in reads]},
                               indent=2, default=str))
         return
     console.print(f"[bold]run {rec.id}[/]  pipeline {rec.pipeline}  ", state_text(rec.state),
@@ -285,11 +289,12 @@ def show(run_id: str, as_json: bool) -> None:
     console.print(f"created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rec.created_at))}"
                   f", took {format_duration((rec.ended_at or time.time()) - t0)}")
     console.print(summary_table(rec, tasks, attempts))
-    from insitu.cli._tracking import data_line, metrics_table
+    from insitu.cli._tracking import data_summary, metrics_table
 
-    line = data_line(store, rec)
-    if line:
-        console.print(line)
+    data = data_summary(store, rec)
+    if data is not None:
+        console.print(data[0])
+        console.print(data[1])
     mt = metrics_table(store, rec)
     if mt is not None:
         console.print(mt)

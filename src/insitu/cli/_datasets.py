@@ -71,6 +71,6 @@ def show_cmd(name: str, as_json: bool) -> None:
         tbl.add_column(col)
     for s in d.shard_records:
         tbl.add_row(s.shard, format_bytes(s.size), s.digest[:12],
-                    "; ".join(f"{r['node']}:{r['path']}" if r.get("node") else r["url"]
-                              for r in s.replicas))
+                    "; ".join((f"{r['node']}:{r['path']}" if r.get("node") else r["url"])
+                              + (" (cached)" if r.get("cached") else "") for r in s.replicas))
     console.print(tbl)

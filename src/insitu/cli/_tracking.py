@@ -12,7 +12,7 @@ from rich.text import Text
 
 from insitu.cli._app import _store, console
 from insitu.errors import not_found
-from insitu.store import MetricRecord, ParamRecord, RunRecord, Store
+from insitu.store import DataReadRecord, MetricRecord, ParamRecord, RunRecord, Store
 
 
 def _series(store: Store, run: RunRecord, step: str | None
@@ -31,21 +31,42 @@ def _series(store: Store, run: RunRecord, step: str | None
     return out
 
 
-def data_line(store: Store, run: RunRecord) -> str | None:
-    """"data: read 4.1 GiB, 99.6% local, moved 16.0 MiB" for a run that read shards."""
-    from insitu._units import format_bytes
+def data_summary(store: Store, run: RunRecord) -> tuple[str, Table] | None:
+    """For a run that read shards: the line ``data: read 4.1 GiB, 99.6% local, moved
+    16.0 MiB (from node-1 12.0 MiB, node-2 4.0 MiB)`` and a table of the same per step.
+    Every attempt's reads count: a failed attempt's moved bytes crossed the network too."""
+    from insitu._units import format_bytes, format_duration
 
-    local = moved = 0.0
-    for p in store.select(MetricRecord, run_id=run.id):
-        if p.name == "bytes_read_local":
-            local += p.value
-        elif p.name == "bytes_moved":
-            moved += p.value
-    total = local + moved
-    if not total:
+    reads = store.select(DataReadRecord, run_id=run.id)
+    if not reads:
         return None
-    return (f"data: read {format_bytes(total)}, {100 * local / total:.1f}% local, "
-            f"moved {format_bytes(moved)}")
+    tasks = {t.id: t.step_id for t in store.list_tasks(run.id)}
+    per: dict[str, list[DataReadRecord]] = defaultdict(list)
+    for r in reads:
+        per[tasks.get(r.task_id, r.task_id)].append(r)
+
+    def figures(rs: list[DataReadRecord]) -> tuple[str, str, str, str, str]:
+        total = sum(r.bytes for r in rs)
+        moved = [r for r in rs if not r.local]
+        src: dict[str, int] = defaultdict(int)
+        for r in moved:
+            src[r.source] += r.bytes
+        frm = ", ".join(f"{k} {format_bytes(v)}" for k, v in
+                        sorted(src.items(), key=lambda kv: -kv[1]))
+        local = sum(r.bytes for r in rs if r.local)
+        pct = f"{100 * local / total:.1f}%" if total else "-"
+        secs = sum(r.seconds for r in moved)
+        return (format_bytes(total), pct, format_bytes(sum(r.bytes for r in moved)), frm,
+                format_duration(secs) if moved else "")
+
+    total, pct, moved, frm, _ = figures(reads)
+    line = f"data: read {total}, {pct} local, moved {moved}" + (f" (from {frm})" if frm else "")
+    tbl = Table(title="data read per step", title_justify="left")
+    for col in ("step", "read", "local", "moved", "from", "moving took"):
+        tbl.add_column(col, justify="left" if col in ("step", "from") else "right")
+    for step, rs in sorted(per.items()):
+        tbl.add_row(step, *figures(rs))
+    return line, tbl
 
 
 def metrics_table(store: Store, run: RunRecord) -> Table | None:

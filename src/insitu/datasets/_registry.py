@@ -168,3 +168,32 @@ def dataset(name: str, *, store: Store | None = None) -> Dataset:
 def list_datasets(*, store: Store | None = None) -> list[Dataset]:
     st = _store(store)
     return [dataset(d.name, store=st) for d in st.select(DatasetRecord)]
+
+
+def with_cached_copy(store: Store, shard_id: str, node: str, path: str) -> ShardRecord | None:
+    """The shard's record with ``node``'s cached copy at ``path`` added as a replica
+    (``{"node", "path", "cached": "true"}``), or None when it is already known (or the
+    shard is no longer registered). The caller stores it."""
+    name, _, shard = shard_id.partition("/")
+    recs = store.select(ShardRecord, dataset=name, shard=shard)
+    if not recs or any(r.get("node") == node for r in recs[0].replicas):
+        return None
+    old = recs[0]
+    return ShardRecord(dataset=name, shard=shard, index=old.index, size=old.size,
+                       digest=old.digest,
+                       replicas=[*old.replicas, {"node": node, "path": path, "cached": "true"}])
+
+
+def holders(store: Store, shards: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Shard id -> the nodes holding it now (registered replicas and cached copies), for
+    shard descriptors taken when a pipeline was compiled."""
+    out: dict[str, set[str]] = {}
+    for s in shards:
+        out.setdefault(f"{s['dataset']}/{s['shard']}", set()).update(
+            r["node"] for r in s.get("replicas", []) if r.get("node"))
+    for name in {s["dataset"] for s in shards}:
+        for rec in store.select(ShardRecord, dataset=name):
+            if f"{name}/{rec.shard}" in out:
+                out[f"{name}/{rec.shard}"].update(r["node"] for r in rec.replicas
+                                                  if r.get("node"))
+    return out

@@ -25,6 +25,7 @@ from insitu._config import Config, load_config
 from insitu._units import format_bytes, parse_cpu, parse_gpu, parse_memory
 from insitu.artifacts import ArtifactStore, digests_of
 from insitu.datasets import shards_in
+from insitu.datasets._registry import holders, with_cached_copy
 from insitu.engine import _outcome
 from insitu.engine._params import bind_params
 from insitu.engine._paths import log_path, metrics_path, result_path
@@ -32,7 +33,15 @@ from insitu.engine._placement import Placement, Placer, Request, describe
 from insitu.engine._refs import cache_key, concretize, condition_steps, evaluate, upstream_steps
 from insitu.errors import ResourceError, UserError
 from insitu.executor import AttemptExit, Executor, LaunchRequest, read_result
-from insitu.store import AttemptRecord, CacheEntry, Record, RunRecord, Store, TaskRecord
+from insitu.store import (
+    AttemptRecord,
+    CacheEntry,
+    DataReadRecord,
+    Record,
+    RunRecord,
+    Store,
+    TaskRecord,
+)
 from insitu.store import _records as S
 
 Progress = Callable[["RunLoop"], None]
@@ -190,10 +199,10 @@ class RunLoop:
         self.cancelling = False
         self.dirty: list[Record] = []
         self.placer = Placer(self.executor.nodes())
-        for shard in shards_in(self.spec):  # where the spec's dataset shards live
-            for r in shard.get("replicas", []):
-                if r.get("node"):
-                    self.placer.note_data(f"{shard['dataset']}/{shard['shard']}", r["node"])
+        # where the spec's dataset shards live now: replicas and copies cached since
+        for shard_id, nodes in holders(self.store, shards_in(self.spec)).items():
+            for node in nodes:
+                self.placer.note_data(shard_id, node)
         self.requests: dict[str, Request] = {}
         self._last_beat = 0.0
         self.started = time.time()
@@ -695,6 +704,13 @@ class RunLoop:
         recs = read_journal(str(metrics_path(self.cfg, a.run_id, a.task_id, a.number)),
                             run_id=a.run_id, task_id=a.task_id, attempt=a.number)
         self.dirty += recs
+        for r in recs:  # a shard read on a node stays there (a replica or its cached copy)
+            if isinstance(r, DataReadRecord):
+                self.placer.note_data(r.shard, r.node)
+                if not r.local and r.path:  # later runs find the copy through the registry
+                    rec = with_cached_copy(self.store, r.shard, r.node, r.path)
+                    if rec is not None:
+                        self.dirty.append(rec)
         return recs
 
     def _succeed(self, tid: str, out: dict[str, Any], when: float) -> None:

@@ -37,6 +37,7 @@ Logs reach the engine when the attempt ends (there is no live tail on Ray).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import pickle
@@ -58,6 +59,7 @@ NODE_RESOURCE = "insitu.node/"
 DATA_DIR_LABEL = "insitu.dev/data-dir"
 NODE_ID_LABEL = "insitu.dev/ray-node-id"
 HOSTNAME_LABEL = "insitu.dev/hostname"
+TRANSFER_LABEL = "insitu.dev/transfer"
 
 
 _connected: str | None = None  # the address this process is connected to
@@ -140,6 +142,24 @@ def _node_facts() -> dict[str, str]:
     return {"data_dir": os.environ.get("INSITU_DATA_DIR", "")}
 
 
+@ray.remote(num_cpus=0)
+class _TransferService:
+    """One per node (a detached actor): serves the node's shards to the other nodes
+    (:mod:`insitu.datasets._transfer`), on the node's own address."""
+
+    def __init__(self) -> None:
+        from insitu.datasets._transfer import TransferServer, serve_roots
+
+        data = os.environ.get("INSITU_DATA_DIR") or None
+        cache = os.environ.get("INSITU_SHARD_CACHE") or (
+            os.path.join(data, ".shard-cache") if data else None)
+        self.server = TransferServer(ray.util.get_node_ip_address(), serve_roots(data, cache))
+        self.url = self.server.start()
+
+    def address(self) -> str:
+        return self.url
+
+
 # The attempt's process: dies with the Ray worker that started it, then runs the attempt
 # exactly as the local executor does (run_attempt never returns).
 _CHILD = """\
@@ -182,8 +202,6 @@ def _attempt_task(req: LaunchRequest, pythonpath: str) -> dict[str, Any]:
         ended = time.time()
         result = None
         if os.path.exists(local.result_path):
-            import json
-
             try:
                 with open(local.result_path) as f:
                     result = json.load(f)
@@ -228,6 +246,7 @@ class RayExecutor(Executor):
         self._ready: list[AttemptExit] = []
         self._ids: dict[str, str] = {}            # node name -> Ray node id
         self._facts: dict[str, dict[str, str]] = {}  # Ray node id -> what the node says
+        self._transfer: dict[str, str] = {}  # node name -> its transfer service URL
         self._pythonpath = os.pathsep.join(
             filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
 
@@ -236,7 +255,7 @@ class RayExecutor(Executor):
         raw = alive_nodes()
         self._ask_facts([n["NodeID"] for n in raw if n["NodeID"] not in self._facts])
         out = []
-        self._ids = {}
+        self._ids, self._transfer = {}, {}
         for n in raw:
             res = n.get("Resources", {})
             name = _node_name(n)
@@ -251,6 +270,10 @@ class RayExecutor(Executor):
             data_dir = self._facts.get(n["NodeID"], {}).get("data_dir")
             if data_dir:
                 labels[DATA_DIR_LABEL] = data_dir
+            transfer = self._facts.get(n["NodeID"], {}).get("transfer")
+            if transfer:
+                labels[TRANSFER_LABEL] = transfer
+                self._transfer[name] = transfer
             out.append(NodeInfo(name=name, cpu=float(res.get("CPU", 0)),
                                 memory=int(res.get("memory", 0)), gpus=gpus, labels=labels))
         return sorted(out, key=lambda i: i.name)
@@ -270,6 +293,23 @@ class RayExecutor(Executor):
                 pass
         for ref in set(refs) - set(done):
             ray.cancel(ref, force=True)
+        self._start_transfer(node_ids, timeout)
+
+    def _start_transfer(self, node_ids: list[str], timeout: float) -> None:
+        """Start (or find) each node's transfer service and note its URL. A node whose
+        service does not answer gets none: its shards are then read by path."""
+        refs = {}
+        for i in node_ids:
+            actor = _TransferService.options(  # type: ignore[attr-defined]
+                name=f"insitu-transfer-{i}", namespace="insitu", lifetime="detached",
+                get_if_exists=True, scheduling_strategy=_pinned(i)).remote()
+            refs[actor.address.remote()] = i
+        done, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+        for ref in done:
+            try:
+                self._facts.setdefault(refs[ref], {})["transfer"] = ray.get(ref)
+            except ray.exceptions.RayError:
+                pass
 
     def node_id(self, name: str) -> str | None:
         """The Ray node id of the node insitu calls ``name``."""
@@ -289,6 +329,8 @@ class RayExecutor(Executor):
             return
         env = dict(req.env)
         env.setdefault("INSITU_DRIVER_CWD", os.getcwd())
+        if self._transfer:
+            env.setdefault("INSITU_TRANSFER", json.dumps(self._transfer))
         ref = _attempt_task.options(
             scheduling_strategy=_pinned(node_id), name=f"insitu:{req.key}",
         ).remote(dataclasses.replace(req, env=env), self._pythonpath)

@@ -80,8 +80,9 @@ def run_attempt(req: Any) -> None:
         os.environ["INSITU_TASK_ID"] = req.task_id
         os.environ["INSITU_ATTEMPT"] = str(req.attempt)
         os.environ["INSITU_NODE"] = req.node
-        os.environ.setdefault("INSITU_SHARD_CACHE", os.path.join(
-            os.path.dirname(req.materialize_dir), "shard-cache", req.node))
+        if not os.environ.get("INSITU_DATA_DIR"):  # a node with a data dir caches there
+            os.environ.setdefault("INSITU_SHARD_CACHE", os.path.join(
+                os.path.dirname(req.materialize_dir), "shard-cache", req.node))
         if req.gpu_ids:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in req.gpu_ids)
         elif "CUDA_VISIBLE_DEVICES" not in req.env:

@@ -11,6 +11,7 @@ from insitu.store._records import (
     AliasRecord,
     AttemptRecord,
     CacheEntry,
+    DataReadRecord,
     DatasetRecord,
     LoggedArtifact,
     MetricRecord,
@@ -27,9 +28,9 @@ from insitu.store._records import (
 if TYPE_CHECKING:
     from insitu.store._sql import SQLStore, open_store
 
-__all__ = ["AliasRecord", "AttemptRecord", "CacheEntry", "DatasetRecord", "LoggedArtifact",
-           "MetricRecord", "ModelRecord", "ModelVersionRecord", "ParamRecord", "Record",
-           "RunRecord", "SQLStore", "ShardRecord", "Store", "TaskRecord", "TrialRecord",
+__all__ = ["AliasRecord", "AttemptRecord", "CacheEntry", "DataReadRecord", "DatasetRecord",
+           "LoggedArtifact", "MetricRecord", "ModelRecord", "ModelVersionRecord", "ParamRecord",
+           "Record", "RunRecord", "SQLStore", "ShardRecord", "Store", "TaskRecord", "TrialRecord",
            "open_store"]
 
 

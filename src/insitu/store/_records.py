@@ -210,6 +210,24 @@ class ShardRecord:
     # each replica: {"node": NAME, "path": LOCAL_PATH} or {"url": FSSPEC_URL}
 
 
+@dataclass(frozen=True, kw_only=True)
+class DataReadRecord:
+    """One shard read by an attempt (``insitu.shard_path``): where, from where, how much."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    seq: int                    # order within the attempt
+    shard: str                  # "dataset/shard"
+    bytes: int
+    local: bool                 # read on the node that holds it (a replica or a cached copy)
+    source: str                 # the node (or URL) the bytes came from
+    node: str                   # the node that read them
+    seconds: float = 0.0        # time spent moving them (0 when local)
+    via: str = ""               # "replica" or "cache" (local); "transfer", "copy" or "url"
+    path: str = ""              # where the bytes are on the reading node (now)
+
+
 Record = (RunRecord | TaskRecord | AttemptRecord | CacheEntry | MetricRecord | ParamRecord
           | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord | TrialRecord
-          | DatasetRecord | ShardRecord)
+          | DatasetRecord | ShardRecord | DataReadRecord)

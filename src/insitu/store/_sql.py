@@ -18,6 +18,7 @@ from insitu.store._records import (
     AliasRecord,
     AttemptRecord,
     CacheEntry,
+    DataReadRecord,
     DatasetRecord,
     LoggedArtifact,
     MetricRecord,
@@ -31,8 +32,8 @@ from insitu.store._records import (
     TrialRecord,
 )
 
-HEAD = "0004"  # the newest migration; keep in step with migrations/versions
-_KNOWN = {"0001", "0002", "0003", "0004"}
+HEAD = "0005"  # the newest migration; keep in step with migrations/versions
+_KNOWN = {"0001", "0002", "0003", "0004", "0005"}
 
 _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     RunRecord: (t.runs, ("id",)),
@@ -48,6 +49,7 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     TrialRecord: (t.trials, ("run_id", "step_id", "number")),
     DatasetRecord: (t.datasets, ("name",)),
     ShardRecord: (t.shards, ("dataset", "shard")),
+    DataReadRecord: (t.data_reads, ("run_id", "task_id", "attempt", "seq")),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -201,7 +203,7 @@ class SQLStore(Store):
                     "would break their lineage",
                     hint="delete those versions first (insitu models delete NAME VERSION)")
             for table in (t.attempts, t.tasks, t.metrics, t.params, t.logged_artifacts,
-                          t.trials):
+                          t.trials, t.data_reads):
                 conn.execute(table.delete().where(table.c.run_id == run.id))
             conn.execute(t.runs.delete().where(t.runs.c.id == run.id))
 

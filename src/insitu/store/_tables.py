@@ -163,3 +163,19 @@ shards = sa.Table(
     sa.Column("digest", sa.String(80), nullable=False),
     sa.Column("replicas", sa.JSON, nullable=False),
 )
+
+data_reads = sa.Table(
+    "data_reads", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("task_id", sa.String(300), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("shard", sa.String(500), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("local", sa.Boolean, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("node", sa.String(200), nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("via", sa.String(20), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from insitu.store import LoggedArtifact, MetricRecord, ParamRecord, Record
+from insitu.store import DataReadRecord, LoggedArtifact, MetricRecord, ParamRecord, Record
 
 
 def read_journal(path: str, *, run_id: str, task_id: str, attempt: int) -> list[Record]:
@@ -16,7 +16,7 @@ def read_journal(path: str, *, run_id: str, task_id: str, attempt: int) -> list[
     except OSError:
         return []
     out: dict[tuple[Any, ...], Record] = {}
-    io_steps = {"bytes_read_local": 0, "bytes_moved": 0}
+    reads = 0
     for line in lines:
         try:
             rec = json.loads(line)
@@ -31,12 +31,13 @@ def read_journal(path: str, *, run_id: str, task_id: str, attempt: int) -> list[
             out[("p", rec["name"])] = ParamRecord(run_id=run_id, task_id=task_id,
                                                   name=rec["name"], value=rec["value"])
         elif t == "io":  # a shard read (insitu.shard_path): local, or moved from elsewhere
-            metric = "bytes_read_local" if rec.get("local") else "bytes_moved"
-            n = io_steps[metric]
-            io_steps[metric] += 1
-            out[("m", metric, n)] = MetricRecord(
-                run_id=run_id, task_id=task_id, attempt=attempt, name=metric, step=n,
-                value=float(rec.get("bytes", 0)), timestamp=0.0)
+            out[("io", reads)] = DataReadRecord(
+                run_id=run_id, task_id=task_id, attempt=attempt, seq=reads,
+                shard=str(rec.get("shard", "?")), bytes=int(rec.get("bytes", 0)),
+                local=bool(rec.get("local")), source=str(rec.get("from", "?")),
+                node=str(rec.get("node", "?")), seconds=float(rec.get("seconds", 0.0)),
+                via=str(rec.get("via", "")), path=str(rec.get("path", "")))
+            reads += 1
         elif t == "artifact":
             out[("a", rec["name"])] = LoggedArtifact(run_id=run_id, task_id=task_id,
                                                      attempt=attempt, name=rec["name"],
