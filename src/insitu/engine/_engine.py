@@ -27,6 +27,7 @@ from insitu.artifacts import ArtifactStore, digests_of
 from insitu.datasets import shards_in
 from insitu.datasets._registry import holders, with_cached_copy
 from insitu.engine import _outcome
+from insitu.engine._locality import Busy, WaitOrMove
 from insitu.engine._params import bind_params
 from insitu.engine._paths import log_path, metrics_path, result_path
 from insitu.engine._placement import Placement, Placer, Request, describe
@@ -203,6 +204,7 @@ class RunLoop:
         for shard_id, nodes in holders(self.store, shards_in(self.spec)).items():
             for node in nodes:
                 self.placer.note_data(shard_id, node)
+        self.locality = WaitOrMove(self.placer)
         self.requests: dict[str, Request] = {}
         self._last_beat = 0.0
         self.started = time.time()
@@ -332,6 +334,8 @@ class RunLoop:
     def _poll_timeout(self) -> float:
         if self.backoff and not self.failing:
             return max(0.0, min(self.backoff[0][0] - time.time(), HEARTBEAT_S))
+        if self.locality.since:  # a task waits for its data's node: look again soon
+            return 0.2
         return HEARTBEAT_S if self.running else 0.0
 
     def _waiting(self) -> bool:
@@ -559,6 +563,7 @@ class RunLoop:
             self._lookup_cache([tid for tid in fresh
                                 if self.tasks[tid].state == S.TASK_PENDING])
         launches: list[LaunchRequest] = []
+        self.locality.new_pass()
         for sid, queue in self.ready.items():
             if not queue or (self.failing and sid != self.exit_step):
                 continue
@@ -566,6 +571,7 @@ class RunLoop:
             mp = (step.get("map") or {}).get("max_parallel")
             base = self.requests.get(sid) or resolve_resources(step, self.params)
             self.requests[sid] = base
+            waiting: list[str] = []  # for a busy node that holds their data, this pass
             while queue:
                 tid = queue[0]
                 t = self.tasks[tid]
@@ -584,13 +590,28 @@ class RunLoop:
                     if t.pending_reason != placement:
                         self._update(tid, pending_reason=placement)
                     break
+                why = self.locality.decide(tid, req, placement, self._busy(), now) \
+                    if inputs else None
+                if why is not None:  # better to wait for the data's node than to move it
+                    self.placer.release(placement)
+                    if t.pending_reason != why:
+                        self._update(tid, pending_reason=why)
+                    waiting.append(queue.popleft())
+                    continue
+                self.locality.placed(tid)
                 queue.popleft()
                 self.ready_set.discard(tid)
                 launches.append(self._start_attempt(t, step, req, placement, now))
+            queue.extendleft(reversed(waiting))
         if launches:
             self.flush()  # the attempts are recorded as running before they start
             for lr in launches:
                 self.executor.launch(lr)
+
+    def _busy(self) -> list[Busy]:
+        now = time.time()
+        return [Busy(r.placement.node, self.tasks[r.task_id].step_id, r.attempt.started_at or now)
+                for r in self.running.values()]
 
     def _start_attempt(self, t: TaskRecord, step: dict[str, Any], req: Request,
                        placement: Placement, now: float) -> LaunchRequest:
@@ -648,6 +669,7 @@ class RunLoop:
             tuner = self.tuners.get(t.step_id)
             if err is None:
                 assert ex.result is not None
+                self.locality.finished(t.step_id, ex.ended_at - (att.started_at or ex.ended_at))
                 out = ex.result["output"]
                 self._succeed(t.id, out, ex.ended_at)
                 if tuner is not None:
@@ -707,6 +729,8 @@ class RunLoop:
         for r in recs:  # a shard read on a node stays there (a replica or its cached copy)
             if isinstance(r, DataReadRecord):
                 self.placer.note_data(r.shard, r.node)
+                if r.via == "transfer":
+                    self.locality.moved(r.bytes, r.seconds)
                 if not r.local and r.path:  # later runs find the copy through the registry
                     rec = with_cached_copy(self.store, r.shard, r.node, r.path)
                     if rec is not None:

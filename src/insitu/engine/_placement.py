@@ -62,6 +62,8 @@ class Placer:
         self.models = sorted({g.model for n in nodes for g in n.gpus})
         self.cluster = ClusterState([_scheduler_node(n) for n in nodes])
         self._seq = 0
+        self._holders: dict[str, set[str]] = {}       # data id -> nodes that hold it
+        self._hosts: dict[tuple[str, Request], bool] = {}
 
     def _request(self, req: Request, name: str) -> Any:
         from insitu.scheduler import Request as SRequest
@@ -91,6 +93,23 @@ class Placer:
         """``node`` holds ``data_id`` (a dataset shard's replica, or an artifact it made)."""
         if node in self._gpu_index:
             self.cluster.add_shard(data_id, node)
+            self._holders.setdefault(data_id, set()).add(node)
+
+    def held(self, inputs: tuple[tuple[str, int], ...]) -> dict[str, int]:
+        """Node -> how many of these inputs' bytes it holds (nodes holding none left out)."""
+        out: dict[str, int] = {}
+        for data_id, size in inputs:
+            for node in self._holders.get(data_id, ()):
+                out[node] = out.get(node, 0) + size
+        return out
+
+    def could_host(self, node: str, req: Request) -> bool:
+        """Could ``node`` run ``req`` if nothing else ran there?"""
+        key = (node, req)
+        if key not in self._hosts:
+            info = [n for n in self.infos if n.name == node]
+            self._hosts[key] = bool(info) and isinstance(Placer(info).place(req), Placement)
+        return self._hosts[key]
 
     def release(self, p: Placement) -> None:
         if p.node in self._gpu_index:  # not on a node dropped since
@@ -109,7 +128,13 @@ class Placer:
 
         self.infos = [n for n in self.infos if n.name not in gone]
         self._gpu_index = {k: v for k, v in self._gpu_index.items() if k not in gone}
+        self._hosts = {k: v for k, v in self._hosts.items() if k[0] not in gone}
+        for nodes in self._holders.values():
+            nodes -= gone
         self.cluster = ClusterState([_scheduler_node(n) for n in self.infos])
+        for data_id, nodes in self._holders.items():  # what the remaining nodes hold
+            for node in nodes:
+                self.cluster.add_shard(data_id, node)
         out: dict[int, Placement] = {}
         for i, (_, p) in enumerate(running):
             if p.node not in gone:
