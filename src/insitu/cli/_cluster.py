@@ -31,8 +31,14 @@ def cluster() -> None:
               help="number of Ray nodes to start on this machine (a head and N-1 workers)")
 @click.option("--cpus-per-node", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--memory-per-node", default="2GiB", show_default=True)
+@click.option("--isolated", is_flag=True,
+              help="give each node a network namespace of its own, linked to this machine "
+                   "at --mbit (needs root); a head with no CPUs runs beside the engine")
+@click.option("--mbit", type=click.FloatRange(min=1), default=200.0, show_default=True,
+              help="with --isolated: each node's link bandwidth, in Mbit/s")
 @_BASE
-def up(n: int, cpus_per_node: int, memory_per_node: str, base_dir: Path | None) -> None:
+def up(n: int, cpus_per_node: int, memory_per_node: str, isolated: bool, mbit: float,
+       base_dir: Path | None) -> None:
     """Start N local Ray nodes, each with its own CPUs, memory, labels and data directory."""
     try:
         from insitu.executor._ray_cluster import LocalRayCluster
@@ -41,7 +47,8 @@ def up(n: int, cpus_per_node: int, memory_per_node: str, base_dir: Path | None) 
     memory = parse_memory(memory_per_node, what="--memory-per-node")
     c = LocalRayCluster(base_dir)
     with console.status(f"starting {n} Ray node(s)..."):
-        address = c.up(n, cpus_per_node=cpus_per_node, memory_per_node=memory)
+        address = c.up(n, cpus_per_node=cpus_per_node, memory_per_node=memory,
+                       isolated=isolated, network_mbit=mbit if isolated else None)
     console.print(f"Ray cluster of {n} node(s) up at [bold]{address}[/bold]")
     _print_nodes(address)
     console.print(f"\nRun a pipeline on it:  insitu run --backend ray --address {address} "

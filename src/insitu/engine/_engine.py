@@ -567,46 +567,86 @@ class RunLoop:
         for sid, queue in self.ready.items():
             if not queue or (self.failing and sid != self.exit_step):
                 continue
-            step = self.steps[sid]
-            mp = (step.get("map") or {}).get("max_parallel")
-            base = self.requests.get(sid) or resolve_resources(step, self.params)
-            self.requests[sid] = base
-            waiting: list[str] = []  # for a busy node that holds their data, this pass
-            while queue:
-                tid = queue[0]
-                t = self.tasks[tid]
-                if t.state != S.TASK_PENDING:  # e.g. served from the cache meanwhile
-                    queue.popleft()
-                    self.ready_set.discard(tid)
-                    continue
-                if mp and t.map_index is not None and self.running_per_step.get(sid, 0) >= mp:
-                    break
-                req = base
-                inputs = _data_inputs(self._args_for(t)[0])
-                if inputs:  # place it next to what it reads
-                    req = dataclasses.replace(base, inputs=inputs)
-                placement = self.placer.place(req, f"{t.run_id}/{tid}/{t.attempts + 1}")
-                if isinstance(placement, str):  # nothing fits now: say why, once
-                    if t.pending_reason != placement:
-                        self._update(tid, pending_reason=placement)
-                    break
-                why = self.locality.decide(tid, req, placement, self._busy(), now) \
-                    if inputs else None
-                if why is not None:  # better to wait for the data's node than to move it
-                    self.placer.release(placement)
-                    if t.pending_reason != why:
-                        self._update(tid, pending_reason=why)
-                    waiting.append(queue.popleft())
-                    continue
-                self.locality.placed(tid)
-                queue.popleft()
-                self.ready_set.discard(tid)
-                launches.append(self._start_attempt(t, step, req, placement, now))
-            queue.extendleft(reversed(waiting))
+            launches += self._launch_step(sid, queue, now)
         if launches:
             self.flush()  # the attempts are recorded as running before they start
             for lr in launches:
                 self.executor.launch(lr)
+
+    def _launch_step(self, sid: str, queue: collections.deque[str], now: float
+                     ) -> list[LaunchRequest]:
+        """Launch what fits of one step's ready queue, in order.
+
+        Two passes: first every task that can run next to its data (or reads none), so a
+        node with room serves the tasks whose data it holds before others'; then the
+        tasks whose holders are all busy, each of which waits for a holder or moves its
+        data (:class:`WaitOrMove`). Tasks left waiting keep their place at the front.
+        """
+        step = self.steps[sid]
+        mp = (step.get("map") or {}).get("max_parallel")
+        base = self.requests.get(sid) or resolve_resources(step, self.params)
+        self.requests[sid] = base
+        launches: list[LaunchRequest] = []
+        deferred: list[tuple[str, Request]] = []  # their holders are busy
+        full = False
+
+        def place(tid: str, req: Request) -> Placement | None:
+            t = self.tasks[tid]
+            placement = self.placer.place(req, f"{t.run_id}/{tid}/{t.attempts + 1}")
+            if isinstance(placement, str):  # nothing fits now: say why, once
+                if t.pending_reason != placement:
+                    self._update(tid, pending_reason=placement)
+                return None
+            return placement
+
+        def launch(tid: str, req: Request, placement: Placement) -> None:
+            self.locality.placed(tid)
+            self.ready_set.discard(tid)
+            launches.append(self._start_attempt(self.tasks[tid], step, req, placement, now))
+
+        def capped() -> bool:
+            return mp is not None and self.running_per_step.get(sid, 0) >= mp
+
+        while queue and not full:
+            tid = queue[0]
+            t = self.tasks[tid]
+            if t.state != S.TASK_PENDING:  # e.g. served from the cache meanwhile
+                queue.popleft()
+                self.ready_set.discard(tid)
+                continue
+            if t.map_index is not None and capped():
+                break
+            req = base
+            inputs = _data_inputs(self._args_for(t)[0])
+            if inputs:  # place it next to what it reads
+                req = dataclasses.replace(base, inputs=inputs)
+            placement = place(tid, req)
+            if placement is None:
+                full = True
+                break
+            queue.popleft()
+            if inputs and not self.placer.nearest(placement.node, inputs):
+                self.placer.release(placement)  # a holder may have room later in this pass
+                deferred.append((tid, req))
+                continue
+            launch(tid, req, placement)
+        waiting: list[str] = []
+        for tid, req in deferred:
+            placement = None if full or capped() else place(tid, req)
+            if placement is None:
+                full = True
+                waiting.append(tid)
+                continue
+            why = self.locality.decide(tid, req, placement, self._busy(), now)
+            if why is not None:  # better to wait for the data's node than to move it
+                self.placer.release(placement)
+                if self.tasks[tid].pending_reason != why:
+                    self._update(tid, pending_reason=why)
+                waiting.append(tid)
+                continue
+            launch(tid, req, placement)
+        queue.extendleft(reversed(waiting))
+        return launches
 
     def _busy(self) -> list[Busy]:
         now = time.time()

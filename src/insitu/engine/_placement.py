@@ -56,7 +56,10 @@ class Placer:
     def __init__(self, nodes: list[NodeInfo]) -> None:
         from insitu.scheduler import ClusterState
 
-        self.infos = list(nodes)
+        # a node with no CPU or memory to offer (a Ray head started with --num-cpus=0)
+        # runs nothing: it is not a place for attempts
+        self.infos = [n for n in nodes if n.cpu > 0 and n.memory > 0]
+        nodes = self.infos
         self._gpu_index = {n.name: [g.index for g in sorted(n.gpus, key=lambda g: g.index)]
                            for n in nodes}
         self.models = sorted({g.model for n in nodes for g in n.gpus})
@@ -102,6 +105,11 @@ class Placer:
             for node in self._holders.get(data_id, ()):
                 out[node] = out.get(node, 0) + size
         return out
+
+    def nearest(self, node: str, inputs: tuple[tuple[str, int], ...]) -> bool:
+        """Does ``node`` hold as many of these inputs' bytes as any node does?"""
+        held = self.held(inputs)
+        return held.get(node, 0) >= max(held.values(), default=0)
 
     def could_host(self, node: str, req: Request) -> bool:
         """Could ``node`` run ``req`` if nothing else ran there?"""

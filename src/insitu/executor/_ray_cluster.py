@@ -35,6 +35,7 @@ from typing import Any
 import psutil
 
 from insitu.errors import InternalError, UserError
+from insitu.executor._netns import NamespaceNetwork
 
 NODE_RESOURCE = "insitu.node/"
 ZONE_LABEL = "insitu.dev/zone"
@@ -98,6 +99,7 @@ class LocalRayCluster:
         self.temp_dir = self.base / "ray"
         self.address: str | None = None
         self.nodes: list[LocalNode] = []
+        self.network: NamespaceNetwork | None = None
 
     # -- state ----------------------------------------------------------------------
     @property
@@ -107,7 +109,8 @@ class LocalRayCluster:
     def _save(self) -> None:
         self.state_path.write_text(json.dumps(
             {"address": self.address, "temp_dir": str(self.temp_dir),
-             "nodes": [asdict(n) for n in self.nodes]}, indent=2))
+             "nodes": [asdict(n) for n in self.nodes],
+             "network": self.network.as_dict() if self.network else None}, indent=2))
 
     @classmethod
     def load(cls, base_dir: str | os.PathLike[str] | None = None) -> LocalRayCluster | None:
@@ -119,6 +122,8 @@ class LocalRayCluster:
             return None
         c.address = data["address"]
         c.nodes = [LocalNode(**n) for n in data["nodes"]]
+        if data.get("network"):
+            c.network = NamespaceNetwork(**data["network"])
         return c
 
     def processes(self) -> list[psutil.Process]:
@@ -147,8 +152,15 @@ class LocalRayCluster:
 
     # -- up / down ------------------------------------------------------------------
     def up(self, n: int = 3, *, cpus_per_node: int = 1, memory_per_node: int = 2 * 1024**3,
-           object_store_memory: int = 100 * 1024**2, timeout: float = 120) -> str:
-        """Start ``n`` nodes (n >= 1) and return the head's address (``host:port``)."""
+           object_store_memory: int = 100 * 1024**2, timeout: float = 120,
+           network_mbit: float | None = None, isolated: bool = False) -> str:
+        """Start ``n`` nodes (n >= 1) and return the head's address (``host:port``).
+
+        ``isolated``: each node gets a network namespace of its own, joined to this
+        machine by a link of ``network_mbit`` Mbit/s (:mod:`insitu.executor._netns`; needs
+        root); a head node with no CPUs then runs in this machine's namespace, beside the
+        engine, and the ``n`` nodes are workers.
+        """
         if n < 1:
             raise UserError(f"a cluster needs at least one node, not {n}",
                             hint="insitu cluster up --local 3")
@@ -164,28 +176,43 @@ class LocalRayCluster:
         self.nodes = plan_nodes(n, cpus_per_node=cpus_per_node, memory_per_node=memory_per_node,
                                 base=self.base)
         port = _free_port()
-        self.address = f"127.0.0.1:{port}"
+        host = "127.0.0.1"
+        starts: list[tuple[LocalNode, list[str], str]] = [(nd, [], host) for nd in self.nodes]
+        if isolated:
+            self.network = NamespaceNetwork(n=n, tag="ins" + format(os.getpid() % 4096, "x"),
+                                            mbit=network_mbit)
+            host = self.network.gateway
+            head = LocalNode(name="head", cpus=0, memory=memory_per_node, zone="zone-a",
+                             spot=False, data_dir=str(self.base / "data" / "head"))
+            starts = [(head, [], host)] + [(nd, self.network.wrap(i), self.network.ip(i))
+                                           for i, nd in enumerate(self.nodes)]
+            self.nodes = [head, *self.nodes]
+        self.address = f"{host}:{port}"
         try:
-            for i, node in enumerate(self.nodes):
+            if self.network is not None:
+                self.network.up()
+            for i, (node, wrap, ip) in enumerate(starts):
                 Path(node.data_dir).mkdir(parents=True, exist_ok=True)
-                self._start_node(ray_bin, node, i, port, object_store_memory, timeout)
+                self._start_node(ray_bin, node, i, port, object_store_memory, timeout,
+                                 wrap=wrap, ip=ip, head=host)
             self._save()
-            self._wait_for_nodes(n, timeout)
+            self._wait_for_nodes(len(starts), timeout)
         except BaseException:
             self.down()
             raise
         return self.address
 
     def _start_node(self, ray_bin: str, node: LocalNode, i: int, port: int,
-                    object_store_memory: int, timeout: float) -> None:
+                    object_store_memory: int, timeout: float, *, wrap: list[str], ip: str,
+                    head: str) -> None:
         labels = {ZONE_LABEL: node.zone, SPOT_LABEL: str(node.spot).lower(), **node.labels}
         worker_lo = 20000 + i * 300  # disjoint worker-port ranges: the nodes share one host
-        cmd = [ray_bin, "start", f"--temp-dir={self.temp_dir}", f"--num-cpus={node.cpus}",
+        cmd = [*wrap, ray_bin, "start", f"--temp-dir={self.temp_dir}", f"--num-cpus={node.cpus}",
                "--num-gpus=0", f"--memory={node.memory}",
                f"--object-store-memory={object_store_memory}",
                f"--resources={json.dumps({NODE_RESOURCE + node.name: 1})}",
                f"--labels={','.join(f'{k}={v}' for k, v in labels.items())}",
-               "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+               f"--node-ip-address={ip}", "--disable-usage-stats",
                f"--dashboard-agent-listen-port={_free_port()}",
                f"--dashboard-agent-grpc-port={_free_port()}",
                f"--runtime-env-agent-port={_free_port()}",
@@ -194,7 +221,7 @@ class LocalRayCluster:
         if i == 0:
             cmd += ["--head", f"--port={port}", "--include-dashboard=false"]
         else:
-            cmd += [f"--address=127.0.0.1:{port}"]
+            cmd += [f"--address={head}:{port}"]
         env = {**os.environ, "INSITU_DATA_DIR": node.data_dir, "INSITU_NODE": node.name,
                "RAY_USAGE_STATS_ENABLED": "0",
                # keep idle workers (Ray's default keeps num-cpus of them): attempts take no
@@ -233,6 +260,8 @@ class LocalRayCluster:
             except psutil.NoSuchProcess:
                 pass
         psutil.wait_procs(alive, timeout=5)
+        if self.network is not None:
+            self.network.down()
         try:
             self.state_path.unlink()
         except FileNotFoundError:
