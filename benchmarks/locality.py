@@ -30,6 +30,7 @@ import random
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +39,23 @@ from typing import Any
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+
+# Stops the cluster (Ray processes, namespaces, links) if this process dies without doing
+# so itself: Ray may end its driver abruptly once its cluster is going away.
+REAPER = """\
+import os, sys, time
+pid, base = int(sys.argv[1]), sys.argv[2]
+while True:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.5)
+from insitu.executor._ray_cluster import LocalRayCluster
+c = LocalRayCluster.load(base)
+if c is not None:
+    c.down()
+"""
 
 
 def write_dataset(dirs: dict[str, Path], shards: int, size: int) -> dict[str, list[str]]:
@@ -79,7 +97,7 @@ def run_insitu(address: str) -> dict[str, Any]:
         ex.nodes()  # warm: node facts, transfer services, idle workers
         engine = Engine(store, ex, config=cfg)
         t0 = time.perf_counter()
-        rec = engine.execute(engine.submit(lp.scan_aggregate.compile(), {}).id)
+        rec = engine.execute(engine.submit(lp.scan_aggregate.compile(), {}, no_cache=True).id)
         wall = time.perf_counter() - t0
     finally:
         ex.close()
@@ -160,6 +178,8 @@ def main() -> int:
     os.environ["INSITU_HOME"] = str(work / "home")
     cluster = LocalRayCluster(work / "c")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    reaper = subprocess.Popen([sys.executable, "-c", REAPER, str(os.getpid()), str(cluster.base)],
+                              start_new_session=True)
     try:
         try:
             address = cluster.up(args.nodes, cpus_per_node=args.cpus_per_node,
@@ -217,6 +237,11 @@ def main() -> int:
             "cpus_per_node": args.cpus_per_node, "link_mbit": args.mbit,
             "repeat": args.repeat, "results": results}, indent=2))
         print(f"\nwrote {out}")
+        last = runs["insitu"][-1]["run"]
+        print(f"\n$ insitu show {last}")
+        sys.stdout.flush()
+        subprocess.run([sys.executable, "-m", "insitu", "show", last],
+                       env={**os.environ, "COLUMNS": "110"}, check=False)
         return 0
     except BaseException:
         import traceback
@@ -231,6 +256,8 @@ def main() -> int:
             signal.signal(sig, signal.SIG_IGN)
         ray.shutdown()
         cluster.down()
+        reaper.kill()
+        reaper.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 
