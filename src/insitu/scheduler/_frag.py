@@ -48,7 +48,7 @@ def fill_frag(gf: np.ndarray, cpu: np.ndarray, model: np.ndarray,
     slots = (g[:, :, None] // dd).sum(axis=1)  # (r, D) copies of a d-milli task GPUs allow
     whole = (gf >= 1000).sum(axis=1)
     gslots = np.where(w.d >= 1000, whole[:, None] // np.maximum(w.n, 1), slots[:, w.didx])
-    cslots = cpu[:, None] // np.maximum(w.cpu, 1)
+    cslots = w.cpu_copies(cpu[:, None])
     hosted = np.minimum(gslots, cslots) * w.allowed[model]
     unusable = total[:, None] - hosted * w.demand
     return unusable @ w.p
@@ -78,7 +78,7 @@ def fill_delta(gf: np.ndarray, cpu: np.ndarray, model: np.ndarray, w: WorkloadAr
 
     def hosted(sl: np.ndarray, wh: np.ndarray, c: np.ndarray) -> np.ndarray:
         gs = np.where(is_whole, wh[..., None] // n, sl[..., w.didx])
-        return np.minimum(gs, c[..., None] // np.maximum(w.cpu, 1))
+        return np.minimum(gs, w.cpu_copies(c[..., None]))
 
     v_before = (hosted(slots, whole, cpu) * allowed) @ wd
     cpu_after = cpu - cpu_milli

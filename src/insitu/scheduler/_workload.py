@@ -58,6 +58,29 @@ class Workload:
         return cls(shapes=shapes, shares=(0.4, 0.2, 0.15, 0.1, 0.15))
 
 
+def cpu_pressure(w: Workload, cpu_capacity: float, gpu_capacity: float) -> float:
+    """CPU the typical task mix asks per milli-GPU it asks, relative to the CPU the cluster has
+    per milli-GPU: below 1, the mix runs out of GPU before CPU; above 1, of CPU first.
+
+    Over the openb variants it ranges from 0.70 (``multigpu50``) to 1.19 (``cpu300``)."""
+    cpu = sum(p * s.cpu_milli for s, p in zip(w.shapes, w.shares, strict=True))
+    gpu = sum(p * s.gpu_count * s.gpu_milli for s, p in zip(w.shapes, w.shares, strict=True))
+    if gpu <= 0 or cpu_capacity <= 0 or gpu_capacity <= 0:
+        return 1.0
+    return (cpu / cpu_capacity) / (gpu / gpu_capacity)
+
+
+#: below this CPU pressure a node's free CPU is shared by the whole task mix; above ``PRESSURE_HI``
+#: every copy of a task needs its own CPU (see :meth:`WorkloadArrays.set_cpu_pressure`)
+PRESSURE_LO = 0.85
+PRESSURE_HI = 0.95
+
+
+def own_cpu_weight(pressure: float) -> float:
+    """0 below ``PRESSURE_LO``, 1 above ``PRESSURE_HI``, linear between."""
+    return min(1.0, max(0.0, (pressure - PRESSURE_LO) / (PRESSURE_HI - PRESSURE_LO)))
+
+
 class WorkloadArrays:
     """The workload as arrays aligned with one cluster's GPU models."""
 
@@ -72,6 +95,9 @@ class WorkloadArrays:
         self.dvals = np.unique(self.d) if len(sh) else np.array([1000], dtype=np.int64)
         self.didx = np.searchsorted(self.dvals, self.d)
         self.demand = (self.n * self.d).astype(np.float64)
+        #: CPU milli one copy of each shape is charged when counting the copies a node's free
+        #: CPU allows (its own request until :meth:`set_cpu_pressure` says otherwise)
+        self.cpu_div = np.maximum(self.cpu, 1).astype(np.float64)
         # qtab[f, j]: copies of a task asking dvals[j] milli-GPU that f free milli-GPU hold
         self.qtab = (np.arange(1001)[:, None] // np.maximum(self.dvals, 1)).astype(np.int64)
         # waste[f]: what stays unused of f free milli-GPU on one GPU when it is filled as
@@ -89,3 +115,24 @@ class WorkloadArrays:
         for k, s in enumerate(sh):
             for m, name in enumerate(models):
                 self.allowed[m, k] = not s.gpu_types or name in s.gpu_types
+
+    def set_cpu_pressure(self, pressure: float) -> None:
+        """Charge each copy, when counting the copies free CPU allows, a blend of its own CPU
+        request and its GPU demand times the mix's mean CPU per milli-GPU.
+
+        Where CPU is scarce (``pressure`` above ``PRESSURE_HI``) every copy needs its own CPU.
+        Where it is not (below ``PRESSURE_LO``), the CPU a node keeps is shared by the whole mix
+        of tasks that will come, CPU-light and CPU-heavy ones alike; charging every shape its own
+        CPU then overstates stranding and steers work away from nodes with little CPU per GPU,
+        which left up to half a point of GPU unallocated on multi-GPU-heavy openb variants. A
+        shape still needs its own CPU for one copy to fit (see :meth:`cpu_copies`).
+        """
+        if not len(self.p):
+            return
+        lam = own_cpu_weight(pressure)
+        mean = float(self.p @ self.cpu) / max(float(self.p @ self.demand), 1e-9)
+        self.cpu_div = np.maximum(lam * self.cpu + (1.0 - lam) * self.demand * mean, 1.0)
+
+    def cpu_copies(self, cpu: np.ndarray) -> np.ndarray:
+        """Copies of each shape (last axis) that free CPU ``cpu`` (``(..., 1)``) allows."""
+        return np.where(cpu >= self.cpu, cpu // self.cpu_div, 0)
