@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from insitu.scheduler._bound import packing_bound
+from insitu.scheduler._bound import bound_curve, packing_bound
 from insitu.scheduler._policies import POLICIES
 from insitu.scheduler._report import mean_curve, packing_table, plot_curves, summarise
 from insitu.scheduler._sim import (
@@ -58,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="42-51")
     ap.add_argument("--policies", default=",".join(BASELINES))
     ap.add_argument("--no-bound", action="store_true")
-    ap.add_argument("--bound-time", type=float, default=5.0, help="MILP time limit (s)")
+    ap.add_argument("--bound-time", type=float, default=5.0,
+                    help="time limit of each bound (pooled MILP; configuration LP) in s")
+    ap.add_argument("--bound-seeds", default=None,
+                    help="seeds to compute the bound on (default: all of --seeds)")
+    ap.add_argument("--bound-curve", action="store_true",
+                    help="also the bound over arrived workload (seed 42 or the first seed), "
+                         "drawn on the plot of the first variant")
     ap.add_argument("--rate", action="store_true", help="also measure placements/s")
     ap.add_argument("--rate-only", action="store_true")
     ap.add_argument("--out", type=Path, default=HERE / "results")
@@ -109,10 +115,12 @@ def main(argv: list[str] | None = None) -> int:
                                         for p in policies},
                            "seconds": time.perf_counter() - t0}
             if not a.no_bound:
+                bseeds = _seeds(a.bound_seeds) if a.bound_seeds else seeds
                 bs = [packing_bound(nodes, packing_tasks(tasks, gpu_capacity(nodes), s),
-                                    time_limit=a.bound_time) for s in seeds]
+                                    time_limit=a.bound_time) for s in bseeds]
                 bounds[v] = statistics.fmean(b.share for b in bs)
-                entry["bound"] = {"share": bounds[v], "all_optimal": all(b.optimal for b in bs)}
+                entry["bound"] = {"share": bounds[v], "all_optimal": all(b.optimal for b in bs),
+                                  "seeds": bseeds, "methods": [b.method for b in bs]}
             report["variants"][v] = entry
             print(f"{v}: {len(seeds)} seeds x {len(policies)} policies in "
                   f"{entry['seconds']:.0f}s", file=sys.stderr, flush=True)
@@ -122,7 +130,14 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             _write(a.out, _name(a, variants), report)  # after every variant: partial runs count
             if v == variants[0]:
-                plot_curves(curves, a.out / f"scheduler_openb_{v}.png",
+                bc: list[tuple[float, float]] = []
+                if a.bound_curve:
+                    s0 = 42 if 42 in seeds else seeds[0]
+                    bc = bound_curve(nodes, packing_tasks(tasks, gpu_capacity(nodes), s0),
+                                     time_limit=a.bound_time)
+                    entry["bound_curve"] = {"seed": s0, "points": bc}
+                    _write(a.out, _name(a, variants), report)
+                plot_curves(curves, a.out / f"scheduler_openb_{v}.png", bound=bc,
                             title=f"openb {v}: allocated vs arrived, mean of {len(seeds)} seeds")
         print("\nall variants (mean over seeds):")
         print(packing_table(rows, policies, bounds or None))

@@ -50,7 +50,9 @@ def packing_table(rows: Mapping[str, Mapping[str, Mapping[str, float]]], policie
 
 def plot_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, *,
                 title: str, xlabel: str = "arrived workload (share of GPU capacity)",
-                ylabel: str = "allocated share of GPU capacity") -> None:
+                ylabel: str = "allocated share of GPU capacity",
+                bound: Sequence[tuple[float, float]] = ()) -> None:
+    """One line per policy; ``bound`` (arrived, upper bound) points are drawn dashed."""
     try:
         import matplotlib
 
@@ -63,6 +65,9 @@ def plot_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: str |
         if pts:
             xs, ys = zip(*pts, strict=True)
             ax.plot(xs, ys, label=name, lw=2 if name == "insitu" else 1)
+    if bound:
+        bx, by = zip(*bound, strict=True)
+        ax.plot(bx, by, "k--", marker="o", ms=3, lw=1, label="upper bound (any policy)")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
