@@ -105,3 +105,135 @@ def test_quotas_hold_and_preemption_never_evicts_higher_priority(work: list, don
             if f"r{i}" in qs.running and i == k:
                 qs.finish(f"r{i}")
     assert (qs.cluster.gfree[qs.cluster.gcap > 0] >= 0).all()
+
+
+def _ff(nodes: int = 2, gpus: int = 2, **kw: object) -> QueueScheduler:
+    cl = ClusterState([gpu_node(f"n{i}", gpus=gpus, cpu=64) for i in range(nodes)],
+                      policy="first_fit")
+    return QueueScheduler(cl, [Queue(name="default")], **kw)  # type: ignore[arg-type]
+
+
+def test_gang_preemption_evicts_the_cheapest_set_that_fits_the_whole_gang() -> None:
+    qs = _ff()
+    qs.submit(Request(name="a", cpu=1, gpu=1, priority=1, restartable=True),
+              Request(name="b", cpu=1, gpu=1, priority=1),
+              Request(name="c", cpu=1, gpu=1, priority=1, restartable=True),
+              Request(name="d", cpu=1, gpu=1, priority=5))
+    assert all(d.placed for d in qs.schedule())  # d first (priority), then a, b, c
+    assert [qs.cluster.placements[x].node for x in "dabc"] == ["n0", "n0", "n1", "n1"]
+    # two members of 2 GPUs need both nodes empty: d (priority 5) may not go, so nobody goes
+    big = [Request(name=f"g{i}", cpu=1, gpu=2, priority=3, gang="big", gang_size=2)
+           for i in range(2)]
+    qs.submit(*big)
+    ds = qs.schedule()
+    assert not any(d.placed or d.preempted for d in ds)
+    assert set(qs.running) == set("abcd")
+    # two members of 1 GPU: the restartable a and c are enough, b (not restartable) stays
+    small = [Request(name=f"s{i}", cpu=1, gpu=1, priority=3, gang="small", gang_size=2)
+             for i in range(2)]
+    qs.submit(*small)
+    ds = {d.request.name: d for d in qs.schedule()}
+    assert ds["s0"].placed and ds["s1"].placed
+    assert ds["s0"].preempted == ("a", "c")
+    assert set(qs.running) == {"b", "d", "s0", "s1"}
+    assert {r.name for r in qs.pending} >= {"a", "c", "g0", "g1"}
+
+
+def test_gang_preemption_never_splits_a_running_gang() -> None:
+    qs = _ff()
+    qs.submit(*[Request(name=f"v{i}", cpu=1, gpu=2, priority=0, gang="v", gang_size=2)
+                for i in range(2)])
+    assert all(d.placed for d in qs.schedule())
+    qs.submit(*[Request(name=f"h{i}", cpu=1, gpu=1, priority=9, gang="h", gang_size=2)
+                for i in range(2)])
+    ds = qs.schedule()
+    assert all(d.placed for d in ds) and ds[0].preempted == ("v0", "v1")
+    assert not {"v0", "v1"} & set(qs.running)
+
+
+def test_reservation_stops_backfill_on_the_reserved_node_until_the_big_request_starts() -> None:
+    qs = _ff(gpus=4, reserve_after=2)
+    qs.submit(Request(name="x0", cpu=1, gpu=3), Request(name="x1", cpu=1, gpu=3))
+    qs.schedule()
+    qs.submit(Request(name="big", cpu=1, gpu=4), Request(name="f0", cpu=1, gpu=1))
+    qs.schedule()  # big waits, f0 backfills (n0): passed over once
+    assert qs.passed_over == {"big": 1} and qs.reserved_for is None
+    qs.submit(Request(name="f1", cpu=1, gpu=1))
+    qs.schedule()  # passed over twice: big gets a reservation
+    assert qs.reserved_for == "big" and qs.reservation == {"big": "n0"}
+    qs.finish("f0")  # n0 has a free GPU again, but it is held for big
+    qs.submit(Request(name="f2", cpu=1, gpu=1))
+    ds = {d.request.name: d for d in qs.schedule()}
+    assert not ds["f2"].placed and not ds["big"].placed
+    qs.finish("x0")  # n0 drains: big starts there, f2 still waits
+    ds = {d.request.name: d for d in qs.schedule()}
+    assert ds["big"].placed and ds["big"].placement is not None
+    assert ds["big"].placement.node == "n0" and not ds["f2"].placed
+    assert qs.reserved_for is None and qs.cluster.held is None
+
+
+_unit = st_.tuples(st_.sampled_from(["a", "b"]), st_.sampled_from([0.5, 1, 2]),
+                   st_.integers(0, 3), st_.booleans(), st_.sampled_from([1, 1, 2, 3]))
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(st_.lists(_unit, min_size=1, max_size=20), st_.lists(st_.integers(0, 40), max_size=20))
+def test_gangs_all_or_nothing_preemption_strictly_lower_quotas_hard(units: list,
+                                                                     finish: list) -> None:
+    queues = [Queue(name="a", quota={"gpu": 6}), Queue(name="b", quota={"gpu": 5})]
+    cl = ClusterState([gpu_node(f"n{i}", gpus=4, cpu=16) for i in range(2)])
+    qs = QueueScheduler(cl, queues, reserve_after=2)
+    prio: dict[str, int] = {}
+    gangs: dict[str, int] = {}
+    for k, (q, g, p, rs, size) in enumerate(units):
+        reqs = [Request(name=f"u{k}m{j}", cpu=1, gpu=g, queue=q, priority=p, restartable=rs,
+                        gang=f"u{k}" if size > 1 else None, gang_size=size) for j in range(size)]
+        if size > 1:
+            gangs[f"u{k}"] = size
+        for r in reqs:
+            prio[r.name] = p
+        qs.submit(*reqs)
+        for d in qs.schedule():
+            for v in d.preempted:  # strictly lower than every member of the preempting unit
+                assert prio[v] < d.request.priority
+        for gang, size in gangs.items():
+            n = sum(1 for r in qs.running.values() if r.gang == gang)
+            assert n in (0, size)
+        assert qs.usage["a"]["gpu"] <= 6000 and qs.usage["b"]["gpu"] <= 5000
+        assert (cl.gfree[cl.gcap > 0] >= 0).all()
+        if k < len(finish):
+            running = sorted(qs.running)
+            if running:
+                victim = qs.running[running[finish[k] % len(running)]]
+                members = [r.name for r in qs.running.values()
+                           if victim.gang is not None and r.gang == victim.gang] or [victim.name]
+                for m in members:  # a gang ends as a whole
+                    qs.finish(m)
+
+
+@settings(max_examples=25, deadline=None, database=None)
+@given(st_.lists(st_.sampled_from([0.5, 1, 2]), min_size=4, max_size=12),
+       st_.integers(2, 4))
+def test_a_gang_with_a_reservation_starts_once_work_finishes(small: list, reserve_after: int
+                                                             ) -> None:
+    cl = ClusterState([gpu_node(f"n{i}", gpus=4, cpu=64) for i in range(3)])
+    qs = QueueScheduler(cl, [Queue(name="default")], reserve_after=reserve_after)
+    seq = iter(range(10**6))
+
+    def feed() -> None:  # a steady stream of small work that could starve the gang
+        for g in small:
+            qs.submit(Request(name=f"s{next(seq)}", cpu=1, gpu=g))
+
+    feed()
+    qs.schedule()
+    qs.submit(*[Request(name=f"g{i}", cpu=1, gpu=4, gang="g", gang_size=2) for i in range(2)])
+    for _ in range(200):
+        feed()
+        qs.schedule()
+        if "g0" in qs.running:
+            break
+        oldest = min((n for n in qs.running if n.startswith("s")), key=lambda n: int(n[1:]),
+                     default=None)
+        if oldest is not None:
+            qs.finish(oldest)
+    assert "g0" in qs.running and "g1" in qs.running

@@ -17,6 +17,20 @@ Contracts:
   priority (never equal or higher), choosing the node whose victim set is cheapest:
   fewest non-restartable victims, then lowest priorities, then least GPU. A queue within its
   nominal quota may also reclaim from queues of its cohort that borrow, whatever their priority.
+- Gang preemption: a complete gang that does not fit may evict such work (strictly lower than
+  every member's priority, or reclaim as above) to fit *all* its members at once. Victims are
+  released tentatively, cheapest first (restartable, then lowest priority, then least GPU),
+  until the whole gang fits; then each victim whose release was not needed is taken back. If the
+  gang does not fit even with every allowed victim gone, nothing is evicted (all-or-nothing).
+- Reservation (backfill without starvation): a unit (gang or single request) that could not
+  start while work behind it did (it was *passed over* by backfill) in ``reserve_after``
+  passes in a row, for lack of room rather than quota, gets a reservation if none is held:
+  for each member, largest first, the allowed node that needs the least freed to fit it
+  (shortfall of CPU, memory and GPU as shares of the node), counting what earlier members were
+  given. Until the unit starts, no other work is placed on the reserved nodes (they drain as
+  their work finishes), and the unit is tried first in every pass, on any node, or on its
+  reserved nodes as planned. Once all the work on its reserved nodes has finished, it fits there,
+  so it starts.
 """
 
 from __future__ import annotations
@@ -71,8 +85,18 @@ def _demand(r: Request) -> dict[str, float]:
 class QueueScheduler:
     """Queues in front of a :class:`ClusterState`. Not thread-safe; pure and deterministic."""
 
-    def __init__(self, cluster: ClusterState, queues: Sequence[Queue]) -> None:
+    def __init__(self, cluster: ClusterState, queues: Sequence[Queue], *,
+                 reserve_after: int = 3) -> None:
+        if reserve_after < 1:
+            raise ResourceError(f"reserve_after must be at least 1, not {reserve_after}",
+                                hint="give the passes a unit may be passed over, e.g. 3")
         self.cluster = cluster
+        self.reserve_after = reserve_after
+        #: times each waiting unit (gang name or request name) was passed over in a row
+        self.passed_over: dict[str, int] = {}
+        #: the unit holding the reservation, and its plan: member name -> node name
+        self.reserved_for: str | None = None
+        self.reservation: dict[str, str] = {}
         self.queues = {q.name: q for q in queues}
         self.nominal = {q.name: _amounts(q.quota, default=INF, what=f"queue {q.name!r} quota")
                         for q in queues}
@@ -126,17 +150,31 @@ class QueueScheduler:
         (the cluster only filled up), so only newly submitted work is considered.
         """
         units = self._units()
+        out: list[Decision] = []
+        first: list[list[Request]] = []
+        if self.reserved_for is not None:
+            first = [u for u in units if _key(u) == self.reserved_for]
+            units = [u for u in units if _key(u) != self.reserved_for]
+            if not first:  # pragma: no cover - a reserved unit leaves only by starting
+                self._drop_reservation()
+        skipped: list[list[Request]] = []  # failed before, nothing freed since: not retried
         if not self._freed:
+            skipped = [u for u in units if not any(r.name in self._fresh for r in u)]
             units = [u for u in units if any(r.name in self._fresh for r in u)]
         self._fresh.clear()
         self._freed = False
+        for u in first:
+            ds = self._try_reserved(u)
+            out.extend(ds)
         by_queue: dict[str, list[list[Request]]] = {}
         for u in units:
             by_queue.setdefault(u[0].queue, []).append(u)
         for lst in by_queue.values():
             lst.sort(key=lambda u: (-u[0].priority, self._order[u[0].name]), reverse=True)
-        out: list[Decision] = []
         failed: dict[tuple, str] = {}
+        # units that could not start for lack of room (those not retried, submitted earlier,
+        # wait ahead of everything tried now)
+        waiting = [u for u in skipped if _complete(u) and not self._quota_blocked(u)]
         while by_queue:
             q = min(by_queue, key=lambda q: (-by_queue[q][-1][0].priority,
                                              self.dominant_share(q),
@@ -147,15 +185,123 @@ class QueueScheduler:
             key = _shape(unit)
             if key in failed:
                 out.extend(Decision(request=r, reason=failed[key]) for r in unit)
+                waiting.append(unit)
                 continue
             ds = self._try(unit)
             out.extend(ds)
-            if not ds[0].placed and key is not None:
-                failed[key] = ds[0].reason or ""
+            if ds[0].placed:
+                self.passed_over.pop(_key(unit), None)
+                for w in waiting:  # work behind them started: they were passed over
+                    k = _key(w)
+                    self.passed_over[k] = self.passed_over.get(k, 0) + 1
+                waiting.clear()
+            else:
+                if key is not None:
+                    failed[key] = ds[0].reason or ""
+                if not self._quota_blocked(unit) and _complete(unit):
+                    waiting.append(unit)
+        if self.reserved_for is None:
+            for u in self._units():
+                if self.passed_over.get(_key(u), 0) >= self.reserve_after and _complete(u) \
+                        and u[0].name not in self.running:
+                    self._reserve(u)
+                    break
         self.pending = [r for r in self.pending if r.name not in self.running]
         return out
 
     # ------------------------------------------------------------------ internals
+    def _quota_blocked(self, unit: list[Request]) -> bool:
+        total = dict.fromkeys(RESOURCES, 0.0)
+        for r in unit:
+            for k, v in _demand(r).items():
+                total[k] += v
+        return self.quota_problem(unit[0].queue, total) is not None
+
+    def _reserve(self, unit: list[Request]) -> None:
+        """Reserve for ``unit`` the nodes that need the least freed to fit it (see the module
+        docstring); no reservation if no set of nodes could ever hold it."""
+        st = self.cluster
+        cpu = st.cpu_free.astype(np.float64)
+        mem = st.mem_free.astype(np.float64)
+        gfree = np.clip(st.gfree, 0, None)
+        whole = (gfree >= 1000).sum(axis=1).astype(np.float64)
+        best_gpu = gfree.max(axis=1).astype(np.float64)
+        cap_cpu = st.cpu_cap.astype(np.float64)
+        cap_mem = st.mem_cap.astype(np.float64)
+        cap_gpus = (st.gcap >= 1000).sum(axis=1).astype(np.float64)
+        ngpu = np.maximum(cap_gpus, 1)
+        plan: dict[str, str] = {}
+        for r in sorted(unit, key=lambda r: (-r.total_gpu_milli, -r.cpu_milli, r.name)):
+            ok = st.static_mask(r) & (cap_cpu >= r.cpu_milli) & (cap_mem >= r.memory)
+            short = np.maximum(0, r.cpu_milli - cpu) / np.maximum(st.cpu_cap, 1) \
+                + np.maximum(0, r.memory - mem) / np.maximum(st.mem_cap, 1)
+            if r.gpu_count:
+                need = r.gpu_count if r.gpu_milli >= 1000 else 1
+                ok &= cap_gpus >= need
+                if r.gpu_milli >= 1000:
+                    short = short + np.maximum(0, r.gpu_count - whole) / ngpu
+                else:
+                    short = short + np.maximum(0, r.gpu_milli - best_gpu) / 1000 / ngpu
+            if r.mig_profile is not None or not ok.any():
+                return
+            i = int(np.flatnonzero(ok)[np.argmin(short[ok])])
+            plan[r.name] = st.nodes[i].name
+            cpu[i] -= r.cpu_milli
+            mem[i] -= r.memory
+            cap_cpu[i] -= r.cpu_milli
+            cap_mem[i] -= r.memory
+            if r.gpu_count:
+                taken = r.gpu_count if r.gpu_milli >= 1000 else 1
+                cap_gpus[i] -= taken
+                whole[i] -= taken
+                if r.gpu_milli < 1000:
+                    best_gpu[i] -= r.gpu_milli
+        self.reserved_for = _key(unit)
+        self.reservation = plan
+        st.hold(sorted(set(plan.values())))
+
+    def _drop_reservation(self) -> None:
+        self.reserved_for = None
+        self.reservation = {}
+        self.cluster.hold(None)
+
+    def _try_reserved(self, unit: list[Request]) -> list[Decision]:
+        """The reserved unit: anywhere (held nodes included), else on its planned nodes."""
+        st = self.cluster
+        held = st.held
+        st.held = None
+        try:
+            ds = self._try(unit, preempt=False)
+            if not ds[0].placed and not self._quota_blocked(unit):
+                planned = self._place_planned(unit)
+                if planned is not None:
+                    ds = planned
+            if not ds[0].placed and _complete(unit):
+                ds = self._try(unit)  # preemption, with the hold lifted
+        finally:
+            st.held = held
+        if ds[0].placed:
+            self.passed_over.pop(_key(unit), None)
+            self._drop_reservation()
+        return ds
+
+    def _place_planned(self, unit: list[Request]) -> list[Decision] | None:
+        st = self.cluster
+        done: list[Decision] = []
+        for r in unit:
+            node = self.reservation.get(r.name)
+            d = st.place_on(r, node) if node is not None else None
+            if d is None or not d.placed:
+                for x in done:
+                    assert x.placement is not None
+                    st.release(x.placement)
+                return None
+            done.append(d)
+        for r in unit:
+            self.running[r.name] = r
+            self._charge(r, +1)
+        return done
+
     def _units(self) -> list[list[Request]]:
         units: list[list[Request]] = []
         gangs: dict[str, list[Request]] = {}
@@ -204,7 +350,7 @@ class QueueScheduler:
                         f"{cohort!r} has {_fmt(k, left)} {k} left to lend")
         return None
 
-    def _try(self, unit: list[Request]) -> list[Decision]:
+    def _try(self, unit: list[Request], *, preempt: bool = True) -> list[Decision]:
         head = unit[0]
         if head.gang is not None and len(unit) < head.gang_size:
             why = (f"gang {head.gang!r} has {len(unit)} of its {head.gang_size} members; it is "
@@ -223,13 +369,19 @@ class QueueScheduler:
                 self.running[r.name] = r
                 self._charge(r, +1)
             return decisions
-        if len(unit) == 1:
+        if preempt and len(unit) == 1:
             pre = self._preempt(head)
             if pre is not None:
                 return [pre]
+        elif preempt:
+            pres = self._preempt_gang(unit, total)
+            if pres is not None:
+                return pres
         return decisions
 
-    def _victim_ok(self, preemptor: Request, v: Request) -> bool:
+    def _victim_ok(self, preemptor: Request, v: Request,
+                   demand: Mapping[str, float] | None = None) -> bool:
+        """May ``preemptor`` (asking ``demand`` in all, its own by default) evict ``v``?"""
         if v.priority < preemptor.priority:
             return True
         # reclaim: the preemptor's queue is within its nominal quota and v's queue borrows
@@ -238,7 +390,7 @@ class QueueScheduler:
             return False
         if v.priority > preemptor.priority:
             return False
-        d = _demand(preemptor)
+        d = demand or _demand(preemptor)
         within = all(self.usage[preemptor.queue][k] + d[k] <= self.nominal[preemptor.queue][k]
                      for k in RESOURCES)
         borrowing = any(self.usage[v.queue][k] > self.nominal[v.queue][k] for k in RESOURCES)
@@ -249,11 +401,11 @@ class QueueScheduler:
         smask = st.static_mask(req)
         by_node: dict[int, list[Request]] = {}
         for name, r in self.running.items():
-            if self._victim_ok(req, r):
+            if r.gang is None and self._victim_ok(req, r):  # running gangs are not split
                 by_node.setdefault(st.index[st.placements[name].node], []).append(r)
         best: tuple[tuple[int, int, int], int, list[Request]] | None = None
         for i in sorted(by_node):
-            if not smask[i]:
+            if not smask[i] or (st.held is not None and st.held[i]):
                 continue
             cands = sorted(by_node[i], key=lambda v: (not v.restartable, v.priority,
                                                       v.total_gpu_milli, self._order[v.name]))
@@ -289,6 +441,83 @@ class QueueScheduler:
         self._charge(req, +1)
         return Decision(request=req, placement=d.placement,
                         preempted=tuple(v.name for v in victims))
+
+
+    def _preempt_gang(self, unit: list[Request],
+                      demand: Mapping[str, float]) -> list[Decision] | None:
+        """Evict the cheapest set of allowed victims that lets the whole gang fit, or nothing."""
+        st = self.cluster
+        low = min(unit, key=lambda r: r.priority)
+        groups: dict[str, list[Request]] = {}  # a running gang is evicted whole, or not at all
+        for r in self.running.values():
+            groups.setdefault(r.gang if r.gang is not None else r.name, []).append(r)
+        cands = [g for g in groups.values() if all(self._victim_ok(low, r, demand) for r in g)]
+        if not cands:
+            return None
+        cands.sort(key=lambda g: (sum(not v.restartable for v in g), max(v.priority for v in g),
+                                  sum(v.total_gpu_milli for v in g), self._order[g[0].name]))
+        saved: list[tuple[list[Request], list[Placement]]] = []
+
+        def fits() -> bool:
+            ds = st.place(unit)
+            if all(d.placed for d in ds):
+                for d in ds:
+                    assert d.placement is not None
+                    st.release(d.placement)
+                return True
+            return False
+
+        ok = False
+        for g in cands:
+            ps = [st.placements[v.name] for v in g]
+            saved.append((g, ps))
+            for p in ps:
+                st.release(p)
+            if fits():
+                ok = True
+                break
+        if not ok:
+            for _g, ps in reversed(saved):
+                for p in ps:
+                    st.reserve(p)
+            return None
+        needed: list[list[Request]] = []
+        for g, ps in reversed(saved[:-1]):  # take back each victim the gang does not need
+            for p in ps:
+                st.reserve(p)
+            if not fits():
+                for p in ps:
+                    st.release(p)
+                needed.append(g)
+        needed.append(saved[-1][0])
+        ds = st.place(unit)
+        if not all(d.placed for d in ds):  # pragma: no cover - it fitted in this very state
+            for g, ps in saved:
+                if g in needed:
+                    for p in ps:
+                        st.reserve(p)
+            return None
+        evicted = [v for g in needed for v in g]
+        for v in evicted:  # the cluster already released them: only the books remain
+            del self.running[v.name]
+            self._charge(v, -1)
+            self.pending.append(v)
+            self._fresh.add(v.name)
+        self._freed = True
+        for r in unit:
+            self.running[r.name] = r
+            self._charge(r, +1)
+        victims = tuple(sorted(v.name for v in evicted))
+        return [Decision(request=d.request, placement=d.placement, preempted=victims
+                         if k == 0 else ()) for k, d in enumerate(ds)]
+
+
+def _key(unit: list[Request]) -> str:
+    return unit[0].gang if unit[0].gang is not None else unit[0].name
+
+
+def _complete(unit: list[Request]) -> bool:
+    return unit[0].gang is None or len(unit) >= max(r.gang_size for r in unit)
 
 
 def _shape(unit: list[Request]) -> tuple | None:

@@ -92,6 +92,8 @@ class ClusterState:
         self.rng = np.random.default_rng(seed)
         #: compute the "why pending" text for every unplaced request (simulations turn it off)
         self.explain_pending = True
+        #: nodes held back (a queue's reservation): place/place_one do not use them; place_on does
+        self.held: np.ndarray | None = None
         self._log: list[int] = []
         self._cache: dict[tuple, _Entry] = {}
         self._static: dict[tuple, np.ndarray] = {}
@@ -201,6 +203,18 @@ class ClusterState:
         text, _ = _explain.explain(self, req)
         return text
 
+    def hold(self, nodes: Iterable[str] | None) -> None:
+        """Hold ``nodes`` back from :meth:`place` and :meth:`place_one` (``None``: none), e.g.
+        for a reservation; :meth:`place_on` still uses them."""
+        names = list(nodes or ())
+        if not names:
+            self.held = None
+            return
+        held = np.zeros(len(self.nodes), dtype=bool)
+        for name in names:
+            held[self.index[name]] = True
+        self.held = held
+
     def allocated_gpu_milli(self) -> int:
         return int(self.gpu_capacity - np.clip(self.gfree, 0, None).sum())
 
@@ -263,7 +277,7 @@ class ClusterState:
         key = self._cache_key(req)
         n = len(self.nodes)
         if key is None:
-            idx = np.flatnonzero(smask)
+            idx = np.flatnonzero(smask if self.held is None else smask & ~self.held)
             feas, score, gpu = self._evaluate(req, idx, smask)
             if not feas.any():
                 return None
@@ -283,9 +297,15 @@ class ClusterState:
             e.score[idx] = score
             e.gpu[idx] = gpu
             e.pos = pos
-        best = self._argmax(e.score)
-        if not e.feasible[best]:
-            return None
+        if self.held is None:
+            best = self._argmax(e.score)
+            if not e.feasible[best]:
+                return None
+        else:
+            ok = e.feasible & ~self.held
+            if not ok.any():
+                return None
+            best = self._argmax(np.where(ok, e.score, -np.inf))
         return best, int(e.gpu[best])
 
     def _argmax(self, score: np.ndarray) -> int:
