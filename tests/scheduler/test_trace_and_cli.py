@@ -117,3 +117,40 @@ def test_cli_bad_input_is_a_clear_error(trace: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0
     assert "task t0 can never be placed: 0 of 4 nodes fit: 4 have fewer than 16 GPUs" in \
         res.output
+
+
+def test_online_load_sets_the_offered_load_deterministically(trace: Path) -> None:
+    from insitu.scheduler._online import offered_load
+
+    nodes = load_nodes(trace.parent / "openb_node_list_gpu_node.csv")
+    tasks = load_tasks(trace)
+    cap = gpu_capacity(nodes)
+    a = run_online(nodes, tasks, policy="insitu", load=0.5, cycles=3)
+    b = run_online(nodes, tasks, policy="insitu", load=0.5, cycles=3)
+    assert (a.curve, a.delay_p99, a.started) == (b.curve, b.delay_p99, b.started)
+    assert abs(a.offered - 0.5) < 1e-6 and a.speedup > 1
+    assert a.started == a.tasks == 120
+    assert set(a.delay_by_queue) == {"BE", "LS"}
+    assert offered_load(tasks, cap, 2.0) >= offered_load(tasks, cap, 1.0)
+    with pytest.raises(TraceError, match="cannot offer"):
+        run_online(nodes, tasks, policy="insitu", load=50.0)
+
+
+def test_online_priorities_from_qos_and_gangs_from_the_trace(tmp_path: Path) -> None:
+    (tmp_path / "openb_node_list_gpu_node.csv").write_text("sn,cpu_milli,memory_mib,gpu,model\n"
+                                                          "n0,32000,131072,2,T4\n")
+    p = tmp_path / "pods.csv"
+    p.write_text("name,cpu_milli,memory_mib,num_gpu,gpu_milli,qos,creation_time,deletion_time,"
+                 "gang,gang_size\n"
+                 "be,1000,1024,2,1000,BE,0,100,,\n"
+                 "g0,1000,1024,1,1000,LS,10,50,g,2\n"
+                 "g1,1000,1024,1,1000,LS,10,50,g,2\n")
+    nodes = load_nodes(tmp_path / "openb_node_list_gpu_node.csv")
+    tasks = load_tasks(p)
+    assert tasks[1].request.gang == "g" and tasks[1].request.gang_size == 2
+    r = run_online(nodes, tasks, policy="insitu")
+    assert r.preemptions == 1  # the LS gang evicts the best-effort task, which restarts
+    assert r.started == 3 and r.delay_by_queue["LS"] == (0.0, 0.0)
+    res = CliRunner().invoke(sim, ["--mode", "online", "--trace", str(p), "--policies",
+                                   "insitu", "--load", "0.5", "--speedup", "2"])
+    assert res.exit_code == 1 and "either load or speedup" in res.output

@@ -41,19 +41,28 @@ def _seeds(text: str) -> list[int]:
               help="packing: arrived GPU request as a multiple of capacity")
 @click.option("--speedup", type=float, default=1.0, show_default=True,
               help="online: divide arrival times by this (durations stay) to raise the load")
+@click.option("--load", type=float, default=None,
+              help="online: set the offered load instead (GPU-time asked over capacity x "
+                   "arrival window, e.g. 0.9); arrivals are compressed to reach it")
+@click.option("--cycles", type=int, default=1, show_default=True,
+              help="online: replay the trace this many times in a row (a higher --load needs "
+                   "more)")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="write JSON here")
 @click.option("--plot", type=click.Path(path_type=Path), default=None, help="write a PNG here")
 def sim(mode: str, trace: Path, nodes: Path | None, policies: str, seeds: str, grow: float,
-        speedup: float, out: Path | None, plot: Path | None) -> None:
+        speedup: float, load: float | None, cycles: int, out: Path | None,
+        plot: Path | None) -> None:
     """Replay TRACE through each policy side by side and print a table."""
     try:
-        _run(mode, trace, nodes, policies, _seeds(seeds), grow, speedup, out, plot)
+        _run(mode, trace, nodes, policies, _seeds(seeds), grow, speedup, out, plot, load,
+             cycles)
     except UserError as e:
         raise click.ClickException(str(e)) from None
 
 
 def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: list[int],
-         grow: float, speedup: float, out: Path | None, plot: Path | None) -> None:
+         grow: float, speedup: float, out: Path | None, plot: Path | None,
+         load: float | None = None, cycles: int = 1) -> None:
     from insitu.scheduler._policies import POLICIES, get_policy
     from insitu.scheduler._report import mean_curve, packing_table, plot_curves, summarise
     from insitu.scheduler._trace import load_nodes, load_tasks
@@ -89,8 +98,13 @@ def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: 
         rows = []
         res: dict[str, dict] = {}
         for p in names:
-            rs = [run_online(nodes, tasks, policy=p, seed=s, speedup=speedup) for s in seeds]
-            res[p] = {"mean_utilisation": statistics.fmean(r.mean_utilisation for r in rs),
+            rs = [run_online(nodes, tasks, policy=p, seed=s, speedup=speedup, load=load,
+                             cycles=cycles) for s in seeds]
+            res[p] = {"offered_load": rs[0].offered, "speedup": rs[0].speedup,
+                      "cycles": cycles,
+                      "preemptions": statistics.fmean(r.preemptions for r in rs),
+                      "delay_by_queue_s": rs[0].delay_by_queue,
+                      "mean_utilisation": statistics.fmean(r.mean_utilisation for r in rs),
                       "delay_p50_s": statistics.fmean(r.delay_p50 for r in rs),
                       "delay_p99_s": statistics.fmean(r.delay_p99 for r in rs),
                       "started": statistics.fmean(r.started for r in rs),
@@ -101,10 +115,13 @@ def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: 
             shares = ", ".join(f"{q} {v * 100:.1f}%" for q, v in rs[0].queue_share.items())
             rows.append(f"{p:<16} {res[p]['mean_utilisation'] * 100:6.2f}%  "
                         f"{res[p]['delay_p50_s']:9.0f}s  {res[p]['delay_p99_s']:9.0f}s  "
-                        f"{res[p]['waited']:6.0f}  "
+                        f"{res[p]['waited']:6.0f}  {res[p]['preemptions']:7.0f}  "
                         f"{shares}")
+        r0 = rs[0]
+        click.echo(f"offered load {r0.offered * 100:.1f}% of GPU capacity (arrivals "
+                   f"{r0.speedup:,.0f}x faster than the trace)")
         click.echo(f"{'policy':<16} {'GPU util':>7}  {'delay p50':>10}  {'delay p99':>10}  "
-                   f"{'waited':>6}  GPU-time share per queue")
+                   f"{'waited':>6}  {'evicted':>7}  GPU-time share per queue")
         for r in rows:
             click.echo(r)
         report["results"] = res

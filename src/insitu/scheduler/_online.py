@@ -1,7 +1,21 @@
 """Online simulation: tasks arrive at their creation time, run for their recorded duration
 (deletion minus creation), and wait in queues (one per QoS class of the trace) when nothing fits.
 
-Reports GPU utilisation over time, queueing delay p50/p99 and each queue's share of GPU-time.
+The openb trace at its own pace keeps the cluster under 1% busy, so the load can be set instead:
+``load=0.9`` compresses the arrival times (durations stay) so that the GPU the tasks ask for,
+averaged over the arrival window (each task counted for the part of its run inside the window),
+is 90% of the cluster's GPU capacity: the *offered load*; above 1, work must queue. openb's
+tasks run long next to a compressed window (pods still running when the trace ended are censored
+there), so one pass of the trace can offer at most ~10%; ``cycles`` replays it several times in a
+row (5 reach ~200%), which also gives the cluster time to reach a steady state.
+
+QoS classes become priorities (``Guaranteed`` 3, ``LS`` 2, ``Burstable`` 1,
+``BE`` 0; best-effort work is restartable), so higher classes may preempt lower ones; an evicted
+task waits again and restarts from the beginning. Gangs come from the trace when it has them
+(``gang``/``gang_size`` columns).
+
+Reports GPU utilisation over time, queueing delay p50/p99 (first start), each queue's share of
+GPU-time and the preemptions. Deterministic for a seed: no clock is read for the simulation.
 """
 
 from __future__ import annotations
@@ -9,15 +23,55 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from insitu.errors import ResourceError
 from insitu.scheduler._model import Node
 from insitu.scheduler._queues import Queue, QueueScheduler
 from insitu.scheduler._state import ClusterState
 from insitu.scheduler._trace import Task, TraceError
 from insitu.scheduler._workload import Workload
+
+#: priority of each QoS class of the openb trace (others: 0)
+QOS_PRIORITY = {"Guaranteed": 3, "LS": 2, "Burstable": 1, "BE": 0}
+
+
+def offered_load(tasks: Sequence[Task], capacity_milli: int, speedup: float = 1.0) -> float:
+    """The mean GPU the tasks ask for over their arrival window, as a share of capacity, with
+    arrivals ``speedup`` x faster (durations kept): each task counts for the part of its run
+    that falls in the window, as if it started on arrival. Non-decreasing in ``speedup``."""
+    timed = [t for t in tasks if t.created is not None and t.deleted is not None]
+    if not timed or capacity_milli <= 0:
+        return 0.0
+    c = np.array([t.created or 0.0 for t in timed]) / speedup
+    d = np.array([max(0.0, (t.deleted or 0.0) - (t.created or 0.0)) for t in timed])
+    g = np.array([t.request.total_gpu_milli for t in timed], dtype=np.float64)
+    start, end = c.min(), c.max()
+    span = max(end - start, 1e-9)
+    overlap = np.clip(np.minimum(c + d, end) - c, 0.0, None)
+    return float(g @ overlap) / (capacity_milli * span)
+
+
+def speedup_for_load(tasks: Sequence[Task], capacity_milli: int, load: float) -> float:
+    """The arrival speed-up at which :func:`offered_load` reaches ``load`` (bisection)."""
+    top = offered_load(tasks, capacity_milli, 1e12)
+    if load > top:
+        raise TraceError(
+            f"this trace cannot offer {load:.0%} of the GPU capacity by compressing arrivals: "
+            f"at most {top:.1%} (long tasks run past the arrival window)",
+            hint=f"replay it more times in a row (cycles), or ask for at most {top:.2f}")
+    lo, hi = 1e-6, 1e12
+    for _ in range(200):
+        mid = (lo * hi) ** 0.5
+        if offered_load(tasks, capacity_milli, mid) < load:
+            lo = mid
+        else:
+            hi = mid
+        if hi / lo < 1 + 1e-9:
+            break
+    return hi
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,15 +86,42 @@ class OnlineResult:
     queue_share: dict[str, float]  # share of the GPU-time used, per queue
     curve: tuple[tuple[float, float], ...]  # (time in hours, allocated GPU share)
     seconds: float
+    speedup: float = 1.0  # arrival times were divided by this
+    offered: float = 0.0  # offered load after the speed-up (see offered_load)
+    preemptions: int = 0  # evictions (each evicted task waits again)
+    delay_by_queue: dict[str, tuple[float, float]] = field(default_factory=dict)  # p50, p99
 
 
 def run_online(nodes: Sequence[Node], tasks: Sequence[Task], *, policy: str, seed: int = 42,
-               points: int = 200, speedup: float = 1.0) -> OnlineResult:
-    """Replay ``tasks``; ``speedup`` divides the arrival times (durations stay), raising load."""
+               points: int = 200, speedup: float = 1.0, load: float | None = None,
+               cycles: int = 1, reserve_after: int = 3) -> OnlineResult:
+    """Replay ``tasks``; ``speedup`` divides the arrival times (durations stay), raising load;
+    ``load`` instead sets the offered load (see the module docstring) and picks the speed-up;
+    ``cycles`` replays the trace that many times in a row (gangs renamed per cycle)."""
     timed = [t for t in tasks if t.created is not None and t.deleted is not None]
     if not timed:
         raise TraceError("the trace has no creation_time/deletion_time columns",
                          hint="online mode needs task times; use --mode packing for this trace")
+    if cycles < 1:
+        raise ResourceError(f"cycles must be at least 1, not {cycles}",
+                            hint="give how many times to replay the trace, e.g. 5")
+    if cycles > 1:
+        t0_, t1_ = (min(t.created or 0.0 for t in timed), max(t.created or 0.0 for t in timed))
+        period = max(t1_ - t0_, 1.0)
+        timed = [replace(t, created=(t.created or 0.0) + c * period,
+                         deleted=(t.deleted or 0.0) + c * period,
+                         request=t.request if t.request.gang is None or c == 0 else
+                         replace(t.request, gang=f"{t.request.gang}#{c}"))
+                 for c in range(cycles) for t in timed]
+    if load is not None:
+        if not load > 0:
+            raise ResourceError(f"load must be > 0, not {load}",
+                                hint="give the offered load as a share of GPU capacity, e.g. 0.9")
+        if speedup != 1.0:
+            raise ResourceError("give either load or speedup, not both",
+                                hint="load=0.9 picks the speed-up that offers 90% of capacity")
+        speedup = speedup_for_load(timed, ClusterState(nodes, policy="first_fit").gpu_capacity,
+                                   load)
     if speedup != 1.0:
         timed = [replace(t, created=(t.created or 0.0) / speedup,
                          deleted=(t.created or 0.0) / speedup
@@ -51,13 +132,20 @@ def run_online(nodes: Sequence[Node], tasks: Sequence[Task], *, policy: str, see
                            workload=Workload.from_requests([t.request for t in timed]))
     cluster.explain_pending = False
     qnames = sorted({t.qos or "default" for t in timed})
-    qs = QueueScheduler(cluster, [Queue(name=q) for q in qnames])
-    events: list[tuple[float, int, int]] = []  # (time, kind 0=end 1=arrive, task index)
+    qs = QueueScheduler(cluster, [Queue(name=q) for q in qnames], reserve_after=reserve_after)
+    # (time, kind 0=end 1=arrive, task index, attempt): an end of an evicted attempt is stale
+    events: list[tuple[float, int, int, int]] = []
     reqs = []
     for k, t in enumerate(timed):
-        r = replace(t.request, name=f"t{k}", queue=t.qos or "default")
+        prio = QOS_PRIORITY.get(t.qos, 0)
+        r = replace(t.request, name=f"t{k}", queue=t.qos or "default",
+                    priority=t.request.priority or prio,
+                    restartable=t.request.restartable or t.qos == "BE")
         reqs.append(r)
-        heapq.heappush(events, (t.created or 0.0, 1, k))
+        heapq.heappush(events, (t.created or 0.0, 1, k, 0))
+    attempt = [0] * len(reqs)
+    first_start: dict[str, float] = {}
+    preemptions = 0
     arrival = {r.name: (timed[k].created or 0.0) for k, r in enumerate(reqs)}
     duration = {r.name: max(0.0, (timed[k].deleted or 0.0) - (timed[k].created or 0.0))
                 for k, r in enumerate(reqs)}
@@ -77,28 +165,42 @@ def run_online(nodes: Sequence[Node], tasks: Sequence[Task], *, policy: str, see
             gpu_time[q] += qs.usage[q]["gpu"] * (now - last_t)
         last_t = now
         while events and events[0][0] == now:
-            _, kind, k = heapq.heappop(events)
+            _, kind, k, att = heapq.heappop(events)
             name = reqs[k].name
             if kind == 0:
-                if name in qs.running:
+                if name in qs.running and att == attempt[k]:
                     qs.finish(name)
             else:
                 qs.submit(reqs[k])
         for d in qs.schedule():
+            for v in d.preempted:
+                attempt[int(v[1:])] += 1  # its pending end is stale; it restarts later
+                preemptions += 1
             if d.placed:
                 n = d.request.name
-                delays.append(now - arrival[n])
-                heapq.heappush(events, (now + duration[n], 0, int(n[1:])))
+                k = int(n[1:])
+                if n not in first_start:
+                    first_start[n] = now
+                    delays.append(now - arrival[n])
+                heapq.heappush(events, (now + duration[n], 0, k, attempt[k]))
         if now <= t_last_arrival:
             samples.append(((now - t_start) / 3600, cluster.allocated_gpu_milli() / cap))
     span = max(1e-9, t_last_arrival - t_start)
     total_gt = sum(gpu_time.values()) or 1.0
     step = max(1, len(samples) // points)
     dl = np.array(delays) if delays else np.zeros(1)
+    by_queue: dict[str, tuple[float, float]] = {}
+    for q in qnames:
+        qd = [first_start[r.name] - arrival[r.name] for r in reqs
+              if r.queue == q and r.name in first_start]
+        if qd:
+            by_queue[q] = (float(np.percentile(qd, 50)), float(np.percentile(qd, 99)))
     return OnlineResult(policy=policy, tasks=len(reqs), started=len(delays),
                         mean_utilisation=area / span / cap,
                         delay_p50=float(np.percentile(dl, 50)),
                         delay_p99=float(np.percentile(dl, 99)),
                         waited=int((dl > 0).sum()) if delays else 0,
                         queue_share={q: v / total_gt for q, v in gpu_time.items()},
-                        curve=tuple(samples[::step]), seconds=time.perf_counter() - t0)
+                        curve=tuple(samples[::step]), seconds=time.perf_counter() - t0,
+                        speedup=speedup, offered=offered_load(timed, cap),
+                        preemptions=preemptions, delay_by_queue=by_queue)

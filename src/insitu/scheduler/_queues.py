@@ -210,6 +210,12 @@ class QueueScheduler:
         return out
 
     # ------------------------------------------------------------------ internals
+    def _requeue(self, v: Request) -> None:
+        """Evicted work waits again (once: it may still be listed if it started this pass)."""
+        if not any(r.name == v.name for r in self.pending):
+            self.pending.append(v)
+        self._fresh.add(v.name)
+
     def _quota_blocked(self, unit: list[Request]) -> bool:
         total = dict.fromkeys(RESOURCES, 0.0)
         for r in unit:
@@ -433,7 +439,7 @@ class QueueScheduler:
         _, i, victims = best
         for v in victims:
             self.finish(v.name)
-            self.pending.append(v)  # evicted work waits again (restartable or not)
+            self._requeue(v)  # evicted work waits again (restartable or not)
         d = st.place_on(req, i)
         if d.placement is None:  # pragma: no cover - the release above made room
             return d
@@ -501,8 +507,7 @@ class QueueScheduler:
         for v in evicted:  # the cluster already released them: only the books remain
             del self.running[v.name]
             self._charge(v, -1)
-            self.pending.append(v)
-            self._fresh.add(v.name)
+            self._requeue(v)
         self._freed = True
         for r in unit:
             self.running[r.name] = r

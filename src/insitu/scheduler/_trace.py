@@ -92,8 +92,9 @@ def load_nodes(path: str | Path, *, gpu_only: bool = False) -> list[Node]:
 
 def load_tasks(path: str | Path, *, models: set[str] | None = None) -> list[Task]:
     """Tasks from an openb pod list (``cpu_milli, memory_mib, num_gpu, gpu_milli``, optionally
-    ``gpu_spec``, ``creation_time``, ``deletion_time``, ``qos``). ``models``: the cluster's GPU
-    models, to reject a ``gpu_spec`` that names none of them."""
+    ``gpu_spec``, ``creation_time``, ``deletion_time``, ``qos``, and ``gang`` + ``gang_size``
+    and ``priority`` where a trace has them). ``models``: the cluster's GPU models, to reject a
+    ``gpu_spec`` that names none of them."""
     p = Path(path)
     tasks = []
     for line, row in _rows(p, ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")):
@@ -123,8 +124,16 @@ def load_tasks(path: str | Path, *, models: set[str] | None = None) -> list[Task
             gpu = float(ngpu)
         created = _num(p, line, row, "creation_time", default=-1)
         deleted = _num(p, line, row, "deletion_time", default=-1)
+        gang = (row.get("gang") or "").strip() or None
+        size = _num(p, line, row, "gang_size", minimum=1, default=1)
+        prio = _num(p, line, row, "priority", minimum=-1e9, default=0)
+        if size != int(size) or prio != int(prio):
+            raise TraceError(f"{p}:{line}: fields 'gang_size' and 'priority' must be whole "
+                             f"numbers, not {size:g} and {prio:g}",
+                             hint=f"fix row {line} of {p.name}")
         req = Request(name=name, cpu=cpu / 1000, memory=int(mem * MiB), gpu=gpu,
-                      gpu_types=spec)
+                      gpu_types=spec, gang=gang, gang_size=int(size) if gang else 1,
+                      priority=int(prio))
         tasks.append(Task(request=req, created=None if created < 0 else created,
                           deleted=None if deleted < 0 else deleted,
                           qos=(row.get("qos") or "").strip()))
