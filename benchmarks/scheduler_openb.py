@@ -70,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--table-from", type=Path, default=None,
                     help="only print the table of a JSON written by an earlier run")
+    ap.add_argument("--merge", default=None,
+                    help="comma-separated JSONs of earlier runs (same seeds, other policies or "
+                         "variants): merge them into one report (bounds and plot as asked), "
+                         "instead of running policies")
     a = ap.parse_args(argv)
+    if a.merge:
+        return _merge(a)
     if a.table_from is not None:
         rep = json.loads(a.table_from.read_text())
         rows = {v: e["policies"] for v, e in rep["variants"].items()}
@@ -154,6 +160,58 @@ def main(argv: list[str] | None = None) -> int:
                   f"= {r.rate:,.0f} placements/s (share {r.share * 100:.2f}%)", flush=True)
     path = _write(a.out, _name(a, variants), report)
     print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _merge(a: argparse.Namespace) -> int:
+    """One report from several runs: per variant, the union of their policies."""
+    nodes = load_nodes(a.data / "openb_node_list_gpu_node.csv")
+    models = {g.model for n in nodes for g in n.gpus}
+    reps = [json.loads(Path(p).read_text()) for p in a.merge.split(",") if p]
+    seeds = reps[0]["seeds"]
+    if any(r["seeds"] != seeds for r in reps):
+        print("the runs to merge use different seeds", file=sys.stderr)
+        return 2
+    policies = [p for p in BASELINES if any(p in r["policies"] for r in reps)]
+    order = sorted({v for r in reps for v in r["variants"]}, key=lambda v: (v != "default", v))
+    report: dict = {**{k: reps[0][k] for k in ("protocol", "nodes", "gpus")}, "seeds": seeds,
+                    "policies": policies, "merged_from": a.merge.split(","), "variants": {}}
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    bounds: dict[str, float] = {}
+    for v in order:
+        entry: dict = {"policies": {}, "per_seed": {}, "curves": {}}
+        for r in reps:
+            e = r["variants"].get(v)
+            if e is None:
+                continue
+            for key in ("policies", "per_seed", "curves"):
+                entry[key].update(e.get(key, {}))
+        rows[v] = entry["policies"]
+        if not a.no_bound:
+            tasks = [t.request for t in load_tasks(a.data / f"openb_pod_list_{v}.csv",
+                                                   models=models)]
+            bseeds = _seeds(a.bound_seeds) if a.bound_seeds else seeds
+            t0 = time.perf_counter()
+            bs = [packing_bound(nodes, packing_tasks(tasks, gpu_capacity(nodes), s),
+                                time_limit=a.bound_time) for s in bseeds]
+            bounds[v] = statistics.fmean(b.share for b in bs)
+            entry["bound"] = {"share": bounds[v], "all_optimal": all(b.optimal for b in bs),
+                              "seeds": bseeds, "methods": [b.method for b in bs],
+                              "seconds": time.perf_counter() - t0}
+            if a.bound_curve and v == order[0]:
+                s0 = 42 if 42 in seeds else seeds[0]
+                bc = bound_curve(nodes, packing_tasks(tasks, gpu_capacity(nodes), s0),
+                                 time_limit=a.bound_time)
+                entry["bound_curve"] = {"seed": s0, "points": bc}
+                plot_curves({p: entry["curves"][p] for p in policies if p in entry["curves"]},
+                            a.out / f"scheduler_openb_{v}.png", bound=bc,
+                            title=f"openb {v}: allocated vs arrived, mean of {len(seeds)} "
+                                  f"seeds; bound: seed {s0}")
+            print(f"{v}: bound {bounds[v] * 100:.2f}%", file=sys.stderr, flush=True)
+        report["variants"][v] = entry
+        _write(a.out, "scheduler_openb_merged.json", report)
+    print(packing_table(rows, policies, bounds or None))
+    print(f"wrote {a.out / 'scheduler_openb_merged.json'}", file=sys.stderr)
     return 0
 
 
