@@ -114,13 +114,16 @@ def test_no_overcommit_and_gangs_all_or_nothing(specs: list, policy: str,
 @given(st_.lists(st_.sampled_from([-1, 0, 100, 250, 500, 530, 1000]), min_size=16, max_size=16),
        st_.lists(st_.integers(0, 64000), min_size=2, max_size=2),
        st_.sampled_from([(0, 0), (1, 250), (1, 500), (1, 1000), (2, 1000)]),
-       st_.integers(0, 16000))
+       st_.integers(0, 16000), st_.sampled_from([None, 0.5, 0.9]))
 def test_fast_fill_delta_matches_the_definition(gfs: list[int], cpus: list[int],
-                                                shape: tuple[int, int], cpu: int) -> None:
+                                                shape: tuple[int, int], cpu: int,
+                                                pressure: float | None) -> None:
     w = Workload.from_requests([Request(name="a", cpu=4, gpu=0.5), Request(name="b", cpu=8, gpu=1),
                                 Request(name="c", cpu=2, gpu=0.25), Request(name="d", cpu=1, gpu=2),
                                 Request(name="e", cpu=3)], coverage=1.0)
     wa = WorkloadArrays(w, ["T4"])
+    if pressure is not None:
+        wa.set_cpu_pressure(pressure)
     gf = np.array(gfs, dtype=np.int64).reshape(2, 8)
     cp = np.array(cpus, dtype=np.int64)
     model = np.array([0, 0])
@@ -144,3 +147,22 @@ def test_fast_fill_delta_matches_the_definition(gfs: list[int], cpus: list[int],
             g2 = gf[r].copy()
         after = fill_frag(g2[None], cp[r:r + 1] - cpu, model[:1], wa)[0]
         assert after - before[r] + n * d * wa.p.sum() == pytest.approx(delta[r], abs=1e-2)
+
+
+def test_cpu_pressure_decides_how_copies_are_charged_cpu() -> None:
+    from insitu.scheduler._workload import cpu_pressure, own_cpu_weight
+
+    w = Workload.from_requests([Request(name="a", cpu=8, gpu=1), Request(name="b", cpu=2, gpu=1)],
+                               coverage=1.0)
+    # the mix asks 5 cores per GPU: on 10 cores per GPU pressure is 0.5, on 4 it is 1.25
+    assert cpu_pressure(w, 10_000, 1000) == 0.5 and cpu_pressure(w, 4_000, 1000) == 1.25
+    assert own_cpu_weight(0.5) == 0.0 and own_cpu_weight(1.25) == 1.0
+    wa = WorkloadArrays(w, ["T4"])
+    assert list(wa.cpu) == [2000, 8000]
+    assert list(wa.cpu_div) == [2000, 8000]  # own CPU until told otherwise
+    wa.set_cpu_pressure(1.25)
+    assert list(wa.cpu_div) == [2000, 8000]
+    wa.set_cpu_pressure(0.5)  # CPU is plentiful: each copy is charged the mix's 5 cores per GPU
+    assert list(wa.cpu_div) == [5000, 5000]
+    # a 2-core shape still needs 2 cores for one copy, an 8-core one its 8
+    assert wa.cpu_copies(np.array([[7000]])).tolist() == [[1.0, 0.0]]
