@@ -6,7 +6,14 @@ from typing import Any
 
 from insitu._config import Config, load_config
 from insitu.errors import StepFailed, UserError, not_found
-from insitu.store import AttemptRecord, RunRecord, Store, TaskRecord, open_store
+from insitu.store import (
+    AttemptRecord,
+    DataReadRecord,
+    RunRecord,
+    Store,
+    TaskRecord,
+    open_store,
+)
 from insitu.store import _records as S
 
 
@@ -47,6 +54,17 @@ class Run:
 
     def attempts(self, step: str | None = None) -> list[AttemptRecord]:
         return self._store.list_attempts(self.id, step)
+
+    def data_reads(self, step: str | None = None) -> list[DataReadRecord]:
+        """Every shard read by the run's attempts (or one step's): bytes, node, local or
+        moved and from where (see ``insitu show``)."""
+        reads = self._store.select(DataReadRecord, run_id=self.id)
+        if step is None:
+            return reads
+        steps = {t.id: t.step_id for t in self.tasks()}
+        if step not in steps.values():
+            raise not_found("step", step, set(steps.values()), where=f"run {self.id}")
+        return [r for r in reads if steps.get(r.task_id) == step]
 
     def task(self, step: str) -> TaskRecord:
         tasks = {t.id: t for t in self.tasks()}

@@ -95,6 +95,7 @@ def test_a_step_reads_another_nodes_replica_through_its_service(
     reads = open_store().select(DataReadRecord, run_id=run.id)
     assert sorted((r.via, r.source, r.node, r.local) for r in reads) == \
         [("transfer", "far-node", "local", False)] * 2
+    assert run.data_reads("scan") == run.data_reads() and len(reads) == 2
     show = cli("show", run.id).stdout
     assert "0.0% local" in show and "(from far-node" in show and "data read per step" in show
 
