@@ -7,7 +7,7 @@ averaged over the arrival window (each task counted for the part of its run insi
 is 90% of the cluster's GPU capacity: the *offered load*; above 1, work must queue. openb's
 tasks run long next to a compressed window (pods still running when the trace ended are censored
 there), so one pass of the trace can offer at most ~10%; ``cycles`` replays it several times in a
-row (5 reach ~200%), which also gives the cluster time to reach a steady state.
+row (five can offer 200%), which also gives the cluster time to reach a steady state.
 
 QoS classes become priorities (``Guaranteed`` 3, ``LS`` 2, ``Burstable`` 1,
 ``BE`` 0; best-effort work is restartable), so higher classes may preempt lower ones; an evicted
