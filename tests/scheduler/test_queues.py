@@ -237,3 +237,45 @@ def test_a_gang_with_a_reservation_starts_once_work_finishes(small: list, reserv
         if oldest is not None:
             qs.finish(oldest)
     assert "g0" in qs.running and "g1" in qs.running
+
+
+def _cost(vs: list[Request]) -> tuple[int, int, int]:
+    return (sum(not v.restartable for v in vs), sum(v.priority for v in vs),
+            sum(v.total_gpu_milli for v in vs))
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(st_.lists(st_.tuples(st_.sampled_from([0.25, 0.5, 1, 2]), st_.integers(0, 2),
+                            st_.booleans()), min_size=1, max_size=24),
+       st_.sampled_from([0.5, 1, 2, 4]))
+def test_preemption_search_finds_the_cheapest_node(work: list, want: float) -> None:
+    """The bounded search over nodes picks a victim set as cheap as trying every node."""
+    cl = ClusterState([gpu_node(f"n{i}", gpus=4, cpu=64) for i in range(4)])
+    qs = QueueScheduler(cl, [Queue(name="a")], reserve_after=10_000)  # no node held back
+    for k, (g, p, rs) in enumerate(work):
+        qs.submit(Request(name=f"r{k}", cpu=1, gpu=g, queue="a", priority=p, restartable=rs))
+        qs.schedule()
+    st = qs.cluster
+    urgent = Request(name="urgent", cpu=1, gpu=want, queue="a", priority=5)
+    before = (st.gfree.copy(), st.cpu_free.copy(), dict(st.placements))
+    costs = []
+    for i, node in enumerate(st.nodes):
+        on = [r for r in qs.running.values() if st.placements[r.name].node == node.name]
+        chosen = qs._victims_on(urgent, i, on)
+        if chosen is not None:
+            costs.append(_cost(chosen))
+    assert (st.gfree == before[0]).all() and (st.cpu_free == before[1]).all()
+    assert st.placements == before[2]  # trying a node leaves the cluster as it was
+    fits_now = bool(st.fits(urgent, st.static_mask(urgent).nonzero()[0]).any())
+    qs.submit(urgent)
+    d = next(x for x in qs.schedule() if x.request.name == "urgent")
+    if fits_now:
+        assert d.placed and not d.preempted
+    elif not costs:
+        assert not d.placed
+    else:
+        victims = [r for r in (Request(name=n, cpu=1, gpu=work[int(n[1:])][0], queue="a",
+                                       priority=work[int(n[1:])][1],
+                                       restartable=work[int(n[1:])][2])
+                               for n in d.preempted)]
+        assert d.placed and _cost(victims) == min(costs)

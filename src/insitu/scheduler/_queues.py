@@ -15,8 +15,10 @@ Contracts:
   so gangs cannot deadlock each other.
 - Preemption: a single request that does not fit may evict running work of strictly lower
   priority (never equal or higher), choosing the node whose victim set is cheapest:
-  fewest non-restartable victims, then lowest priorities, then least GPU. A queue within its
-  nominal quota may also reclaim from queues of its cohort that borrow, whatever their priority.
+  fewest non-restartable victims, then lowest priorities, then least GPU. On a node, victims
+  are released cheapest first until the request fits; those whose release turns out not to be
+  needed are kept. A queue within its nominal quota may also reclaim from queues of its cohort
+  that borrow, whatever their priority.
 - Gang preemption: a complete gang that does not fit may evict such work (strictly lower than
   every member's priority, or reclaim as above) to fit *all* its members at once. Victims are
   released tentatively, cheapest first (restartable, then lowest priority, then least GPU),
@@ -43,6 +45,7 @@ import numpy as np
 from insitu._units import parse_memory
 from insitu.errors import NotFound, ResourceError
 from insitu.scheduler._model import Decision, Placement, Request
+from insitu.scheduler._running import RunningTable
 from insitu.scheduler._state import ClusterState
 
 RESOURCES = ("cpu", "memory", "gpu")
@@ -110,8 +113,13 @@ class QueueScheduler:
         self.lend = {q.name: _amounts(q.lending_limit, default=INF,
                                       what=f"queue {q.name!r} lending_limit") for q in queues}
         self.usage = {q.name: dict.fromkeys(RESOURCES, 0.0) for q in queues}
+        #: queues with no quota and no cohort: never quota-blocked
+        self._free_queues = {q.name for q in queues if q.cohort is None
+                             and all(v == INF for v in self.nominal[q.name].values())}
+        self._shapes: dict[str, tuple | None] = {}
         self.pending: list[Request] = []
         self.running: dict[str, Request] = {}
+        self._table = RunningTable([q.name for q in queues])
         self._seq = 0
         self._fresh: set[str] = set()
         self._freed = False
@@ -172,24 +180,31 @@ class QueueScheduler:
         for lst in by_queue.values():
             lst.sort(key=lambda u: (-u[0].priority, self._order[u[0].name]), reverse=True)
         failed: dict[tuple, str] = {}
+        # with explanations off, a unit at least as large as one that failed this pass (same
+        # static constraints and queue, no higher priority) fails too: not tried again
+        frontier: dict[tuple, list[tuple[int, int, int, int, int]]] = {}
+        dominance = not self.cluster.explain_pending
+        shares = {q: self.dominant_share(q) for q in by_queue}
         # units that could not start for lack of room (those not retried, submitted earlier,
         # wait ahead of everything tried now)
         waiting = [u for u in skipped if _complete(u) and not self._quota_blocked(u)]
         while by_queue:
-            q = min(by_queue, key=lambda q: (-by_queue[q][-1][0].priority,
-                                             self.dominant_share(q),
+            q = min(by_queue, key=lambda q: (-by_queue[q][-1][0].priority, shares[q],
                                              self._order[by_queue[q][-1][0].name]))
             unit = by_queue[q].pop()
             if not by_queue[q]:
                 del by_queue[q]
-            key = _shape(unit)
-            if key in failed:
-                out.extend(Decision(request=r, reason=failed[key]) for r in unit)
+            key = self._shape(unit)
+            if key is not None and (key in failed or dominance and _dominated(
+                    frontier.get(key[0]), key[1])):
+                reason = failed.get(key, "no node fits now (explanations are off)")
+                out.extend(Decision(request=r, reason=reason) for r in unit)
                 waiting.append(unit)
                 continue
             ds = self._try(unit)
             out.extend(ds)
             if ds[0].placed:
+                shares = {q: self.dominant_share(q) for q in by_queue}
                 self.passed_over.pop(_key(unit), None)
                 for w in waiting:  # work behind them started: they were passed over
                     k = _key(w)
@@ -198,6 +213,8 @@ class QueueScheduler:
             else:
                 if key is not None:
                     failed[key] = ds[0].reason or ""
+                    if dominance:
+                        _add_failed(frontier.setdefault(key[0], []), key[1])
                 if not self._quota_blocked(unit) and _complete(unit):
                     waiting.append(unit)
         if self.reserved_for is None:
@@ -210,6 +227,17 @@ class QueueScheduler:
         return out
 
     # ------------------------------------------------------------------ internals
+    def _shape(self, unit: list[Request]) -> tuple | None:
+        """``(constraints, sizes)`` of a single request: units of the same shape fail alike
+        within one pass (no one frees anything meanwhile); ``None`` for others."""
+        name = unit[0].name
+        if len(unit) == 1 and name in self._shapes:
+            return self._shapes[name]
+        shape = _shape(unit)
+        if len(unit) == 1:
+            self._shapes[name] = shape
+        return shape
+
     def _requeue(self, v: Request) -> None:
         """Evicted work waits again (once: it may still be listed if it started this pass)."""
         if not any(r.name == v.name for r in self.pending):
@@ -217,6 +245,8 @@ class QueueScheduler:
         self._fresh.add(v.name)
 
     def _quota_blocked(self, unit: list[Request]) -> bool:
+        if unit[0].queue in self._free_queues:
+            return False
         total = dict.fromkeys(RESOURCES, 0.0)
         for r in unit:
             for k, v in _demand(r).items():
@@ -322,12 +352,21 @@ class QueueScheduler:
         return units
 
     def _charge(self, r: Request, sign: int) -> None:
+        """``r`` starts (+1) or stops (-1) running: its quota and the running table."""
         d = _demand(r)
         for k in RESOURCES:
             self.usage[r.queue][k] += sign * d[k]
+        if sign > 0:
+            st = self.cluster
+            self._shapes.pop(r.name, None)
+            self._table.add(r, st.index[st.placements[r.name].node])
+        else:
+            self._table.remove(r.name)
 
     def quota_problem(self, queue: str, demand: Mapping[str, float]) -> str | None:
         """Why ``demand`` more in ``queue`` would break its quota; ``None`` if it may run."""
+        if queue in self._free_queues:
+            return None
         nom, use = self.nominal[queue], self.usage[queue]
         cohort = self.queues[queue].cohort
         for k in RESOURCES:
@@ -402,34 +441,73 @@ class QueueScheduler:
         borrowing = any(self.usage[v.queue][k] > self.nominal[v.queue][k] for k in RESOURCES)
         return within and borrowing
 
+    def _victim_mask(self, req: Request) -> np.ndarray:
+        """Rows of the running table that ``req`` may evict alone (see :meth:`_victim_ok`;
+        running gangs are never split by a single request)."""
+        t = self._table
+        base = t.active & t.single
+        mask = base & (t.prio < req.priority)
+        q = self.queues[req.queue]
+        if q.cohort is None:
+            return mask
+        d = _demand(req)
+        if not all(self.usage[req.queue][k] + d[k] <= self.nominal[req.queue][k]
+                   for k in RESOURCES):
+            return mask
+        lenders = [t.queue_id[p] for p, pq in self.queues.items()
+                   if p != req.queue and pq.cohort == q.cohort
+                   and any(self.usage[p][k] > self.nominal[p][k] for k in RESOURCES)]
+        if lenders:
+            mask |= base & (t.prio <= req.priority) & np.isin(t.queue, lenders)
+        return mask
+
     def _preempt(self, req: Request) -> Decision | None:
+        """Evict the cheapest victim set on one node that lets ``req`` fit there (exact).
+
+        Nodes are tried in order of a lower bound on their cost (at least one non-restartable
+        victim where the restartable ones cannot free enough; at least the GPU it lacks), and
+        the search stops once no untried node can be cheaper than the best set found, so a full
+        cluster costs a few exact trials rather than one per node. Of equally cheap nodes, the
+        one tried first wins (smallest bound, then lowest index).
+        """
         st = self.cluster
-        smask = st.static_mask(req)
-        by_node: dict[int, list[Request]] = {}
-        for name, r in self.running.items():
-            if r.gang is None and self._victim_ok(req, r):  # running gangs are not split
-                by_node.setdefault(st.index[st.placements[name].node], []).append(r)
+        t = self._table
+        sel = np.flatnonzero(self._victim_mask(req))
+        if not len(sel):
+            return None
+        n = len(st.nodes)
+        node_of = t.node[sel]
+        restart = t.restart[sel]
+        vcpu, vmem, vgpu = t.cpu[sel], t.mem[sel], t.gpu[sel]
+        gfree = np.clip(st.gfree, 0, None).sum(axis=1).astype(np.float64)
+
+        def enough(m: np.ndarray) -> np.ndarray:
+            """Per node: could freeing the victims ``m`` make enough room (necessary)?"""
+            def add(w: np.ndarray) -> np.ndarray:
+                return np.bincount(node_of[m], weights=w[m], minlength=n)
+            return ((st.cpu_free + add(vcpu) >= req.cpu_milli)
+                    & (st.mem_free + add(vmem) >= req.memory)
+                    & (gfree + add(vgpu) >= req.total_gpu_milli))
+
+        allowed = st.static_mask(req).copy()
+        if st.held is not None:
+            allowed &= ~st.held
+        allowed &= np.bincount(node_of, minlength=n) > 0
+        cand = np.flatnonzero(allowed & enough(np.ones(len(sel), dtype=bool)))
+        if not len(cand):
+            return None
+        needs_firm = ~enough(restart)[cand]
+        short = np.maximum(0.0, req.total_gpu_milli - gfree[cand])
+        order = np.lexsort((cand, short, needs_firm))
         best: tuple[tuple[int, int, int], int, list[Request]] | None = None
-        for i in sorted(by_node):
-            if not smask[i] or (st.held is not None and st.held[i]):
+        for k in order.tolist():
+            i = int(cand[k])
+            if best is not None and (int(needs_firm[k]), 0, int(short[k])) >= best[0]:
+                break  # no later node can cost less (a tie goes to the node tried first)
+            on_node = [self.running[str(t.names[j])] for j in sel[node_of == i].tolist()]
+            chosen = self._victims_on(req, i, on_node)
+            if chosen is None:
                 continue
-            cands = sorted(by_node[i], key=lambda v: (not v.restartable, v.priority,
-                                                      v.total_gpu_milli, self._order[v.name]))
-            saved: list[tuple[Request, Placement]] = []
-            chosen: list[Request] = []
-            idx = np.array([i])
-            for v in cands:
-                saved.append((v, st.placements[v.name]))
-                st.release(v.name)
-                chosen.append(v)
-                if st.fits(req, idx)[0]:
-                    break
-            fit = bool(st.fits(req, idx)[0])
-            for _v, p in reversed(saved):
-                st.reserve(p)
-            if not fit:
-                continue
-            # keep only the victims needed (drop those whose release was not required)
             cost = (sum(not v.restartable for v in chosen), sum(v.priority for v in chosen),
                     sum(v.total_gpu_milli for v in chosen))
             if best is None or cost < best[0]:
@@ -447,6 +525,35 @@ class QueueScheduler:
         self._charge(req, +1)
         return Decision(request=req, placement=d.placement,
                         preempted=tuple(v.name for v in victims))
+
+    def _victims_on(self, req: Request, i: int, on_node: list[Request]) -> list[Request] | None:
+        """The victims on node ``i`` to evict for ``req``: released cheapest first until it
+        fits, then each one not needed is taken back; ``None`` if it never fits. The cluster is
+        left as it was."""
+        st = self.cluster
+        idx = np.array([i])
+        cands = sorted(on_node, key=lambda v: (not v.restartable, v.priority,
+                                               v.total_gpu_milli, self._order[v.name]))
+        saved: list[tuple[Request, Placement]] = []
+        fit = False
+        for v in cands:
+            saved.append((v, st.placements[v.name]))
+            st.release(v.name)
+            if st.fits(req, idx)[0]:
+                fit = True
+                break
+        chosen = [v for v, _ in saved]
+        if fit:
+            for v, p in reversed(saved[:-1]):  # take back the victims it does not need
+                st.reserve(p)
+                if st.fits(req, idx)[0]:
+                    chosen.remove(v)
+                else:
+                    st.release(v.name)
+        for v, p in reversed(saved):
+            if v in chosen:
+                st.reserve(p)
+        return chosen if fit else None
 
 
     def _preempt_gang(self, unit: list[Request],
@@ -526,13 +633,26 @@ def _complete(unit: list[Request]) -> bool:
 
 
 def _shape(unit: list[Request]) -> tuple | None:
-    """Units with the same shape fail alike within one pass (no one frees anything meanwhile)."""
     r = unit[0]
-    if len(unit) > 1 or r.inputs or r.spread is not None:
+    if len(unit) > 1 or r.inputs or r.spread is not None or r.mig_profile is not None:
         return None
-    return (r.queue, r.priority, r.cpu_milli, r.memory, r.gpu_count, r.gpu_milli, r.gpu_types,
-            r.mig_profile, tuple(sorted(r.node_selector.items())),
-            tuple(sorted(r.affinity.items())), r.tolerations, r.restartable)
+    return ((r.queue, r.gpu_types, tuple(sorted(r.node_selector.items())),
+             tuple(sorted(r.affinity.items())), r.tolerations, r.restartable, r.gpu_count > 0),
+            (-r.priority, r.cpu_milli, r.memory, r.gpu_count, r.gpu_milli))
+
+
+def _dominated(frontier: list[tuple[int, int, int, int, int]] | None,
+               size: tuple[int, int, int, int, int]) -> bool:
+    """Is ``size`` (-priority, CPU, memory, GPUs, milli-GPU each) at least some failed size in
+    every part? A larger request of no higher priority (fewer victims) cannot fit either."""
+    return frontier is not None and any(all(a <= b for a, b in zip(f, size, strict=True))
+                                        for f in frontier)
+
+
+def _add_failed(frontier: list[tuple[int, int, int, int, int]],
+                size: tuple[int, int, int, int, int]) -> None:
+    frontier[:] = [f for f in frontier if not all(a <= b for a, b in zip(size, f, strict=True))]
+    frontier.append(size)
 
 
 def _fmt(k: str, v: float) -> str:
