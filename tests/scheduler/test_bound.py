@@ -56,3 +56,18 @@ def test_bound_is_at_least_every_policy_and_at_most_100(
     assert 0.0 <= b.share <= 1.0 + 1e-9
     best = max(_share(nodes, reqs, p) for p in POLICIES)
     assert best <= b.share + 1e-9
+
+
+def test_solver_output_on_stdout_is_hidden_and_stdout_restored() -> None:
+    import subprocess
+    import sys
+
+    code = ("import os\n"
+            "from insitu.scheduler._bound import _solver_quiet\n"
+            "print('before', flush=True)\n"
+            "with _solver_quiet():\n"
+            "    os.write(1, b'solver noise\\n')\n"
+            "print('after')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out == "before\nafter\n"

@@ -24,14 +24,38 @@ so the bound stays valid. CPU-only tasks are left out: they place no GPU, only c
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from insitu.scheduler._model import Node, Request
+
+
+@contextlib.contextmanager
+def _solver_quiet() -> Iterator[None]:
+    """Hide what the HiGHS MIP solver writes straight to the process's stdout (a debug line
+    its C++ prints whatever the options say) by pointing file descriptor 1 at /dev/null for
+    the call. Not for threads that print meanwhile; the bound runs in one thread."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stdout (captured): nothing to hide
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,9 +133,11 @@ def pooled_bound(nodes: Sequence[Node], arrivals: Sequence[Request], *,
     lp_share = min(1.0, -lp.fun / cap) if lp.x is not None else 1.0
     if lp_share >= 1.0 - 1e-9 or time_limit <= 0:  # integrality cannot tighten a full bound
         return Bound(share=lp_share, optimal=False, lp=True)
-    res = milp(obj, constraints=LinearConstraint(a, np.array(lo, float), np.array(hi, float)),
-               integrality=np.ones(nv), bounds=Bounds(0, np.inf),
-               options={"time_limit": time_limit, "disp": False})
+    with _solver_quiet():
+        res = milp(obj, constraints=LinearConstraint(a, np.array(lo, float),
+                                                     np.array(hi, float)),
+                   integrality=np.ones(nv), bounds=Bounds(0, np.inf),
+                   options={"time_limit": time_limit, "disp": False})
     if res.x is not None or getattr(res, "mip_dual_bound", None) is not None:
         dual = getattr(res, "mip_dual_bound", None)
         best = -dual if dual is not None and np.isfinite(dual) else -res.fun
@@ -162,10 +188,11 @@ class _Type:
         if not keep.any():
             return 0.0, 0.0, None
         a = self.a[:, keep]
-        res = milp(-profit[keep], constraints=LinearConstraint(a, -np.inf, self.b),
-                   integrality=np.ones(int(keep.sum())), bounds=Bounds(0, ub[keep]),
-                   options={"time_limit": max(0.05, time_limit), "disp": False,
-                            "mip_rel_gap": 1e-4, "presolve": False})
+        with _solver_quiet():
+            res = milp(-profit[keep], constraints=LinearConstraint(a, -np.inf, self.b),
+                       integrality=np.ones(int(keep.sum())), bounds=Bounds(0, ub[keep]),
+                       options={"time_limit": max(0.05, time_limit), "disp": False,
+                                "mip_rel_gap": 1e-4, "presolve": False})
         dual = getattr(res, "mip_dual_bound", None)
         if res.x is None:  # pragma: no cover - a zero pattern is always feasible
             upper = float(profit[keep] @ ub[keep])

@@ -105,23 +105,34 @@ def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: 
                       "preemptions": statistics.fmean(r.preemptions for r in rs),
                       "delay_by_queue_s": rs[0].delay_by_queue,
                       "mean_utilisation": statistics.fmean(r.mean_utilisation for r in rs),
+                      "peak_utilisation": statistics.fmean(r.peak_utilisation for r in rs),
                       "delay_p50_s": statistics.fmean(r.delay_p50 for r in rs),
                       "delay_p99_s": statistics.fmean(r.delay_p99 for r in rs),
+                      "delay_mean_s": statistics.fmean(r.delay_mean for r in rs),
+                      "delay_max_s": statistics.fmean(r.delay_max for r in rs),
                       "started": statistics.fmean(r.started for r in rs),
                       "waited": statistics.fmean(r.waited for r in rs),
                       "tasks": rs[0].tasks,
                       "queue_share": rs[0].queue_share,
+                      "seconds": statistics.fmean(r.seconds for r in rs),
                       "curve": list(rs[0].curve)}
+            e = res[p]
             shares = ", ".join(f"{q} {v * 100:.1f}%" for q, v in rs[0].queue_share.items())
-            rows.append(f"{p:<16} {res[p]['mean_utilisation'] * 100:6.2f}%  "
-                        f"{res[p]['delay_p50_s']:9.0f}s  {res[p]['delay_p99_s']:9.0f}s  "
-                        f"{res[p]['waited']:6.0f}  {res[p]['preemptions']:7.0f}  "
-                        f"{shares}")
+            rows.append(f"{p:<16} {e['mean_utilisation'] * 100:5.1f}% "
+                        f"{e['peak_utilisation'] * 100:5.1f}%  {e['waited']:6.0f} "
+                        f"{e['waited'] / max(1, e['tasks']) * 100:5.1f}%  "
+                        f"{_dur(e['delay_p50_s']):>6} {_dur(e['delay_p99_s']):>6} "
+                        f"{_dur(e['delay_mean_s']):>6} {_dur(e['delay_max_s']):>6}  "
+                        f"{e['preemptions']:7.0f}  {shares}")
         r0 = rs[0]
-        click.echo(f"offered load {r0.offered * 100:.1f}% of GPU capacity (arrivals "
-                   f"{r0.speedup:,.0f}x faster than the trace)")
-        click.echo(f"{'policy':<16} {'GPU util':>7}  {'delay p50':>10}  {'delay p99':>10}  "
-                   f"{'waited':>6}  {'evicted':>7}  GPU-time share per queue")
+        click.echo(f"{r0.tasks:,} tasks; peak offered load {r0.offered * 100:.1f}% of GPU "
+                   f"capacity (arrivals {r0.speedup:,.0f}x faster than the trace, "
+                   f"{cycles} cycle{'s' if cycles > 1 else ''})")
+        click.echo(f"{'':<16} {'GPU allocated':>13}  {'waited':>13}  "
+                   f"{'delay to first start':>27}")
+        click.echo(f"{'policy':<16} {'mean':>6} {'peak':>6}  {'tasks':>6} {'share':>6}  "
+                   f"{'p50':>6} {'p99':>6} {'mean':>6} {'max':>6}  {'evicted':>7}  "
+                   "GPU-time share per queue")
         for r in rows:
             click.echo(r)
         report["results"] = res
@@ -134,6 +145,14 @@ def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: 
         click.echo(f"wrote {out}")
     if plot:
         click.echo(f"wrote {plot}")
+
+
+def _dur(seconds: float) -> str:
+    if seconds < 100:
+        return f"{seconds:.0f}s"
+    if seconds < 6000:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
 
 
 def _check_placeable(nodes: list, tasks: list, trace: Path) -> None:
