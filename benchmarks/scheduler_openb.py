@@ -27,6 +27,7 @@ from insitu.scheduler._report import mean_curve, packing_table, plot_curves, sum
 from insitu.scheduler._sim import (
     PackingResult,
     gpu_capacity,
+    offline_packing,
     packing_tasks,
     run_packing,
     scale_cluster,
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="time limit of each bound (pooled MILP; configuration LP) in s")
     ap.add_argument("--bound-seeds", default=None,
                     help="seeds to compute the bound on (default: all of --seeds)")
+    ap.add_argument("--offline", action="store_true",
+                    help="also the best offline packing found (on the bound seeds): with the "
+                         "bound it brackets the limit of any policy")
     ap.add_argument("--bound-curve", action="store_true",
                     help="also the bound over arrived workload (seed 42 or the first seed), "
                          "drawn on the plot of the first variant")
@@ -81,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         rep = json.loads(a.table_from.read_text())
         rows = {v: e["policies"] for v, e in rep["variants"].items()}
         bnds = {v: e["bound"]["share"] for v, e in rep["variants"].items() if "bound" in e}
-        print(packing_table(rows, rep["policies"], bnds or None))
+        offl = {v: e["offline"]["share"] for v, e in rep["variants"].items() if "offline" in e}
+        print(packing_table(rows, rep["policies"], bnds or None, offl or None))
         return 0
 
     nodes = load_nodes(a.data / "openb_node_list_gpu_node.csv")
@@ -105,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                     "seeds": seeds, "policies": policies, "variants": {}}
     rows: dict[str, dict[str, dict[str, float]]] = {}
     bounds: dict[str, float] = {}
+    offline: dict[str, float] = {}
     if not a.rate_only:
         for v in variants:
             tasks = [t.request for t in load_tasks(a.data / f"openb_pod_list_{v}.csv",
@@ -127,13 +133,15 @@ def main(argv: list[str] | None = None) -> int:
                 bounds[v] = statistics.fmean(b.share for b in bs)
                 entry["bound"] = {"share": bounds[v], "all_optimal": all(b.optimal for b in bs),
                                   "seeds": bseeds, "methods": [b.method for b in bs]}
+            if a.offline:
+                offline[v] = _offline(a, nodes, tasks, seeds, entry)
             report["variants"][v] = entry
             print(f"{v}: {len(seeds)} seeds x {len(policies)} policies in "
                   f"{entry['seconds']:.0f}s", file=sys.stderr, flush=True)
             curves = {p: mean_curve([r for r in results if r.policy == p]) for p in policies}
             entry["curves"] = curves
-            print(packing_table({v: summ}, policies, {v: bounds[v]} if v in bounds else None),
-                  flush=True)
+            print(packing_table({v: summ}, policies, {v: bounds[v]} if v in bounds else None,
+                                {v: offline[v]} if v in offline else None), flush=True)
             _write(a.out, _name(a, variants), report)  # after every variant: partial runs count
             if v == variants[0]:
                 bc: list[tuple[float, float]] = []
@@ -146,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 plot_curves(curves, a.out / f"scheduler_openb_{v}.png", bound=bc,
                             title=f"openb {v}: allocated vs arrived, mean of {len(seeds)} seeds")
         print("\nall variants (mean over seeds):")
-        print(packing_table(rows, policies, bounds or None))
+        print(packing_table(rows, policies, bounds or None, offline or None))
     if a.rate or a.rate_only:
         report["rates"] = {}
         tasks = [t.request for t in load_tasks(a.data / "openb_pod_list_default.csv",
@@ -178,6 +186,7 @@ def _merge(a: argparse.Namespace) -> int:
                     "policies": policies, "merged_from": a.merge.split(","), "variants": {}}
     rows: dict[str, dict[str, dict[str, float]]] = {}
     bounds: dict[str, float] = {}
+    offline: dict[str, float] = {}
     for v in order:
         entry: dict = {"policies": {}, "per_seed": {}, "curves": {}}
         for r in reps:
@@ -186,10 +195,21 @@ def _merge(a: argparse.Namespace) -> int:
                 continue
             for key in ("policies", "per_seed", "curves"):
                 entry[key].update(e.get(key, {}))
+            for key in ("bound", "bound_curve", "offline"):  # kept unless computed again
+                if key in e:
+                    entry[key] = e[key]
         rows[v] = entry["policies"]
+        tasks = [t.request for t in load_tasks(a.data / f"openb_pod_list_{v}.csv",
+                                               models=models)]
+        if a.offline:
+            _offline(a, nodes, tasks, seeds, entry)
+            print(f"{v}: offline {entry['offline']['share'] * 100:.2f}%", file=sys.stderr,
+                  flush=True)
+        if "offline" in entry:
+            offline[v] = entry["offline"]["share"]
+        if a.no_bound and "bound" in entry:
+            bounds[v] = entry["bound"]["share"]
         if not a.no_bound:
-            tasks = [t.request for t in load_tasks(a.data / f"openb_pod_list_{v}.csv",
-                                                   models=models)]
             bseeds = _seeds(a.bound_seeds) if a.bound_seeds else seeds
             t0 = time.perf_counter()
             bs = [packing_bound(nodes, packing_tasks(tasks, gpu_capacity(nodes), s),
@@ -210,9 +230,22 @@ def _merge(a: argparse.Namespace) -> int:
             print(f"{v}: bound {bounds[v] * 100:.2f}%", file=sys.stderr, flush=True)
         report["variants"][v] = entry
         _write(a.out, "scheduler_openb_merged.json", report)
-    print(packing_table(rows, policies, bounds or None))
+    print(packing_table(rows, policies, bounds or None, offline or None))
     print(f"wrote {a.out / 'scheduler_openb_merged.json'}", file=sys.stderr)
     return 0
+
+
+def _offline(a: argparse.Namespace, nodes: list, tasks: list, seeds: list[int],
+             entry: dict) -> float:
+    """The best offline packing on the bound seeds, recorded in ``entry``; its mean share."""
+    oseeds = _seeds(a.bound_seeds) if a.bound_seeds else seeds
+    t0 = time.perf_counter()
+    found = [offline_packing(nodes, tasks, seed=s) for s in oseeds]
+    share = statistics.fmean(o.share for o in found)
+    entry["offline"] = {"share": share, "seeds": oseeds,
+                        "how": [f"{o.order}, placed by {o.policy}" for o in found],
+                        "seconds": time.perf_counter() - t0}
+    return share
 
 
 def _name(a: argparse.Namespace, variants: list[str]) -> str:

@@ -71,3 +71,37 @@ def test_solver_output_on_stdout_is_hidden_and_stdout_restored() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out == "before\nafter\n"
+
+
+@settings(max_examples=25, deadline=None, database=None)
+@given(st_.lists(st_.tuples(st_.integers(1, 4), st_.sampled_from([4, 8, 16])), min_size=1,
+                 max_size=3),
+       st_.lists(st_.tuples(st_.sampled_from([1, 2, 3, 6]),
+                            st_.sampled_from([0.25, 0.5, 0.6, 1.0, 2.0, 4.0])),
+                 min_size=1, max_size=10),
+       st_.integers(0, 5))
+def test_the_offline_packing_stays_under_the_bound(
+        node_specs: list[tuple[int, int]], task_specs: list[tuple[int, float]], seed: int) -> None:
+    from insitu.scheduler._sim import gpu_capacity, offline_packing, packing_tasks
+
+    nodes = [gpu_node(f"n{k}", gpus=g, cpu=c, mem="64GiB") for k, (g, c) in enumerate(node_specs)]
+    reqs = [Request(name=f"t{k}", cpu=c, memory="1GiB", gpu=g)
+            for k, (c, g) in enumerate(task_specs)]
+    found = offline_packing(nodes, reqs, seed=seed)
+    bound = packing_bound(nodes, packing_tasks(reqs, gpu_capacity(nodes), seed), time_limit=5)
+    assert 0.0 <= found.share <= bound.share + 1e-9
+
+
+def test_the_offline_packing_places_large_tasks_first() -> None:
+    """Arriving small first, a 1-GPU task splits the 2-GPU nodes; known in advance, the 2-GPU
+    tasks go first and every GPU is used."""
+    from insitu.scheduler._sim import offline_packing, run_packing
+
+    nodes = [gpu_node(f"n{k}", gpus=2, cpu=8, mem="64GiB") for k in range(2)]
+    reqs = [Request(name="one", cpu=1, memory="1GiB", gpu=1),
+            Request(name="two", cpu=1, memory="1GiB", gpu=2)]
+    found = offline_packing(nodes, reqs, seed=3)
+    assert found.share == 1.0 and found.order == "GPU, largest first"
+    online = min(run_packing(nodes, reqs, policy="least_allocated", seed=s).share
+                 for s in range(6))
+    assert online < 1.0

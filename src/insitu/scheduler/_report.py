@@ -23,14 +23,19 @@ def summarise(results: Sequence[PackingResult]) -> dict[str, dict[str, float]]:
 
 
 def packing_table(rows: Mapping[str, Mapping[str, Mapping[str, float]]], policies: Sequence[str],
-                  bounds: Mapping[str, float] | None = None) -> str:
-    """A plain-text table: one row per variant, one column per policy (mean allocated share)."""
-    head = ["variant"] + list(policies) + (["bound"] if bounds else [])
+                  bounds: Mapping[str, float] | None = None,
+                  offline: Mapping[str, float] | None = None) -> str:
+    """A plain-text table: one row per variant, one column per policy (mean allocated share),
+    then the best offline packing found and the upper bound, which bracket the limit."""
+    head = ["variant"] + list(policies) + (["offline"] if offline else []) + \
+        (["bound"] if bounds else [])
     versus = [b for b in ("fgd", "fgd_bf") if "insitu" in policies and b in policies]
     head += [f"unalloc vs {b}" for b in versus]
     lines = []
     for v, summ in rows.items():
         cells = [v] + [f"{summ[p]['share'] * 100:.2f}%" if p in summ else "-" for p in policies]
+        if offline:
+            cells.append(f"{offline[v] * 100:.2f}%" if v in offline else "-")
         if bounds:
             cells.append(f"{bounds[v] * 100:.2f}%" if v in bounds else "-")
         for name in versus:

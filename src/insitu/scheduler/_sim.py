@@ -105,3 +105,43 @@ def scale_cluster(nodes: Sequence[Node], target: int) -> list[Node]:
             out.append(replace(n, name=f"{n.name}-x{k}"))
         k += 1
     return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class OfflinePacking:
+    """The best of a few offline packings of one protocol run's arrivals: a share the optimum
+    reaches at least, so with an upper bound it brackets the limit of any policy."""
+
+    share: float
+    order: str  # how the tasks were sorted
+    policy: str  # which policy placed them in that order
+
+
+def offline_packing(nodes: Sequence[Node], requests: Sequence[Request], *, seed: int,
+                    grow: float = 1.3) -> OfflinePacking:
+    """Place the arrivals of ``packing_tasks(requests, ..., seed, grow)`` knowing them all in
+    advance: sorted by GPU (largest first), or by dominant share of GPU and CPU, each placed by
+    the ``insitu`` and ``fgd`` policies; the best share found. It is a real packing, so the
+    offline optimum (and any upper bound) is at least this; online policies may fall below it."""
+    cap = gpu_capacity(nodes)
+    arrivals = packing_tasks(requests, cap, seed, grow)
+    cpu_per_milli = sum(n.cpu for n in nodes) * 1000 / max(1, cap)
+    orders = {
+        "GPU, largest first": lambda r: (-r.total_gpu_milli, -r.cpu_milli, -r.memory),
+        "dominant share of GPU and CPU, largest first": lambda r: (
+            -max(r.total_gpu_milli, r.cpu_milli / cpu_per_milli), -r.total_gpu_milli),
+    }
+    best: OfflinePacking | None = None
+    for order, key in orders.items():
+        ranked = sorted(arrivals, key=key)
+        for policy in ("insitu", "fgd"):
+            st = ClusterState(nodes, policy=policy, seed=seed,
+                              workload=Workload.from_requests(list(requests)))
+            st.explain_pending = False
+            for r in ranked:
+                st.place_one(r)
+            share = st.allocated_gpu_milli() / cap
+            if best is None or share > best.share:
+                best = OfflinePacking(share=share, order=order, policy=policy)
+    assert best is not None
+    return best
