@@ -135,6 +135,14 @@ def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: 
                    "GPU-time share per queue")
         for r in rows:
             click.echo(r)
+        qnames = sorted({q for e in res.values() for q in e["delay_by_queue_s"]})
+        click.echo("delay to first start per queue, p50 / p99:")
+        click.echo(f"{'policy':<16} " + "  ".join(f"{q:>15}" for q in qnames))
+        for p in names:
+            by = res[p]["delay_by_queue_s"]
+            click.echo(f"{p:<16} " + "  ".join(
+                f"{_dur(by[q][0]) + ' / ' + _dur(by[q][1]) if q in by else '-':>15}"
+                for q in qnames))
         report["results"] = res
         if plot:
             plot_curves({p: res[p]["curve"] for p in names}, plot,
