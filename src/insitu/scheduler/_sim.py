@@ -120,9 +120,10 @@ class OfflinePacking:
 def offline_packing(nodes: Sequence[Node], requests: Sequence[Request], *, seed: int,
                     grow: float = 1.3) -> OfflinePacking:
     """Place the arrivals of ``packing_tasks(requests, ..., seed, grow)`` knowing them all in
-    advance: sorted by GPU (largest first), or by dominant share of GPU and CPU, each placed by
-    the ``insitu`` and ``fgd`` policies; the best share found. It is a real packing, so the
-    offline optimum (and any upper bound) is at least this; online policies may fall below it."""
+    advance: sorted by GPU (largest first), by dominant share of GPU and CPU, or in arrival order
+    (where sorting does not help, as with many shared GPUs), each placed by the ``insitu`` and
+    ``fgd`` policies; the best share found. It is a real packing, so the offline optimum (and
+    any upper bound) is at least this, and it is at least ``insitu``'s online share."""
     cap = gpu_capacity(nodes)
     arrivals = packing_tasks(requests, cap, seed, grow)
     cpu_per_milli = sum(n.cpu for n in nodes) * 1000 / max(1, cap)
@@ -130,10 +131,11 @@ def offline_packing(nodes: Sequence[Node], requests: Sequence[Request], *, seed:
         "GPU, largest first": lambda r: (-r.total_gpu_milli, -r.cpu_milli, -r.memory),
         "dominant share of GPU and CPU, largest first": lambda r: (
             -max(r.total_gpu_milli, r.cpu_milli / cpu_per_milli), -r.total_gpu_milli),
+        "arrival order": None,
     }
     best: OfflinePacking | None = None
     for order, key in orders.items():
-        ranked = sorted(arrivals, key=key)
+        ranked = arrivals if key is None else sorted(arrivals, key=key)
         for policy in ("insitu", "fgd"):
             st = ClusterState(nodes, policy=policy, seed=seed,
                               workload=Workload.from_requests(list(requests)))
