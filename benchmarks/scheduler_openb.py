@@ -199,8 +199,8 @@ def _merge(a: argparse.Namespace) -> int:
                 if key in e:
                     entry[key] = e[key]
         rows[v] = entry["policies"]
-        tasks = [t.request for t in load_tasks(a.data / f"openb_pod_list_{v}.csv",
-                                               models=models)]
+        tasks = [] if a.no_bound and not a.offline else [
+            t.request for t in load_tasks(a.data / f"openb_pod_list_{v}.csv", models=models)]
         if a.offline:
             _offline(a, nodes, tasks, seeds, entry)
             print(f"{v}: offline {entry['offline']['share'] * 100:.2f}%", file=sys.stderr,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from insitu._units import format_duration
 from insitu.errors import UserError
 
 
@@ -118,11 +119,11 @@ def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: 
                       "curve": list(rs[0].curve)}
             e = res[p]
             shares = ", ".join(f"{q} {v * 100:.1f}%" for q, v in rs[0].queue_share.items())
+            delays = " ".join(f"{format_duration(e[f'delay_{k}_s']):>6}"
+                              for k in ("p50", "p99", "mean", "max"))
             rows.append(f"{p:<16} {e['mean_utilisation'] * 100:5.1f}% "
                         f"{e['peak_utilisation'] * 100:5.1f}%  {e['waited']:6.0f} "
-                        f"{e['waited'] / max(1, e['tasks']) * 100:5.1f}%  "
-                        f"{_dur(e['delay_p50_s']):>6} {_dur(e['delay_p99_s']):>6} "
-                        f"{_dur(e['delay_mean_s']):>6} {_dur(e['delay_max_s']):>6}  "
+                        f"{e['waited'] / max(1, e['tasks']) * 100:5.1f}%  {delays}  "
                         f"{e['preemptions']:7.0f}  {shares}")
         r0 = rs[0]
         click.echo(f"{r0.tasks:,} tasks; peak offered load {r0.offered * 100:.1f}% of GPU "
@@ -140,9 +141,9 @@ def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: 
         click.echo(f"{'policy':<16} " + "  ".join(f"{q:>15}" for q in qnames))
         for p in names:
             by = res[p]["delay_by_queue_s"]
-            click.echo(f"{p:<16} " + "  ".join(
-                f"{_dur(by[q][0]) + ' / ' + _dur(by[q][1]) if q in by else '-':>15}"
-                for q in qnames))
+            cells = [f"{format_duration(by[q][0])} / {format_duration(by[q][1])}"
+                     if q in by else "-" for q in qnames]
+            click.echo(f"{p:<16} " + "  ".join(f"{c:>15}" for c in cells))
         report["results"] = res
         if plot:
             plot_curves({p: res[p]["curve"] for p in names}, plot,
@@ -153,14 +154,6 @@ def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: 
         click.echo(f"wrote {out}")
     if plot:
         click.echo(f"wrote {plot}")
-
-
-def _dur(seconds: float) -> str:
-    if seconds < 100:
-        return f"{seconds:.0f}s"
-    if seconds < 6000:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def _check_placeable(nodes: list, tasks: list, trace: Path) -> None:

@@ -44,13 +44,25 @@ def offered_load(tasks: Sequence[Task], capacity_milli: int, speedup: float = 1.
     faster (durations kept): the most milli-GPU asked at any moment if every task started on
     arrival and ran its recorded duration. Below 1, all the work fits in the GPU capacity at
     every moment; whatever waits, waits for fragmentation, CPU or memory, or a reservation."""
+    return _peak(_columns(tasks), capacity_milli, speedup)
+
+
+def _columns(tasks: Sequence[Task]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrival, duration and milli-GPU of the timed tasks."""
     timed = [t for t in tasks if t.created is not None and t.deleted is not None]
-    if not timed or capacity_milli <= 0:
-        return 0.0
-    c = np.array([t.created or 0.0 for t in timed]) / speedup
+    c = np.array([t.created or 0.0 for t in timed], dtype=np.float64)
     d = np.array([max(0.0, (t.deleted or 0.0) - (t.created or 0.0)) for t in timed])
     g = np.array([t.request.total_gpu_milli for t in timed], dtype=np.float64)
-    times = np.concatenate([c + d, c])
+    return c, d, g
+
+
+def _peak(cols: tuple[np.ndarray, np.ndarray, np.ndarray], capacity_milli: int,
+          speedup: float) -> float:
+    c, d, g = cols
+    if not len(c) or capacity_milli <= 0:
+        return 0.0
+    start = c / speedup
+    times = np.concatenate([start + d, start])
     delta = np.concatenate([-g, g])
     order = np.lexsort((delta, times))  # at the same moment, ends come before starts
     return float(np.cumsum(delta[order]).max(initial=0.0)) / capacity_milli
@@ -59,19 +71,20 @@ def offered_load(tasks: Sequence[Task], capacity_milli: int, speedup: float = 1.
 def speedup_for_load(tasks: Sequence[Task], capacity_milli: int, load: float) -> float:
     """The largest arrival speed-up at which :func:`offered_load` stays at most ``load``
     (bisection; the peak grows, in steps, as arrivals are compressed)."""
-    top = offered_load(tasks, capacity_milli, 1e12)
+    cols = _columns(tasks)
+    top = _peak(cols, capacity_milli, 1e12)
     if load >= top:
         raise TraceError(
             f"this trace cannot offer a peak of {load:.0%} of the GPU capacity by compressing "
             f"arrivals: with every task arriving at once it asks for {top:.1%}",
             hint=f"replay it more times in a row (cycles), or ask for less than {top:.2f}")
     lo, hi = 1e-6, 1e12
-    if offered_load(tasks, capacity_milli, lo) > load:
+    if _peak(cols, capacity_milli, lo) > load:
         raise TraceError(f"this trace already asks for more than {load:.0%} of the GPU capacity "
                          "at its own pace", hint="ask for a higher load, or use --speedup")
     for _ in range(200):
         mid = (lo * hi) ** 0.5
-        if offered_load(tasks, capacity_milli, mid) <= load:
+        if _peak(cols, capacity_milli, mid) <= load:
             lo = mid
         else:
             hi = mid

@@ -424,41 +424,27 @@ class QueueScheduler:
                 return pres
         return decisions
 
-    def _victim_ok(self, preemptor: Request, v: Request,
-                   demand: Mapping[str, float] | None = None) -> bool:
-        """May ``preemptor`` (asking ``demand`` in all, its own by default) evict ``v``?"""
-        if v.priority < preemptor.priority:
-            return True
-        # reclaim: the preemptor's queue is within its nominal quota and v's queue borrows
-        q, p = self.queues[preemptor.queue], self.queues[v.queue]
-        if q.cohort is None or q.cohort != p.cohort or v.queue == preemptor.queue:
-            return False
-        if v.priority > preemptor.priority:
-            return False
-        d = demand or _demand(preemptor)
-        within = all(self.usage[preemptor.queue][k] + d[k] <= self.nominal[preemptor.queue][k]
-                     for k in RESOURCES)
-        borrowing = any(self.usage[v.queue][k] > self.nominal[v.queue][k] for k in RESOURCES)
-        return within and borrowing
-
-    def _victim_mask(self, req: Request) -> np.ndarray:
-        """Rows of the running table that ``req`` may evict alone (see :meth:`_victim_ok`;
-        running gangs are never split by a single request)."""
+    def _victim_mask(self, preemptor: Request, demand: Mapping[str, float] | None = None, *,
+                     singles: bool = True) -> np.ndarray:
+        """Rows of the running table that ``preemptor`` (asking ``demand`` in all, its own by
+        default) may evict: strictly lower priority, or, when its queue stays within its nominal
+        quota, no higher priority in another queue of its cohort that borrows (reclaim).
+        ``singles``: leave out members of running gangs (a single request never splits one)."""
         t = self._table
-        base = t.active & t.single
-        mask = base & (t.prio < req.priority)
-        q = self.queues[req.queue]
+        base = t.active & t.single if singles else t.active
+        mask = base & (t.prio < preemptor.priority)
+        q = self.queues[preemptor.queue]
         if q.cohort is None:
             return mask
-        d = _demand(req)
-        if not all(self.usage[req.queue][k] + d[k] <= self.nominal[req.queue][k]
+        d = demand or _demand(preemptor)
+        if not all(self.usage[preemptor.queue][k] + d[k] <= self.nominal[preemptor.queue][k]
                    for k in RESOURCES):
             return mask
         lenders = [t.queue_id[p] for p, pq in self.queues.items()
-                   if p != req.queue and pq.cohort == q.cohort
+                   if p != preemptor.queue and pq.cohort == q.cohort
                    and any(self.usage[p][k] > self.nominal[p][k] for k in RESOURCES)]
         if lenders:
-            mask |= base & (t.prio <= req.priority) & np.isin(t.queue, lenders)
+            mask |= base & (t.prio <= preemptor.priority) & np.isin(t.queue, lenders)
         return mask
 
     def _preempt(self, req: Request) -> Decision | None:
@@ -564,7 +550,9 @@ class QueueScheduler:
         groups: dict[str, list[Request]] = {}  # a running gang is evicted whole, or not at all
         for r in self.running.values():
             groups.setdefault(r.gang if r.gang is not None else r.name, []).append(r)
-        cands = [g for g in groups.values() if all(self._victim_ok(low, r, demand) for r in g)]
+        allowed = {self._table.names[k]
+                   for k in np.flatnonzero(self._victim_mask(low, demand, singles=False))}
+        cands = [g for g in groups.values() if all(r.name in allowed for r in g)]
         if not cands:
             return None
         cands.sort(key=lambda g: (sum(not v.restartable for v in g), max(v.priority for v in g),
