@@ -92,6 +92,19 @@ def test_cli_packing_writes_json_and_plot(trace: Path, tmp_path: Path) -> None:
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_cli_offline_packing_column_and_its_mode(trace: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(sim, ["--trace", str(trace), "--policies", "insitu", "--seeds", "1",
+                                   "--offline", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "offline" in res.output.splitlines()[0]
+    rep = json.loads(out.read_text())
+    assert rep["results"]["insitu"]["share"] <= rep["offline"]["share"] <= 1.0
+    res = CliRunner().invoke(sim, ["--mode", "online", "--trace", str(trace), "--offline"])
+    assert res.exit_code == 1
+    assert "--offline applies to packing runs only" in res.output and "fix: drop" in res.output
+
+
 def test_cli_online(trace: Path) -> None:
     res = CliRunner().invoke(sim, ["--mode", "online", "--trace", str(trace),
                                    "--policies", "insitu"])

@@ -57,11 +57,12 @@ from insitu.scheduler._workload import TaskShape, Workload
 if TYPE_CHECKING:
     from insitu.scheduler._bound import Bound, packing_bound
     from insitu.scheduler._queues import Queue, QueueScheduler
-    from insitu.scheduler._sim import PackingResult, run_packing
+    from insitu.scheduler._sim import OfflinePacking, PackingResult, offline_packing, run_packing
 
 # the simulator, the bound (SciPy) and queues load on first use: the engine needs none of them
 _LAZY = {"Bound": "_bound", "packing_bound": "_bound", "Queue": "_queues",
-         "QueueScheduler": "_queues", "PackingResult": "_sim", "run_packing": "_sim"}
+         "QueueScheduler": "_queues", "PackingResult": "_sim", "run_packing": "_sim",
+         "OfflinePacking": "_sim", "offline_packing": "_sim"}
 
 
 def __getattr__(name: str) -> Any:
@@ -83,6 +84,7 @@ __all__ = [
     "LinkPrices",
     "MigProfile",
     "Node",
+    "OfflinePacking",
     "PackingResult",
     "Placement",
     "Policy",
@@ -99,6 +101,7 @@ __all__ = [
     "get_policy",
     "load_nodes",
     "load_tasks",
+    "offline_packing",
     "packing_bound",
     "run_packing",
 ]

@@ -48,22 +48,25 @@ def _seeds(text: str) -> list[int]:
 @click.option("--cycles", type=int, default=1, show_default=True,
               help="online: replay the trace this many times in a row (a higher --load needs "
                    "more)")
+@click.option("--offline", is_flag=True,
+              help="packing: also the best offline packing found (tasks known in advance), "
+                   "a lower end for the limit of any policy")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="write JSON here")
 @click.option("--plot", type=click.Path(path_type=Path), default=None, help="write a PNG here")
 def sim(mode: str, trace: Path, nodes: Path | None, policies: str, seeds: str, grow: float,
-        speedup: float, load: float | None, cycles: int, out: Path | None,
+        speedup: float, load: float | None, cycles: int, offline: bool, out: Path | None,
         plot: Path | None) -> None:
     """Replay TRACE through each policy side by side and print a table."""
     try:
         _run(mode, trace, nodes, policies, _seeds(seeds), grow, speedup, out, plot, load,
-             cycles)
+             cycles, offline)
     except UserError as e:
         raise click.ClickException(str(e)) from None
 
 
 def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: list[int],
          grow: float, speedup: float, out: Path | None, plot: Path | None,
-         load: float | None = None, cycles: int = 1) -> None:
+         load: float | None = None, cycles: int = 1, offline: bool = False) -> None:
     from insitu.scheduler._policies import POLICIES, get_policy
     from insitu.scheduler._report import mean_curve, packing_table, plot_curves, summarise
     from insitu.scheduler._trace import load_nodes, load_tasks
@@ -73,6 +76,9 @@ def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: 
         get_policy(p)  # unknown names fail here, before any work
     if not names:
         raise UserError("no policies given", hint=f"e.g. --policies {','.join(POLICIES)}")
+    if offline and mode != "packing":
+        raise UserError("--offline applies to packing runs only",
+                        hint="drop --offline, or use --mode packing")
     nodes_path = nodes_path or trace.parent / "openb_node_list_gpu_node.csv"
     nodes = load_nodes(nodes_path)
     models = {g.model for n in nodes for g in n.gpus}
@@ -87,7 +93,15 @@ def _run(mode: str, trace: Path, nodes_path: Path | None, policies: str, seeds: 
         results = [run_packing(nodes, reqs, policy=p, seed=s, grow=grow)
                    for s in seeds for p in names]
         summ = summarise(results)
-        click.echo(packing_table({trace.stem: summ}, names))
+        found: dict[str, float] = {}
+        if offline:
+            from insitu.scheduler._sim import offline_packing
+
+            runs = [offline_packing(nodes, reqs, seed=s, grow=grow) for s in seeds]
+            found = {trace.stem: statistics.fmean(o.share for o in runs)}
+            report["offline"] = {"share": found[trace.stem],
+                                 "how": [f"{o.order}, placed by {o.policy}" for o in runs]}
+        click.echo(packing_table({trace.stem: summ}, names, offline=found or None))
         report["results"] = summ
         curves = {p: mean_curve([r for r in results if r.policy == p]) for p in names}
         report["curves"] = curves
