@@ -51,9 +51,13 @@ def concretize(ref: dict[str, Any], params: dict[str, Any], outputs: Lookup,
 
 
 def identity(c: dict[str, Any]) -> Any:
-    """What a concrete ref contributes to a cache key: values, or content ids of artifacts."""
+    """What a concrete ref contributes to a cache key: values, or content ids of artifacts.
+
+    A dataset shard inside a value counts by its name and content hash only: where its
+    replicas live (and its cached copies) changes as data moves, its content does not.
+    """
     if "value" in c:
-        return {"v": c["value"]}
+        return {"v": _content_of(c["value"])}
     if "list" in c:
         return [identity(x) for x in c["list"]]
     if "dict" in c:
@@ -61,7 +65,19 @@ def identity(c: dict[str, Any]) -> Any:
     return {"a": content_id(c["ref"]), "p": c.get("path", [])}
 
 
+def _content_of(v: Any) -> Any:
+    if isinstance(v, dict):
+        if {"dataset", "shard", "digest"} <= set(v):  # a shard descriptor
+            return {"dataset": v["dataset"], "shard": v["shard"], "digest": v["digest"]}
+        return {k: _content_of(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_content_of(x) for x in v]
+    return v
+
+
 def cache_key(step: dict[str, Any], args: dict[str, dict[str, Any]]) -> str:
+    """The step's code (its fingerprint and qualified name), its ``cache_version`` and the
+    content of its arguments. Resources, retries, timeouts and placement are not in it."""
     payload = {
         "fn": step["function"]["fingerprint"],
         "q": step["function"]["qualname"],

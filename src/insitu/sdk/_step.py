@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -45,9 +47,14 @@ _OPTION_NAMES = {f.name for f in fields(StepOptions)}
 
 
 def fingerprint(fn: Callable[..., Any]) -> str:
-    """A hash of the function's source code (its bytecode when the source is unavailable)."""
+    """A hash of the function's source code (its bytecode when the source is unavailable).
+    Decorators are left out: resources and retries given there are not part of the code."""
     try:
         src = textwrap.dedent(inspect.getsource(fn))
+        with contextlib.suppress(SyntaxError, IndexError):  # e.g. a lambda's line
+            node = ast.parse(src).body[0]
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.decorator_list:
+                src = "".join(src.splitlines(keepends=True)[node.lineno - 1:])
         data = src.encode()
     except (OSError, TypeError):
         code = fn.__code__
