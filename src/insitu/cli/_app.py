@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -88,13 +87,10 @@ def _execute(engine: Any, run_id: str, no_live: bool = False) -> int:
     if no_live:
         live.plain = True
     engine.progress = live
-    prev = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
+    try:  # Ctrl-C and SIGTERM cancel the run: Engine.execute turns them into a flag
         with live:
             rec = engine.execute(run_id)
     finally:
-        signal.signal(signal.SIGTERM, prev)
         engine.executor.close()
     tasks = store.list_tasks(rec.id)
     console.print(summary_table(rec, tasks, store.list_attempts(rec.id)))
@@ -186,38 +182,17 @@ def resume(run_id: str, address: str | None, plain: bool) -> None:
 @click.argument("run_id")
 def cancel(run_id: str) -> None:
     """Stop a run's attempts and mark it cancelled."""
-    import dataclasses
+    from insitu.engine import cancel_run
 
-    from insitu.engine import engine_alive
-
-    store = _store()
-    rec = store.get_run(run_id)
-    if rec.state in S.RUN_TERMINAL:
-        console.print(f"run {rec.id} is already {rec.state}.")
+    before = _store().get_run(run_id)
+    if before.state in S.RUN_TERMINAL:
+        console.print(f"run {before.id} is already {before.state}.")
         return
-    if not engine_alive(rec):  # nobody drives it: mark it ourselves
-        now = time.time()
-        recs: list[Any] = [dataclasses.replace(rec, state=S.RUN_CANCELLED, ended_at=now)]
-        for a in store.list_attempts(rec.id):
-            if a.state == S.ATT_RUNNING:
-                recs.append(dataclasses.replace(a, state=S.ATT_CANCELLED, ended_at=now))
-        for t in store.list_tasks(rec.id):
-            if t.state in (S.TASK_PENDING, S.TASK_RUNNING):
-                recs.append(dataclasses.replace(t, state=S.TASK_CANCELLED, ended_at=now))
-        store.put(*recs)
+    rec, driven = cancel_run(_store(), before.id)
+    if driven:
+        console.print(f"run {rec.id} {rec.state}.")
+    else:
         console.print(f"run {rec.id} cancelled (no engine was running it).")
-        return
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        cur = store.get_run(rec.id)
-        if cur.state in S.RUN_TERMINAL:
-            console.print(f"run {rec.id} {cur.state}.")
-            return
-        if not cur.cancel_requested:
-            store.put(dataclasses.replace(cur, cancel_requested=True))
-        time.sleep(0.3)
-    raise UserError(f"run {rec.id} did not stop within 60s",
-                    hint=f"its engine is process {rec.engine_pid}; stop it with kill")
 
 
 @app.command()
@@ -229,12 +204,12 @@ def cancel(run_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runs(pipeline: str | None, state: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
-    from insitu.engine import engine_alive
+    from insitu.engine import shown_state
 
     recs = _store().list_runs(pipeline=pipeline, state=state, limit=limit)
     if as_json:
         click.echo(json.dumps([{
-            "id": r.id, "pipeline": r.pipeline, "state": r.state, "params": r.params,
+            "id": r.id, "pipeline": r.pipeline, "state": shown_state(r), "params": r.params,
             "created_at": r.created_at, "started_at": r.started_at, "ended_at": r.ended_at,
         } for r in recs], indent=2))
         return
@@ -244,9 +219,7 @@ def runs(pipeline: str | None, state: str | None, limit: int, as_json: bool) -> 
     from insitu.cli._render import state_text
 
     for r in recs:
-        st = r.state
-        if st == S.RUN_RUNNING and not engine_alive(r):
-            st = "interrupted"
+        st = shown_state(r)
         dur = format_duration((r.ended_at or time.time()) - r.started_at) if r.started_at \
             else "-"
         tbl.add_row(r.id, r.pipeline, state_text(st),
@@ -265,13 +238,18 @@ def show(run_id: str, as_json: bool) -> None:
     import dataclasses
 
     from insitu.cli._render import state_text, summary_table
+    from insitu.engine import shown_state, shown_task_state
 
     store = _store()
     rec = store.get_run(run_id)
-    tasks = store.list_tasks(rec.id)
-    attempts = store.list_attempts(rec.id)
+    state = shown_state(rec)  # the same everywhere: "interrupted" once its engine is gone
+    tasks = [dataclasses.replace(t, state=shown_task_state(state, t.state))
+             for t in store.list_tasks(rec.id)]
+    attempts = [dataclasses.replace(a, state=shown_task_state(state, a.state))
+                for a in store.list_attempts(rec.id)]
     if as_json:
         d = dataclasses.asdict(rec)
+        d["state"] = state
         d.pop("spec")
         from insitu.store import DataReadRecord
 
@@ -281,7 +259,7 @@ def show(run_id: str, as_json: bool) -> None:
                                "data_reads": [dataclasses.asdict(r) for r in reads]},
                               indent=2, default=str))
         return
-    console.print(f"[bold]run {rec.id}[/]  pipeline {rec.pipeline}  ", state_text(rec.state),
+    console.print(f"[bold]run {rec.id}[/]  pipeline {rec.pipeline}  ", state_text(state),
                   f"  backend {rec.backend}")
     if rec.params:
         console.print("params: " + ", ".join(f"{k}={v!r}" for k, v in rec.params.items()))
@@ -309,6 +287,7 @@ def show(run_id: str, as_json: bool) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
 def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> None:
     """Print the stdout and stderr of a run's steps (or of one STEP)."""
+    from insitu.engine import shown_state
     from insitu.engine._paths import log_path
 
     store = _store()
@@ -351,8 +330,8 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
         tasks = [t for t in store.list_tasks(rec.id) if step is None or t.id == step
                  or t.step_id == step and t.map_index is not None]
         emit()
-        if rec.state in S.RUN_TERMINAL:
-            break
+        if rec.state in S.RUN_TERMINAL or shown_state(rec) == S.INTERRUPTED:
+            break  # ended, or its engine is gone (nothing will write more)
 
 
 @app.command()

@@ -12,25 +12,45 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
-from insitu.artifacts import dump, load
-from insitu.store import MetricRecord, Record, TaskRecord, TrialRecord
-from insitu.store import _records as S
+from insitu.artifacts import ArtifactStore, dump, load
+from insitu.store import MetricRecord, Record, Store, TaskRecord, TrialRecord
+from insitu.store._states import TaskState as T
 from insitu.tune._space import distributions
 from insitu.tune._study import add_finished, frozen, new_study
 
-if TYPE_CHECKING:
-    from insitu.engine._engine import RunLoop
+
+class TuneHost(Protocol):
+    """What a tuning step needs of the run that drives it (the run loop provides it)."""
+
+    @property
+    def store(self) -> Store: ...
+    @property
+    def artifacts(self) -> ArtifactStore: ...
+    @property
+    def tasks(self) -> Mapping[str, TaskRecord]: ...
+    @property
+    def steps(self) -> Mapping[str, dict[str, Any]]: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def stopping(self) -> bool: ...
+    def items_of(self, sid: str) -> list[str]: ...
+    def move(self, tid: str, to: T | None = None, **changes: Any) -> TaskRecord: ...
+    def add_task(self, t: TaskRecord) -> None: ...
+    def make_ready(self, tid: str) -> None: ...
+    def record(self, *recs: Record) -> None: ...
+    def stop_launching(self) -> None: ...
 
 
 class TuneController:
-    def __init__(self, loop: RunLoop, sid: str) -> None:
+    def __init__(self, loop: TuneHost, sid: str) -> None:
         self.loop = loop
         self.sid = sid
         self.cfg: dict[str, Any] = loop.steps[sid]["tune"]
-        self.run_id = loop.run_rec.id
+        self.run_id = loop.run_id
         self.dists = distributions(self.cfg["space"])
         self.study = new_study(self.cfg)
         self.started = time.time()
@@ -70,16 +90,16 @@ class TuneController:
                                                  "early_stopping", "seed")}}
 
     def items(self) -> list[str]:
-        return self.loop.items.setdefault(self.sid, [])
+        return self.loop.items_of(self.sid)
 
     def active(self) -> int:
-        return sum(self.loop.tasks[t].state in (S.TASK_PENDING, S.TASK_RUNNING)
+        return sum(self.loop.tasks[t].state in (T.PENDING, T.RUNNING)
                    for t in self.items())
 
     def _record(self, tid: str, **changes: Any) -> None:
         rec = dataclasses.replace(self.records[tid], **changes)
         self.records[tid] = rec
-        self.loop.dirty.append(rec)
+        self.loop.record(rec)
 
     # -- asking ------------------------------------------------------------------------
     def fill(self, now: float) -> None:
@@ -87,7 +107,7 @@ class TuneController:
         timeout = self.cfg.get("timeout")
         if timeout and now - self.started > timeout:
             self.stopped = True
-        while (not self.stopped and not self.loop.failing and not self.loop.cancelling
+        while (not self.stopped and not self.loop.stopping
                and self.active() < self.cfg["parallel"] and len(self.items()) < self.budget):
             trial = self.study.ask(self.dists)
             number = len(self.items())
@@ -96,12 +116,12 @@ class TuneController:
             self.records[tid] = TrialRecord(run_id=self.run_id, step_id=self.sid,
                                             number=number, task_id=tid, state="running",
                                             params=dict(trial.params))
-            self.loop.dirty.append(self.records[tid])
+            self.loop.record(self.records[tid])
             seq = max(t.seq for t in self.loop.tasks.values()) + 1
-            self.loop._set_task(TaskRecord(run_id=self.run_id, id=tid, step_id=self.sid,
-                                           state=S.TASK_PENDING, seq=seq, map_index=number))
+            self.loop.add_task(TaskRecord(run_id=self.run_id, id=tid, step_id=self.sid,
+                                          state=T.PENDING, seq=seq, map_index=number))
             self.items().append(tid)
-            self.loop._make_ready(tid)
+            self.loop.make_ready(tid)
         self.maybe_finish(now)
 
     # -- telling -----------------------------------------------------------------------
@@ -123,7 +143,7 @@ class TuneController:
         if out.get("kind") == "inline":
             value = out["value"]
         elif out.get("kind") == "blob" and out.get("serializer") in ("json", "pickle"):
-            value = load(out, self.loop.engine.artifacts)
+            value = load(out, self.loop.artifacts)
         if isinstance(value, dict):
             value = value.get(metric)
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -150,12 +170,6 @@ class TuneController:
             return
         self._tell(tid, "complete", value, self._reports(logged))
 
-    def cached(self, tid: str, out: dict[str, Any], entry: Any) -> None:
-        """A trial served from the cache: tell the study what the cached run measured."""
-        logged = self.loop.store.select(MetricRecord, run_id=entry.run_id,
-                                        task_id=entry.task_id)
-        self.succeeded(tid, out, logged)
-
     def pruned(self, tid: str, logged: Sequence[Record]) -> None:
         self._tell(tid, "pruned", None, self._reports(logged))
 
@@ -174,15 +188,15 @@ class TuneController:
     def _give_up(self, message: str, *, hint: str) -> None:
         self.stopped = True
         for tid in self.items():
-            if self.loop.tasks[tid].state == S.TASK_PENDING:
-                self.loop._update(tid, state=S.TASK_CANCELLED, ended_at=time.time())
-        self.loop._update(self.sid, state=S.TASK_FAILED, ended_at=time.time(),
-                          error={"kind": "tuning", "message": message, "hint": hint})
-        self.loop.failing = True
+            if self.loop.tasks[tid].state == T.PENDING:
+                self.loop.move(tid, T.CANCELLED, ended_at=time.time())
+        self.loop.move(self.sid, T.FAILED, ended_at=time.time(),
+                       error={"kind": "tuning", "message": message, "hint": hint})
+        self.loop.stop_launching()
 
     def maybe_finish(self, now: float) -> None:
         parent = self.loop.tasks[self.sid]
-        if parent.state != S.TASK_RUNNING or self.active():
+        if parent.state != T.RUNNING or self.active():
             return
         if not self.stopped and len(self.items()) < self.budget:
             return
@@ -195,7 +209,7 @@ class TuneController:
             return
         pick = max if self.cfg["goal"] == "maximize" else min
         best = pick(done, key=lambda r: (r.value, -r.number))
-        store = self.loop.engine.artifacts
+        store = self.loop.artifacts
         result = {"best_params": best.params, "best_value": best.value,
                   "best_trial": best.number, "n_trials": len(self.records),
                   "study": f"{self.run_id}/{self.sid}"}
@@ -203,5 +217,5 @@ class TuneController:
         best_out = self.loop.tasks[best.task_id].output
         assert best_out is not None
         items["best_output"] = best_out
-        self.loop._update(self.sid, state=S.TASK_SUCCEEDED, ended_at=now, error=None,
-                          map_size=len(self.items()), output={"kind": "dict", "items": items})
+        self.loop.move(self.sid, T.SUCCEEDED, ended_at=now, error=None,
+                       map_size=len(self.items()), output={"kind": "dict", "items": items})

@@ -10,35 +10,39 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Run states
-RUN_PENDING = "pending"
-RUN_RUNNING = "running"
-RUN_SUCCEEDED = "succeeded"
-RUN_FAILED = "failed"
-RUN_CANCELLED = "cancelled"
-RUN_TERMINAL = frozenset({RUN_SUCCEEDED, RUN_FAILED, RUN_CANCELLED})
+from insitu.store._states import (  # noqa: F401 - re-exported
+    ATT_TERMINAL,
+    INTERRUPTED,
+    RUN_TERMINAL,
+    TASK_DONE,
+    TASK_TERMINAL,
+    AttemptState,
+    RunState,
+    TaskState,
+)
 
-# Task states
-TASK_PENDING = "pending"      # waiting for inputs or resources (or for its retry backoff)
-TASK_RUNNING = "running"      # an attempt is running (or, for a map, its items are)
-TASK_SUCCEEDED = "succeeded"
-TASK_CACHED = "cached"        # succeeded from the cache, without running
-TASK_FAILED = "failed"
-TASK_SKIPPED = "skipped"      # its condition was false, or an upstream step was skipped
-TASK_CANCELLED = "cancelled"
-TASK_PRUNED = "pruned"        # a tuning trial stopped early by the tuner; not a failure
-TASK_DONE = frozenset({TASK_SUCCEEDED, TASK_CACHED})
-TASK_TERMINAL = frozenset({TASK_SUCCEEDED, TASK_CACHED, TASK_FAILED, TASK_SKIPPED,
-                           TASK_CANCELLED, TASK_PRUNED})
+# The states, as the names the rest of insitu has long used (see ``_states.py``)
+RUN_PENDING = RunState.PENDING
+RUN_RUNNING = RunState.RUNNING
+RUN_SUCCEEDED = RunState.SUCCEEDED
+RUN_FAILED = RunState.FAILED
+RUN_CANCELLED = RunState.CANCELLED
 
-# Attempt states
-ATT_RUNNING = "running"
-ATT_SUCCEEDED = "succeeded"
-ATT_FAILED = "failed"
-ATT_LOST = "lost"             # its worker or the engine vanished; does not use up a retry
-ATT_CANCELLED = "cancelled"
-ATT_PRUNED = "pruned"
-ATT_TERMINAL = frozenset({ATT_SUCCEEDED, ATT_FAILED, ATT_LOST, ATT_CANCELLED, ATT_PRUNED})
+TASK_PENDING = TaskState.PENDING
+TASK_RUNNING = TaskState.RUNNING
+TASK_SUCCEEDED = TaskState.SUCCEEDED
+TASK_CACHED = TaskState.CACHED
+TASK_FAILED = TaskState.FAILED
+TASK_SKIPPED = TaskState.SKIPPED
+TASK_CANCELLED = TaskState.CANCELLED
+TASK_PRUNED = TaskState.PRUNED
+
+ATT_RUNNING = AttemptState.RUNNING
+ATT_SUCCEEDED = AttemptState.SUCCEEDED
+ATT_FAILED = AttemptState.FAILED
+ATT_LOST = AttemptState.LOST
+ATT_CANCELLED = AttemptState.CANCELLED
+ATT_PRUNED = AttemptState.PRUNED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +85,8 @@ class TaskRecord:
     not_before: float | None = None  # retry backoff: not launched before this time
     ready_at: float | None = None    # when its inputs were all available
     pending_reason: str | None = None  # why it waits although ready (from the scheduler)
+    cached_from: str | None = None   # "RUN_ID/TASK_ID" of the task a cache hit came from
+    retries_from: int = 0       # failed attempts numbered above this use up its retries
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +104,7 @@ class AttemptRecord:
     cpu_time: float | None = None    # seconds, user + system
     error: dict[str, Any] | None = None
     placement: dict[str, Any] | None = None
+    limits: dict[str, Any] | None = None  # {"memory": bytes, "enforcement": how}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,8 +32,8 @@ from insitu.store._records import (
     TrialRecord,
 )
 
-HEAD = "0005"  # the newest migration; keep in step with migrations/versions
-_KNOWN = {"0001", "0002", "0003", "0004", "0005"}
+HEAD = "0006"  # the newest migration; keep in step with migrations/versions
+_KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006"}
 
 _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     RunRecord: (t.runs, ("id",)),

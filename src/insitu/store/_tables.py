@@ -49,6 +49,8 @@ tasks = sa.Table(
     sa.Column("not_before", sa.Float),
     sa.Column("ready_at", sa.Float),
     sa.Column("pending_reason", sa.Text),
+    sa.Column("cached_from", sa.String(400)),
+    sa.Column("retries_from", sa.Integer, nullable=False, server_default="0"),
 )
 
 attempts = sa.Table(
@@ -66,6 +68,7 @@ attempts = sa.Table(
     sa.Column("cpu_time", sa.Float),
     sa.Column("error", sa.JSON),
     sa.Column("placement", sa.JSON),
+    sa.Column("limits", sa.JSON),
 )
 
 cache = sa.Table(
