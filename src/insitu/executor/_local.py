@@ -81,7 +81,9 @@ class LocalExecutor(Executor):
         self._rx: Connection | None = None
         self._pending: dict[str, LaunchRequest] = {}
         self._pids: dict[str, int] = {}
-        self._start()  # early: the server's start-up overlaps the caller's own work
+        self._preload: list[dict[str, Any]] = []
+        # the server starts at the first launch: a run with nothing to launch (all of it
+        # cached) never pays for it, nor for importing the pipeline's modules a second time
 
     def nodes(self) -> list[NodeInfo]:
         return [self._node]
@@ -102,11 +104,16 @@ class LocalExecutor(Executor):
         os.close(w2)
         self._tx = Connection(w1, readable=False)
         self._rx = Connection(r2, writable=False)
+        if self._preload:
+            self._tx.send(("preload", self._preload))
+            self._preload = []
 
     def prepare(self, functions: list[dict[str, Any]]) -> None:
-        self._start()
-        assert self._tx is not None
-        self._tx.send(("preload", functions))
+        """Note the functions the server imports once, when it starts (or now, if it runs)."""
+        if self._tx is not None:
+            self._tx.send(("preload", functions))
+        else:
+            self._preload = list(functions)
 
     def launch(self, req: LaunchRequest) -> None:
         self._start()
