@@ -26,7 +26,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from insitu.executor._memory import Guard, MemoryEnforcer
+from insitu.executor._memory import Guard, MemoryEnforcer, note_oom
 
 
 class _Child:
@@ -54,22 +54,6 @@ def _kill(child: _Child) -> None:
             return
         except (ProcessLookupError, PermissionError):
             continue
-
-
-def note_oom(path: str, limit: int | None, peak: int | None, enforcement: str | None,
-             allocation: int | None) -> None:
-    """Say in the attempt's stderr log that it was stopped at its memory limit."""
-    from insitu._units import format_bytes
-
-    text = (f"insitu: stopped at its memory limit of {format_bytes(limit)} "
-            f"(resident memory, enforced by {enforcement}); peak {format_bytes(peak)}")
-    if allocation:
-        text += f"; it was allocating {format_bytes(allocation)}"
-    try:
-        with open(path, "a") as f:
-            f.write(text + "\n")
-    except OSError:
-        pass
 
 
 def serve(rx: Connection, tx: Connection, memory: str | None = None) -> None:

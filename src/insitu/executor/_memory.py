@@ -38,6 +38,8 @@ from pathlib import Path
 
 import psutil
 
+from insitu._units import format_bytes
+
 ENFORCEMENT_ENV = "INSITU_MEMORY_ENFORCEMENT"
 MODES = ("auto", "cgroup", "watchdog")
 SAMPLE_INTERVAL = 0.05            # seconds between two looks at an attempt
@@ -425,3 +427,17 @@ class Guard:
             if not _remove(cg) and self._owner is not None:
                 self._owner._stale.append(cg)
         return _Outcome(peak or None, oom, self.allocation, self.enforcement)
+
+
+def note_oom(path: str, limit: int | None, peak: int | None, enforcement: str | None,
+             allocation: int | None) -> None:
+    """Say in the attempt's stderr log that it was stopped at its memory limit."""
+    text = (f"insitu: stopped at its memory limit of {format_bytes(limit)} "
+            f"(resident memory, enforced by {enforcement}); peak {format_bytes(peak)}")
+    if allocation:
+        text += f"; it was allocating {format_bytes(allocation)}"
+    try:
+        with open(path, "a") as f:
+            f.write(text + "\n")
+    except OSError:
+        pass
