@@ -91,7 +91,7 @@ class ClusterError(UserError):
 RAY_ENV = {"RAY_AUTH_MODE": "disabled"}
 _USER_RAY_STATE = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 _MARKER = ".insitu-ray-cluster"
-_MAX_TEMP_DIR = 46   # Ray adds ~60 characters to it for a socket path (107 at most)
+_MAX_TEMP_DIR = 43   # Ray adds up to 64 characters to it for a socket path (107 at most)
 _PR_SET_CHILD_SUBREAPER = 36
 
 
