@@ -46,6 +46,17 @@ class _Child:
         self.stderr_path = stderr_path
 
 
+def _die_with_parent() -> None:
+    """The attempt dies with the server, even a SIGKILLed one (also one held at its memory
+    limit, which nobody would otherwise stop)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _kill(child: _Child) -> None:
     for target in (lambda: os.killpg(child.pid, signal.SIGKILL),
                    lambda: os.kill(child.pid, signal.SIGKILL)):
@@ -114,6 +125,7 @@ def serve(rx: Connection, tx: Connection, memory: str | None = None) -> None:
                                 rx.close()
                                 tx.close()
                                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                                _die_with_parent()
                                 guard.join()
                                 run_attempt(req)
                             guard.attach(pid)

@@ -122,9 +122,14 @@ def _user_error(e: BaseException) -> dict[str, Any]:
 
 
 def _report(e: BaseException) -> None:
-    """Write the exception with its traceback to the attempt's stderr log."""
+    """Write the exception with its traceback to the attempt's stderr log (from the first
+    frame that is not insitu's own error boundary)."""
     try:
-        traceback.print_exception(e, file=sys.stderr)
+        tb = e.__traceback__
+        while tb is not None and where(tb.tb_frame.f_code.co_filename) == "insitu":
+            tb = tb.tb_next
+        te = traceback.TracebackException(type(e), e, tb or e.__traceback__)
+        sys.stderr.write("".join(te.format()))
         sys.stderr.flush()
     except Exception:  # noqa: BLE001 - a closed or broken stderr must not hide the result
         pass
