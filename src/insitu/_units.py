@@ -62,14 +62,22 @@ def format_bytes(n: float | None) -> str:
     raise AssertionError("unreachable")
 
 
-def suggest_memory(peak: int, limit: int) -> str:
-    """A limit to suggest after an out-of-memory: twice the limit or 1.5x the peak, rounded up."""
-    want = max(2 * limit, int(1.5 * peak))
+def suggest_memory(peak: int, limit: int, failed: int | None = None) -> str:
+    """A limit to suggest after an out-of-memory: twice the limit, 1.5x the peak, or the
+    peak plus the allocation that failed (or was in progress) when that is known, whichever
+    is largest; rounded up (to 256 MiB below 1 GiB, to 512 MiB above), never at or below
+    the old limit."""
     mib = 1024**2
     gib = 1024**3
-    if want < gib:
-        return f"{math.ceil(want / (256 * mib)) * 256}MiB"
-    return f"{math.ceil(want / gib)}GiB"
+    want = max(2 * limit, int(1.5 * peak), peak + (failed or 0))
+    step = 256 * mib if want < gib else 512 * mib
+    rounded = max(math.ceil(want / step), 1) * step
+    if rounded <= limit:
+        rounded = (limit // step + 1) * step
+    if rounded < gib:
+        return f"{rounded // mib}MiB"
+    n = rounded / gib
+    return f"{n:g}GiB"
 
 
 def parse_cpu(value: object, *, what: str = "cpu") -> float:

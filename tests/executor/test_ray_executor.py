@@ -24,17 +24,24 @@ from insitu.testing.executor_conformance import (  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalRayCluster]:
+    """A 3-node cluster, started with a stray Ray token in the home directory (one another
+    Ray left behind): the local cluster must not depend on the user's own Ray state."""
     base = tempfile.mkdtemp(prefix="insitu-rt-")  # short: Ray's socket paths are limited
-    c = LocalRayCluster(base)
-    try:
-        c.up(3, cpus_per_node=1, memory_per_node=2 * 1024**3)
-        yield c
-    finally:
-        ray.shutdown()
-        c.down()
-        left = c.processes()
-        shutil.rmtree(base, ignore_errors=True)
-        assert not left, f"processes of the test cluster outlived it: {left}"
+    home = Path(base) / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text("a-token-left-by-another-ray-0123456789abcdef")
+    c = LocalRayCluster(Path(base) / "c")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        try:
+            c.up(3, cpus_per_node=1, memory_per_node=2 * 1024**3)
+            yield c
+        finally:
+            ray.shutdown()
+            c.down()
+            left = c.processes()
+            shutil.rmtree(base, ignore_errors=True)
+            assert not left, f"processes of the test cluster outlived it: {left}"
 
 
 class TestRayExecutor(ExecutorConformance):

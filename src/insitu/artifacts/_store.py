@@ -69,3 +69,13 @@ class ArtifactStore:
         if self.local:
             return open(self.path(digest), "rb")
         return self.fs.open(self.path(digest), "rb")
+
+
+_stores: dict[str, ArtifactStore] = {}
+
+
+def artifact_store(url: str) -> ArtifactStore:
+    """One store object per URL per process (a fork server makes it once, before forking)."""
+    if url not in _stores:
+        _stores[url] = ArtifactStore(url)
+    return _stores[url]

@@ -11,8 +11,22 @@ from insitu._units import format_bytes, parse_memory
 from insitu.cli._app import console
 from insitu.errors import UserError
 
-_BASE = click.option("--base-dir", type=click.Path(file_okay=False, path_type=Path),
-                     default=None,
+
+def _base_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise UserError("--base-dir is empty",
+                        hint="give a directory (e.g. --base-dir /tmp/my-cluster), or leave the "
+                             "option out to use the default")
+    path = Path(value).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--base-dir {value}: {path} is not a directory",
+                        hint="give a directory (new or one `insitu cluster up` made)")
+    return path
+
+
+_BASE = click.option("--base-dir", default=None, callback=_base_dir,
                      help="where the cluster keeps its state, Ray files and node data "
                           "directories (default: /tmp/insitu-ray-UID; keep it short)")
 
@@ -60,15 +74,20 @@ def up(n: int, cpus_per_node: int, memory_per_node: str, isolated: bool, mbit: f
 @cluster.command("down")
 @_BASE
 def down(base_dir: Path | None) -> None:
-    """Stop the local Ray cluster (only its own processes; any other Ray is left alone)."""
+    """Stop the local Ray cluster: only the processes it recorded (by PID and start time,
+    and the sessions it started), never others by name; any other Ray is left alone."""
     try:
         from insitu.executor._ray_cluster import LocalRayCluster
     except ImportError:
         raise _ray_missing() from None
-    c = LocalRayCluster.load(base_dir) or LocalRayCluster(base_dir)
+    c = LocalRayCluster.load(base_dir)
+    if c is None:
+        console.print(f"no local Ray cluster is recorded under {LocalRayCluster(base_dir).base}"
+                      " (nothing to stop)")
+        return
     stopped = c.down()
-    console.print(f"stopped {stopped} Ray process(es) under {c.base}" if stopped
-                  else f"no local Ray cluster was running under {c.base}")
+    console.print(f"stopped {stopped} Ray process(es) of the cluster under {c.base}" if stopped
+                  else f"the cluster under {c.base} had no process left; its record is removed")
 
 
 @cluster.command("status")

@@ -26,16 +26,22 @@ def classify(ex: AttemptExit, *, memory_limit: int | None, timeout: float | None
     if ex.timed_out:
         return {"kind": "timeout", "timeout": timeout,
                 "message": f"stopped after its timeout of {timeout:g}s"}
+    enforcement = getattr(ex, "memory_enforcement", None)
+    if getattr(ex, "oom_killed", False):  # stopped at its limit, whatever it wrote
+        return {"kind": "oom", **_oom(ex.peak_memory, memory_limit, enforcement,
+                                      getattr(ex, "allocation", None))}
     if res is not None and res.get("ok"):
         return None
     if res is not None:
         err = dict(res["error"])
         if err["kind"] == "oom":
-            err.update(_oom(ex.peak_memory, memory_limit))
+            said = err.get("message") if err.get("type") else None
+            err.update(_oom(ex.peak_memory, memory_limit, enforcement,
+                            err.get("failed_allocation"), said=said))
         return err
     # no result: the process died
     if memory_limit and ex.peak_memory and ex.peak_memory >= 0.9 * memory_limit:
-        return {"kind": "oom", **_oom(ex.peak_memory, memory_limit)}
+        return {"kind": "oom", **_oom(ex.peak_memory, memory_limit, enforcement, None)}
     if ex.signal:
         name = _signal.Signals(ex.signal).name if ex.signal in _signal.Signals._value2member_map_ \
             else str(ex.signal)
@@ -48,14 +54,28 @@ def classify(ex: AttemptExit, *, memory_limit: int | None, timeout: float | None
             "message": f"the worker process exited with code {ex.exit_code} without a result"}
 
 
-def _oom(peak: int | None, limit: int | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"peak_memory": peak, "memory_limit": limit}
+def _oom(peak: int | None, limit: int | None, enforcement: str | None,
+         allocation: int | None, *, said: str | None = None) -> dict[str, Any]:
+    """The out-of-memory error: peak resident memory, the limit and how it was enforced,
+    the allocation that failed (or was in progress), and a limit that fits the need."""
+    out: dict[str, Any] = {"peak_memory": peak, "memory_limit": limit,
+                           "enforcement": enforcement, "failed_allocation": allocation}
     if limit:
-        out["suggested_memory"] = suggest_memory(peak or limit, limit)
-        out["message"] = (f"out of memory: used {format_bytes(peak)} at peak, over its limit "
-                          f"of {format_bytes(limit)}")
+        text = f"out of memory: reached its limit of {format_bytes(limit)} (resident memory"
+        text += f", enforced by {enforcement})" if enforcement else ")"
+        text += f" with {format_bytes(peak)} at peak"
     else:
-        out["message"] = f"out of memory (peak {format_bytes(peak)})"
+        text = f"out of memory ({format_bytes(peak)} resident at peak)"
+    if said:
+        text += f"; {said}"
+    elif allocation:
+        text += f"; it was allocating {format_bytes(allocation)} then"
+    out["message"] = text
+    if limit or allocation:
+        sug = suggest_memory(peak or 0, limit or 0, allocation)
+        out["suggested_memory"] = sug
+        out["hint"] = (f'give the step more memory: @insitu.step(memory="{sug}"), or '
+                       f'.options(memory="{sug}") where the pipeline calls it')
     return out
 
 

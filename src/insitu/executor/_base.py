@@ -5,8 +5,9 @@ Contract for every executor:
 - ``nodes()`` describes the machines it can run on (used for placement and for
   rejecting requests no node can satisfy).
 - ``launch(req)`` starts one attempt and returns without waiting. The attempt runs
-  the step function in a process of its own, with ``req.memory_limit`` and
-  ``req.timeout`` enforced, stdout/stderr written to ``req.stdout_path`` and
+  the step function in a process of its own, with ``req.timeout`` and
+  ``req.memory_limit`` enforced (on resident memory, never address space:
+  :mod:`insitu.executor._memory`), stdout/stderr written to ``req.stdout_path`` and
   ``req.stderr_path`` on the engine's machine (copied back if it ran elsewhere),
   and its result written as JSON to ``req.result_path`` (atomically) before it exits.
 - ``poll(timeout)`` blocks up to ``timeout`` seconds and returns the attempts that
@@ -69,7 +70,7 @@ class AttemptExit:
     pid: int | None
     exit_code: int | None         # None when killed by a signal
     signal: int | None
-    peak_memory: int | None       # bytes, max RSS
+    peak_memory: int | None       # bytes, peak resident memory
     cpu_time: float | None        # seconds
     started_at: float
     ended_at: float
@@ -78,6 +79,12 @@ class AttemptExit:
     result: dict[str, Any] | None = None   # what the worker wrote, None if it wrote nothing
     node: str | None = None
     reason: str | None = None     # why an attempt was lost, when the executor knows
+    # memory (see insitu.executor._memory): how the limit was enforced ("cgroup-v2",
+    # "cgroup-v1", "watchdog"; None without a limit), whether the attempt was stopped at
+    # it, and the size of the allocation it was making then, when that could be seen
+    memory_enforcement: str | None = None
+    oom_killed: bool = False
+    allocation: int | None = None
 
 
 class Executor(abc.ABC):

@@ -9,6 +9,11 @@ away (its pipe closes) it kills every child and exits, so no attempt outlives it
 Protocol (pickled tuples over pipes): engine -> server ``("preload", [fn])``,
 ``("launch", LaunchRequest)``, ``("cancel", key)``, ``("stop",)``;
 server -> engine ``("started", key, pid, t)``, ``("exit", key, status...)``.
+
+Memory limits are on resident memory (:mod:`insitu.executor._memory`): a cgroup per
+attempt where the machine allows it, else a watchdog; the server looks at each limited
+attempt every ``SAMPLE_INTERVAL`` seconds and reports, in its exit, the peak, whether it
+was stopped at its limit, the allocation then in progress, and the enforcement used.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from insitu.executor._memory import Guard, MemoryEnforcer, note_oom
+
 
 class _Child:
-    __slots__ = ("key", "pid", "pidfd", "started", "deadline", "timed_out", "cancelled")
+    __slots__ = ("key", "pid", "pidfd", "started", "deadline", "timed_out", "cancelled",
+                 "guard", "stderr_path")
 
-    def __init__(self, key: str, pid: int, pidfd: int, deadline: float | None) -> None:
+    def __init__(self, key: str, pid: int, pidfd: int, deadline: float | None, guard: Guard,
+                 stderr_path: str) -> None:
         self.key = key
         self.pid = pid
         self.pidfd = pidfd
@@ -33,6 +42,19 @@ class _Child:
         self.deadline = deadline
         self.timed_out = False
         self.cancelled = False
+        self.guard = guard
+        self.stderr_path = stderr_path
+
+
+def _die_with_parent() -> None:
+    """The attempt dies with the server, even a SIGKILLed one (also one held at its memory
+    limit, which nobody would otherwise stop)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _kill(child: _Child) -> None:
@@ -45,11 +67,14 @@ def _kill(child: _Child) -> None:
             continue
 
 
-def serve(rx: Connection, tx: Connection) -> None:
+def serve(rx: Connection, tx: Connection, memory: str | None = None) -> None:
     import gc
 
-    from insitu.executor._worker import artifact_store, run_attempt
+    from insitu.artifacts._store import artifact_store
+    from insitu.executor._worker import run_attempt
     from insitu.sdk._loader import load_function
+
+    enforcer = MemoryEnforcer(memory)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sel = selectors.DefaultSelector()
@@ -65,18 +90,23 @@ def serve(rx: Connection, tx: Connection) -> None:
         del children[child.pidfd]
         by_key.pop(child.key, None)
         code = os.waitstatus_to_exitcode(status)
+        mem = child.guard.finish(ru.ru_maxrss * 1024)
+        if mem.oom:
+            note_oom(child.stderr_path, child.guard.limit, mem.peak, mem.enforcement,
+                     mem.allocation)
         try:
             tx.send(("exit", child.key, child.pid, code if code >= 0 else None,
-                     -code if code < 0 else None, ru.ru_maxrss * 1024,
+                     -code if code < 0 else None, mem.peak,
                      ru.ru_utime + ru.ru_stime, child.started, time.time(), child.timed_out,
-                     child.cancelled))
+                     child.cancelled, mem.oom, mem.allocation, mem.enforcement))
         except OSError:
             pass
 
     while running or children:
         now = time.monotonic()
-        deadlines = [c.deadline for c in children.values() if c.deadline and not c.timed_out]
-        timeout = max(0.0, min(deadlines) - now) if deadlines else None
+        due = [c.deadline for c in children.values() if c.deadline and not c.timed_out]
+        due += [c.guard.next_check for c in children.values() if c.guard.active]
+        timeout = max(0.0, min(due) - now) if due else None
         for skey, _ in sel.select(timeout):
             if skey.data is None:
                 try:
@@ -86,6 +116,7 @@ def serve(rx: Connection, tx: Connection) -> None:
                         if op == "launch":
                             req = msg[1]
                             artifact_store(req.artifacts_url)  # made once, inherited
+                            guard = enforcer.guard(req.memory_limit)
                             pid = os.fork()
                             if pid == 0:  # the attempt's process
                                 sel.close()
@@ -94,10 +125,13 @@ def serve(rx: Connection, tx: Connection) -> None:
                                 rx.close()
                                 tx.close()
                                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                                _die_with_parent()
+                                guard.join()
                                 run_attempt(req)
+                            guard.attach(pid)
                             fd = os.pidfd_open(pid)
                             dl = time.monotonic() + req.timeout if req.timeout else None
-                            child = _Child(req.key, pid, fd, dl)
+                            child = _Child(req.key, pid, fd, dl, guard, req.stderr_path)
                             children[fd] = child
                             by_key[req.key] = child
                             sel.register(fd, selectors.EVENT_READ, child)
@@ -134,6 +168,9 @@ def serve(rx: Connection, tx: Connection) -> None:
             if c.deadline and not c.timed_out and now >= c.deadline:
                 c.timed_out = True
                 _kill(c)
+            elif c.guard.active and now >= c.guard.next_check:
+                c.guard.check()
+    enforcer.close()
 
 
 class _Null:
@@ -146,7 +183,8 @@ class _Null:
 
 def main() -> None:
     rfd, wfd = int(sys.argv[1]), int(sys.argv[2])
-    serve(Connection(rfd, writable=False), Connection(wfd, readable=False))
+    memory = sys.argv[3] if len(sys.argv) > 3 else None
+    serve(Connection(rfd, writable=False), Connection(wfd, readable=False), memory or None)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import psutil
 from insitu._units import parse_memory
 from insitu.errors import ResourceError
 from insitu.executor._base import AttemptExit, Executor, GpuInfo, LaunchRequest, NodeInfo
+from insitu.executor._memory import MODES
 
 LOCAL_NODE = "local"
 
@@ -70,18 +71,28 @@ def _detect_gpus() -> list[GpuInfo]:
 
 
 class LocalExecutor(Executor):
-    """Runs each attempt in its own process on this machine (see ``_forkserver``)."""
+    """Runs each attempt in its own process on this machine (see ``_forkserver``).
+
+    ``memory_enforcement``: "auto" (a cgroup per attempt where the machine allows it, else
+    the watchdog), "watchdog", or None to follow ``INSITU_MEMORY_ENFORCEMENT``
+    (see :mod:`insitu.executor._memory`)."""
 
     name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, *, memory_enforcement: str | None = None) -> None:
+        if memory_enforcement is not None and memory_enforcement not in MODES:
+            raise ResourceError(f"unknown memory enforcement {memory_enforcement!r}",
+                                hint=f"use one of {', '.join(MODES)}")
+        self._memory = memory_enforcement or ""
         self._node = local_node()
         self._proc: subprocess.Popen[bytes] | None = None
         self._tx: Connection | None = None
         self._rx: Connection | None = None
         self._pending: dict[str, LaunchRequest] = {}
         self._pids: dict[str, int] = {}
-        self._start()  # early: the server's start-up overlaps the caller's own work
+        self._preload: list[dict[str, Any]] = []
+        # the server starts at the first launch: a run with nothing to launch (all of it
+        # cached) never pays for it, nor for importing the pipeline's modules a second time
 
     def nodes(self) -> list[NodeInfo]:
         return [self._node]
@@ -96,17 +107,23 @@ class LocalExecutor(Executor):
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
                                    else "")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "insitu.executor._forkserver", str(r1), str(w2)],
+            [sys.executable, "-m", "insitu.executor._forkserver", str(r1), str(w2),
+             self._memory],
             pass_fds=(r1, w2), start_new_session=True, env=env, close_fds=True)
         os.close(r1)
         os.close(w2)
         self._tx = Connection(w1, readable=False)
         self._rx = Connection(r2, writable=False)
+        if self._preload:
+            self._tx.send(("preload", self._preload))
+            self._preload = []
 
     def prepare(self, functions: list[dict[str, Any]]) -> None:
-        self._start()
-        assert self._tx is not None
-        self._tx.send(("preload", functions))
+        """Note the functions the server imports once, when it starts (or now, if it runs)."""
+        if self._tx is not None:
+            self._tx.send(("preload", functions))
+        else:
+            self._preload = list(functions)
 
     def launch(self, req: LaunchRequest) -> None:
         self._start()
@@ -135,13 +152,16 @@ class LocalExecutor(Executor):
                 wait = 0 if out else max(0.0, end - time.monotonic())
                 continue
             wait = 0
-            (_, key, pid, code, sig, peak, cpu, t0, t1, timed_out, cancelled) = msg
+            (_, key, pid, code, sig, peak, cpu, t0, t1, timed_out, cancelled, oom, alloc,
+             enforcement) = msg
             req = self._pending.pop(key)
             self._pids.pop(key, None)
             out.append(AttemptExit(key=key, pid=pid, exit_code=code, signal=sig,
                                    peak_memory=peak, cpu_time=cpu, started_at=t0, ended_at=t1,
                                    timed_out=timed_out, cancelled=cancelled,
-                                   result=read_result(req.result_path), node=LOCAL_NODE))
+                                   result=read_result(req.result_path), node=LOCAL_NODE,
+                                   memory_enforcement=enforcement, oom_killed=oom,
+                                   allocation=alloc))
         return out
 
     def _lost_all(self) -> list[AttemptExit]:

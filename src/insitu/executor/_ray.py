@@ -5,11 +5,13 @@ affinity (``NodeAffinitySchedulingStrategy(node_id, soft=False)``), ``max_retrie
 (insitu's engine does the retrying) and ``num_cpus=0``: insitu's scheduler already
 placed the attempt against the node's capacity, and a second, Ray-side accounting
 would only hold attempts pending where nobody can see why. Inside the task, the
-attempt runs in a fresh child process (``_worker.run_attempt``: memory limit as
-``RLIMIT_DATA``, stdout/stderr captured, the step called through the error
+attempt runs in a fresh child process (``_worker.run_attempt``: the memory limit on
+resident memory as the local executor enforces it, :mod:`insitu.executor._memory`, with
+the same cgroup or watchdog on the node; stdout/stderr captured, the step called through the error
 boundary, the output stored in the artifact store, the result JSON written); the
 child dies with its Ray worker (``PR_SET_PDEATHSIG``). The task reaps it and
-returns its exit status, peak RSS, CPU time, result and logs, and the executor
+returns its exit status, peak resident memory (and whether it was stopped at its
+limit), CPU time, result and logs, and the executor
 writes logs and result to the engine-side paths in the request: the engine's
 machine keeps every attempt's logs, whatever Ray does with its workers. A fresh
 process per attempt is why the Ray worker itself can be reused (no ``max_calls=1``).
@@ -38,11 +40,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import pickle
+import select
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -53,6 +54,16 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from insitu.errors import UserError
 from insitu.executor._base import AttemptExit, Executor, GpuInfo, LaunchRequest, NodeInfo
+from insitu.executor._memory import (
+    ENFORCEMENT_ENV,
+    MODES,
+    SAMPLE_INTERVAL,
+    Guard,
+    MemoryEnforcer,
+    note_oom,
+)
+from insitu.executor._ray_cluster import LocalRayCluster
+from insitu.executor._ray_connect import RayUnreachable, alive_nodes, connect_to
 from insitu.executor._worker import write_result
 
 NODE_RESOURCE = "insitu.node/"
@@ -62,26 +73,9 @@ HOSTNAME_LABEL = "insitu.dev/hostname"
 TRANSFER_LABEL = "insitu.dev/transfer"
 
 
-_connected: str | None = None  # the address this process is connected to
-
-
-class RayUnreachable(UserError):
-    """The Ray cluster at the given address cannot be reached."""
-
-
-def _unreachable(addr: str, why: str) -> RayUnreachable:
-    return RayUnreachable(
-        f"cannot reach the Ray cluster at {addr}: {why}",
-        hint="check the address (`ray status --address ADDRESS` on the head shows it), or "
-             "start a local one with `insitu cluster up --local 3` and pass the address it "
-             "prints: `insitu run --backend ray --address HOST:PORT ...`")
-
-
-def _local_cluster_address() -> str | None:
-    from insitu.executor._ray_cluster import LocalRayCluster
-
+def _local_cluster() -> LocalRayCluster | None:
     local = LocalRayCluster.load()
-    return local.address if local is not None and local.running() else None
+    return local if local is not None and local.running() else None
 
 
 def connect(address: str | None) -> str:
@@ -91,38 +85,15 @@ def connect(address: str | None) -> str:
     Raises :class:`RayUnreachable` (a :class:`~insitu.errors.UserError`) naming the
     address when there is none or it does not answer. Reuses an existing connection.
     """
-    addr = address or os.environ.get("RAY_ADDRESS") or _local_cluster_address()
+    local = _local_cluster()
+    addr = address or os.environ.get("RAY_ADDRESS") or (local.address if local else None)
     if not addr:
         raise RayUnreachable(
             "no Ray cluster address given",
             hint="pass --address HOST:PORT, set RAY_ADDRESS, or start a local cluster with "
                  "`insitu cluster up --local 3`")
-    if not addr.startswith(("ray://", "auto")):
-        host, _, port = addr.rpartition(":")
-        try:
-            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
-                pass
-        except ValueError:
-            raise _unreachable(addr, "it is not HOST:PORT") from None
-        except OSError as e:
-            raise _unreachable(addr, e.strerror or str(e)) from None
-    global _connected
-    if ray.is_initialized():
-        if _connected in (None, addr):
-            return addr
-        ray.shutdown()
-    try:
-        ray.init(address=addr, namespace="insitu", log_to_driver=False,
-                 logging_level=logging.ERROR, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise _unreachable(addr, str(e).splitlines()[0] if str(e) else type(e).__name__) \
-            from None
-    _connected = addr
-    return addr
-
-
-def alive_nodes() -> list[dict[str, Any]]:
-    return [n for n in ray.nodes() if n.get("Alive")]
+    env = local.ray_env if local is not None and local.address == addr else None
+    return connect_to(addr, env)
 
 
 def _node_name(n: dict[str, Any]) -> str:
@@ -167,6 +138,12 @@ import ctypes, os, pickle, sys
 ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
 if os.getppid() != int(sys.argv[2]):
     os._exit(75)
+if sys.argv[3]:  # the attempt's memory cgroup
+    try:
+        with open(sys.argv[3] + "/cgroup.procs", "w") as f:
+            f.write(str(os.getpid()))
+    except OSError as e:
+        print(f"insitu: could not enter the memory cgroup {sys.argv[3]}: {e}", file=sys.stderr)
 with open(sys.argv[1], "rb") as f:
     req = pickle.load(f)
 cwd = req.env.get("INSITU_DRIVER_CWD")
@@ -185,8 +162,27 @@ def _read(path: str) -> bytes:
         return b""
 
 
+_enforcer: MemoryEnforcer | None = None   # one per Ray worker process
+
+
+def _wait(pid: int, guard: Guard) -> tuple[int, Any]:
+    """Wait for the attempt's process, looking at its memory while it runs."""
+    fd = os.pidfd_open(pid)
+    try:
+        while not select.select([fd], [], [], SAMPLE_INTERVAL if guard.active else None)[0]:
+            guard.check()
+    finally:
+        os.close(fd)
+    _, status, usage = os.wait4(pid, 0)
+    return status, usage
+
+
 @ray.remote(num_cpus=0, max_retries=0)
-def _attempt_task(req: LaunchRequest, pythonpath: str) -> dict[str, Any]:
+def _attempt_task(req: LaunchRequest, pythonpath: str, memory: str) -> dict[str, Any]:
+    global _enforcer
+    if _enforcer is None or _enforcer.requested != memory:
+        _enforcer = MemoryEnforcer(memory)
+    guard = _enforcer.guard(req.memory_limit)
     work = tempfile.mkdtemp(prefix="insitu-attempt-")
     try:
         local = dataclasses.replace(req, result_path=f"{work}/result.json",
@@ -197,9 +193,14 @@ def _attempt_task(req: LaunchRequest, pythonpath: str) -> dict[str, Any]:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
         started = time.time()
         pid = os.posix_spawn(sys.executable, [sys.executable, "-c", _CHILD, f"{work}/req.pkl",
-                                              str(os.getpid())], env)
-        _, status, usage = os.wait4(pid, 0)
+                                              str(os.getpid()), str(guard.cgroup or "")], env)
+        guard.attach(pid)
+        status, usage = _wait(pid, guard)
         ended = time.time()
+        mem = guard.finish(usage.ru_maxrss * 1024)
+        if mem.oom:
+            note_oom(local.stderr_path, req.memory_limit, mem.peak, mem.enforcement,
+                     mem.allocation)
         result = None
         if os.path.exists(local.result_path):
             try:
@@ -210,7 +211,8 @@ def _attempt_task(req: LaunchRequest, pythonpath: str) -> dict[str, Any]:
         return {"pid": pid, "node_id": ray.get_runtime_context().get_node_id(),
                 "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
                 "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-                "peak_memory": usage.ru_maxrss * 1024,
+                "peak_memory": mem.peak, "oom": mem.oom, "allocation": mem.allocation,
+                "enforcement": mem.enforcement,
                 "cpu_time": usage.ru_utime + usage.ru_stime,
                 "started_at": started, "ended_at": ended, "result": result,
                 "stdout": _read(local.stdout_path), "stderr": _read(local.stderr_path)}
@@ -239,7 +241,12 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, *, warm_workers: int = 2) -> None:
+    def __init__(self, address: str | None = None, *, warm_workers: int = 2,
+                 memory_enforcement: str | None = None) -> None:
+        self.memory_enforcement = memory_enforcement or os.environ.get(ENFORCEMENT_ENV) or "auto"
+        if self.memory_enforcement not in MODES:
+            raise UserError(f"unknown memory enforcement {self.memory_enforcement!r}",
+                            hint=f"use one of {', '.join(MODES)}")
         self.address = connect(address)
         self.warm_workers = warm_workers
         self._running: dict[str, _Attempt] = {}
@@ -333,7 +340,7 @@ class RayExecutor(Executor):
             env.setdefault("INSITU_TRANSFER", json.dumps(self._transfer))
         ref = _attempt_task.options(
             scheduling_strategy=_pinned(node_id), name=f"insitu:{req.key}",
-        ).remote(dataclasses.replace(req, env=env), self._pythonpath)
+        ).remote(dataclasses.replace(req, env=env), self._pythonpath, self.memory_enforcement)
         self._running[req.key] = _Attempt(req=req, ref=ref, launched=time.time())
 
     def cancel(self, key: str) -> None:
@@ -405,7 +412,9 @@ class RayExecutor(Executor):
         return AttemptExit(key=req.key, pid=r["pid"], exit_code=r["exit_code"],
                            signal=r["signal"], peak_memory=r["peak_memory"],
                            cpu_time=r["cpu_time"], started_at=r["started_at"],
-                           ended_at=r["ended_at"], result=r["result"], node=req.node)
+                           ended_at=r["ended_at"], result=r["result"], node=req.node,
+                           memory_enforcement=r["enforcement"], oom_killed=r["oom"],
+                           allocation=r["allocation"])
 
     @staticmethod
     def _lost_note(req: LaunchRequest, message: str) -> None:

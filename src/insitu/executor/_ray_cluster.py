@@ -19,6 +19,7 @@ Contracts:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -34,8 +35,9 @@ from typing import Any
 
 import psutil
 
-from insitu.errors import InternalError, UserError
+from insitu.errors import UserError
 from insitu.executor._netns import NamespaceNetwork
+from insitu.executor._ray_connect import alive_nodes, connect_to
 
 NODE_RESOURCE = "insitu.node/"
 ZONE_LABEL = "insitu.dev/zone"
@@ -79,27 +81,86 @@ def plan_nodes(n: int, *, cpus_per_node: int, memory_per_node: int, base: Path
     return nodes
 
 
-def _env_has(pid: int, data_dir: str) -> bool:
-    """Does the process's environment give it a data directory under ``data_dir``?
+class ClusterError(UserError):
+    """The local cluster could not be started, found or stopped."""
 
-    Read raw from /proc: Ray retitles its agents over the argv/environ area, which
-    psutil's parsed environ then misses."""
+
+# The settings every process of the local cluster (and a driver connecting to it) uses,
+# whatever the user's own Ray state: no token authentication (it listens on this machine
+# only), so a token another Ray left in ~/.ray/auth_token does not half-enable it.
+RAY_ENV = {"RAY_AUTH_MODE": "disabled"}
+_USER_RAY_STATE = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+_MARKER = ".insitu-ray-cluster"
+_MAX_TEMP_DIR = 43   # Ray adds up to 64 characters to it for a socket path (107 at most)
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _subreaper(on: bool) -> None:
+    """While on, processes that ``ray start`` leaves behind become this process's children
+    (instead of init's), so their PIDs are seen before anything else could reuse them."""
     try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return f"INSITU_DATA_DIR={data_dir}".encode() in f.read()
+        import ctypes
+
+        ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _started(p: psutil.Process) -> float | None:
+    try:
+        return float(p.create_time())
+    except psutil.Error:
+        return None
+
+
+def _sid(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
     except OSError:
+        return None
+
+
+def _last_error(output: str) -> str:
+    """The line of Ray's output that says what went wrong (its last exception line)."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        head = ln.split(":", 1)[0]
+        if head.endswith(("Error", "Exception")) and " " not in head:
+            return ln[:400]
+    return lines[-1][:400] if lines else "no output"
+
+
+def _is_alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
 
 
 class LocalRayCluster:
-    """Start/stop a local multi-node Ray cluster. Use :meth:`up` (or as a context manager)."""
+    """Start/stop a local multi-node Ray cluster. Use :meth:`up` (or as a context manager).
+
+    Its processes are known by record, never by a name or a pattern: each ``ray start``
+    runs in a session of its own, and ``cluster.json`` holds those session ids and the PID
+    and start time of every process seen in them; :meth:`processes` is the recorded
+    processes still alive (same PID, same start time), the processes of those sessions
+    started since the cluster was, and their descendants.
+    """
 
     def __init__(self, base_dir: str | os.PathLike[str] | None = None) -> None:
-        self.base = Path(base_dir) if base_dir else default_base_dir()
+        if base_dir is not None and not str(base_dir).strip():
+            raise ClusterError("the cluster's base directory is empty",
+                               hint="pass a directory, e.g. --base-dir /tmp/my-cluster, or "
+                                    f"leave --base-dir out (default {default_base_dir()})")
+        self.base = Path(base_dir).expanduser().absolute() if base_dir else default_base_dir()
         self.temp_dir = self.base / "ray"
         self.address: str | None = None
         self.nodes: list[LocalNode] = []
         self.network: NamespaceNetwork | None = None
+        self.ray_env: dict[str, str] = dict(RAY_ENV)
+        self.created: float | None = None
+        self.sessions: list[int] = []
+        self.records: list[dict[str, Any]] = []   # {"pid", "started", "name"}
 
     # -- state ----------------------------------------------------------------------
     @property
@@ -107,48 +168,103 @@ class LocalRayCluster:
         return self.base / STATE_FILE
 
     def _save(self) -> None:
-        self.state_path.write_text(json.dumps(
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(
             {"address": self.address, "temp_dir": str(self.temp_dir),
              "nodes": [asdict(n) for n in self.nodes],
-             "network": self.network.as_dict() if self.network else None}, indent=2))
+             "network": self.network.as_dict() if self.network else None,
+             "ray_env": self.ray_env, "created": self.created, "sessions": self.sessions,
+             "processes": self.records}, indent=2))
+        os.replace(tmp, self.state_path)
 
     @classmethod
     def load(cls, base_dir: str | os.PathLike[str] | None = None) -> LocalRayCluster | None:
-        """The cluster recorded under ``base_dir``, or None if none was started there."""
+        """The cluster recorded under ``base_dir``, or None if none was started there.
+
+        Raises :class:`ClusterError` when the record is there but unreadable."""
         c = cls(base_dir)
         try:
-            data = json.loads(c.state_path.read_text())
-        except (OSError, ValueError):
+            text = c.state_path.read_text()
+        except FileNotFoundError:
             return None
-        c.address = data["address"]
-        c.nodes = [LocalNode(**n) for n in data["nodes"]]
-        if data.get("network"):
-            c.network = NamespaceNetwork(**data["network"])
+        except OSError as e:
+            raise c._bad_state(e.strerror or str(e)) from None
+        try:
+            data = json.loads(text)
+            c.address = data["address"]
+            c.nodes = [LocalNode(**n) for n in data["nodes"]]
+            if data.get("network"):
+                c.network = NamespaceNetwork(**data["network"])
+            c.ray_env = dict(data.get("ray_env") or RAY_ENV)
+            c.created = data.get("created")
+            c.sessions = [int(x) for x in data.get("sessions") or []]
+            c.records = [{"pid": int(r["pid"]), "started": float(r["started"]),
+                          "name": str(r.get("name", ""))} for r in data.get("processes") or []]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            why = f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e)
+            raise c._bad_state(why.splitlines()[0][:200]) from None
         return c
 
-    def processes(self) -> list[psutil.Process]:
-        """This cluster's processes: those whose command line names its temp dir, and Ray's
-        agents, which retitle themselves (``ray::DashboardAgent``) but keep, in their
-        environment, the data directory this cluster gave their node."""
-        token = str(self.temp_dir)
-        data = str(self.base / "data") + os.sep
-        me = os.getuid()
-        out = []
-        for p in psutil.process_iter(["cmdline", "uids"]):
-            try:
-                if p.info["uids"] and p.info["uids"].real != me or p.pid == os.getpid():
+    def _bad_state(self, why: str) -> ClusterError:
+        return ClusterError(
+            f"the cluster record {self.state_path} cannot be read ({why})",
+            hint=f"it is not one insitu wrote, or it was damaged: delete it (rm "
+                 f"{self.state_path}); if that cluster still runs, its processes are those "
+                 f"using {self.temp_dir}: stop them by hand")
+
+    def _record(self) -> None:
+        """Note every process of the cluster's sessions (and their descendants) now."""
+        seen = {r["pid"]: r for r in self.records}
+        for p in self.processes():
+            t = _started(p)
+            if t is not None:
+                try:
+                    name = p.name()
+                except psutil.Error:
                     continue
-                cmd = p.info["cmdline"] or []
-                named = any(token in a for a in cmd)
-                if named or (cmd and cmd[0].startswith("ray::") and _env_has(p.pid, data)):
-                    out.append(p)
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                seen[p.pid] = {"pid": p.pid, "started": t, "name": name}
+        self.records = sorted(seen.values(), key=lambda r: r["pid"])
+
+    def processes(self) -> list[psutil.Process]:
+        """This cluster's live processes (see the class docstring); never any other."""
+        me = os.getuid()
+        found: dict[int, psutil.Process] = {}
+        for r in self.records:
+            try:
+                p = psutil.Process(r["pid"])
+            except psutil.Error:
                 continue
-        return out
+            t = _started(p)
+            if t is not None and abs(t - r["started"]) < 0.5:
+                found[p.pid] = p
+        if self.sessions and self.created is not None:
+            sessions = set(self.sessions)
+            for p in psutil.process_iter(["uids", "create_time"]):
+                try:
+                    if p.pid == os.getpid() or (p.info["uids"] and p.info["uids"].real != me):
+                        continue
+                    if _sid(p.pid) in sessions and p.info["create_time"] >= self.created - 1:
+                        found.setdefault(p.pid, p)
+                except psutil.Error:
+                    continue
+        for p in list(found.values()):
+            try:
+                for c in p.children(recursive=True):
+                    found.setdefault(c.pid, c)
+            except psutil.Error:
+                continue
+        found.pop(os.getpid(), None)
+        return list(found.values())
 
     def running(self) -> bool:
-        return any("gcs_server" in " ".join((p.info["cmdline"] or [])[:1])
-                   for p in self.processes())
+        """Does the cluster's head (its GCS server) run?"""
+        for p in self.processes():
+            try:
+                if p.name().startswith("gcs_server") and p.status() != psutil.STATUS_ZOMBIE:
+                    return True
+            except psutil.Error:
+                continue
+        return False
 
     # -- up / down ------------------------------------------------------------------
     def up(self, n: int = 3, *, cpus_per_node: int = 1, memory_per_node: int = 2 * 1024**3,
@@ -164,15 +280,28 @@ class LocalRayCluster:
         if n < 1:
             raise UserError(f"a cluster needs at least one node, not {n}",
                             hint="insitu cluster up --local 3")
-        if self.running():
-            raise UserError(f"a local Ray cluster is already running under {self.base}",
-                            hint="stop it with `insitu cluster down` first")
+        existing = LocalRayCluster.load(self.base)
+        if existing is not None and existing.running():
+            flag = "" if self.base == default_base_dir() else f" --base-dir {self.base}"
+            raise ClusterError(f"a local Ray cluster is already running under {self.base}",
+                               hint=f"stop it with `insitu cluster down{flag}` first")
         ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
         if not Path(ray_bin).exists():
             raise UserError("the `ray` command is not installed",
                             hint='pip install "ray==2.60.0"')
+        if len(str(self.temp_dir)) > _MAX_TEMP_DIR:
+            raise ClusterError(f"the base directory {self.base} is too long for Ray's socket "
+                               f"paths ({len(str(self.temp_dir))} characters with /ray; at "
+                               f"most {_MAX_TEMP_DIR})", hint="use a short one, e.g. "
+                               "--base-dir /tmp/ic, or leave --base-dir out")
+        if self.temp_dir.exists() and not (self.base / _MARKER).exists():
+            raise ClusterError(f"{self.temp_dir} exists and was not made by `insitu cluster up`",
+                               hint="choose another --base-dir (an empty or new directory)")
+        self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / _MARKER).touch()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         self.temp_dir.mkdir(parents=True, exist_ok=True)
+        self.created = time.time()
         self.nodes = plan_nodes(n, cpus_per_node=cpus_per_node, memory_per_node=memory_per_node,
                                 base=self.base)
         port = _free_port()
@@ -191,12 +320,20 @@ class LocalRayCluster:
         try:
             if self.network is not None:
                 self.network.up()
+            self._save()
             for i, (node, wrap, ip) in enumerate(starts):
                 Path(node.data_dir).mkdir(parents=True, exist_ok=True)
-                self._start_node(ray_bin, node, i, port, object_store_memory, timeout,
-                                 wrap=wrap, ip=ip, head=host)
-            self._save()
+                _subreaper(True)
+                try:
+                    self._start_node(ray_bin, node, i, port, object_store_memory, timeout,
+                                     wrap=wrap, ip=ip, head=host)
+                finally:
+                    self._record()
+                    self._save()
+                    _subreaper(False)
             self._wait_for_nodes(len(starts), timeout)
+            self._record()  # the agents each raylet started meanwhile
+            self._save()
         except BaseException:
             self.down()
             raise
@@ -222,50 +359,69 @@ class LocalRayCluster:
             cmd += ["--head", f"--port={port}", "--include-dashboard=false"]
         else:
             cmd += [f"--address={head}:{port}"]
-        env = {**os.environ, "INSITU_DATA_DIR": node.data_dir, "INSITU_NODE": node.name,
-               "RAY_USAGE_STATS_ENABLED": "0",
-               # keep idle workers (Ray's default keeps num-cpus of them): attempts take no
-               # Ray CPU, so more run at once than a node has CPUs, and need not wait for one
-               "RAY_num_workers_soft_limit": str(max(4, 2 * node.cpus))}
-        env.pop("RAY_ADDRESS", None)
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0:
-            raise InternalError(f"could not start Ray node {node.name}: `{' '.join(cmd)}` "
-                                f"exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
+        env = {k: v for k, v in os.environ.items() if k not in _USER_RAY_STATE}
+        env.update({"INSITU_DATA_DIR": node.data_dir, "INSITU_NODE": node.name,
+                    "RAY_USAGE_STATS_ENABLED": "0", **self.ray_env,
+                    # keep idle workers (Ray's default keeps num-cpus of them): attempts take
+                    # no Ray CPU, so more run at once than a node has CPUs, and need not wait
+                    "RAY_num_workers_soft_limit": str(max(4, 2 * node.cpus))})
+        log = self.base / f"start-{node.name}.log"
+        # a session of its own: every process it starts keeps this session id (= its PID)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        self.sessions.append(proc.pid)
+        code: int | None
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+            out += f"\n`ray start` did not finish within {timeout:g}s"
+            code = None
+        log.write_text(f"$ {' '.join(cmd)}\n{out}")
+        if code != 0:
+            raise ClusterError(f"could not start Ray node {node.name}: {_last_error(out)}",
+                               hint=f"Ray's full output is in {log}; nothing of the cluster is "
+                                    "left running. If another Ray uses this machine's ports, "
+                                    "run `insitu cluster up` again")
 
     def _wait_for_nodes(self, n: int, timeout: float) -> None:
-        from insitu.executor._ray import alive_nodes, connect
-
-        connect(self.address)
+        assert self.address is not None
+        connect_to(self.address, self.ray_env)
         deadline = time.monotonic() + timeout
         while len(alive_nodes()) < n:
             if time.monotonic() > deadline:
-                raise InternalError(f"only {len(alive_nodes())} of {n} Ray nodes came up "
-                                    f"within {timeout:g}s (logs: {self.temp_dir}/session_latest"
-                                    "/logs)")
+                raise ClusterError(f"only {len(alive_nodes())} of {n} Ray nodes came up "
+                                   f"within {timeout:g}s",
+                                   hint=f"Ray's logs are in {self.temp_dir}/session_latest/logs; "
+                                        "try fewer nodes (--local) or a longer wait")
             time.sleep(0.2)
 
     def down(self, timeout: float = 5) -> int:
-        """Stop this cluster's processes (SIGTERM, then SIGKILL); return how many there were."""
-        procs = self.processes()
+        """Stop this cluster's processes (SIGTERM, then SIGKILL) and forget the cluster;
+        return how many there were. Raises :class:`ClusterError` if any outlives SIGKILL
+        (the record is then kept, so that ``down`` can be run again)."""
+        procs = self.processes()  # all of them, before any dies and orphans its children
         for p in procs:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                pass
         _, alive = psutil.wait_procs(procs, timeout=timeout)
         for p in alive:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        _, alive = psutil.wait_procs(alive, timeout=5)
+        alive = [p for p in alive if _is_alive(p)]
         if self.network is not None:
             self.network.down()
-        try:
+        if alive:
+            self._record()
+            self._save()
+            raise ClusterError(f"{len(alive)} process(es) of the cluster under {self.base} "
+                               f"outlived SIGKILL: {', '.join(str(p.pid) for p in alive)}",
+                               hint="run `insitu cluster down` again in a moment")
+        with contextlib.suppress(FileNotFoundError):
             self.state_path.unlink()
-        except FileNotFoundError:
-            pass
         return len(procs)
 
     def __enter__(self) -> LocalRayCluster:

@@ -11,15 +11,18 @@ from __future__ import annotations
 import gc
 import json
 import os
-import resource
+import re
+import site
 import sys
+import sysconfig
 import time
 import traceback
 from typing import Any
 
 from insitu.artifacts import ArtifactStore, dump, load
+from insitu.artifacts._store import artifact_store
 from insitu.errors import NotFound, SerializationError
-from insitu.tracking._log import TrialPruned
+from insitu.tracking import _log
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,22 +48,91 @@ def write_result(path: str, result: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+_MAX_FRAMES = 30
+
+
+def _lib_roots() -> tuple[str, ...]:
+    roots = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    try:
+        roots.update(site.getsitepackages())
+        roots.add(site.getusersitepackages())
+    except AttributeError:  # a virtualenv's old site module
+        pass
+    return tuple(os.path.join(os.path.realpath(r), "") for r in roots if r)
+
+
+def _std_roots() -> tuple[str, ...]:
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
+    return tuple(os.path.join(os.path.realpath(r), "") for r in roots if r)
+
+
+def where(filename: str) -> str:
+    """Whose code a frame is in: "insitu", "library" (an installed package), "stdlib"
+    or "user" (everything else: the user's own files)."""
+    if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>, <stdin>
+        return "stdlib" if filename.startswith("<frozen") else "user"
+    path = os.path.realpath(filename)
+    if path.startswith(os.path.join(_PKG, "")):
+        return "insitu"
+    if path.startswith(_lib_roots()) or f"{os.sep}site-packages{os.sep}" in path \
+            or f"{os.sep}dist-packages{os.sep}" in path:
+        return "library"
+    if path.startswith(_std_roots()):
+        return "stdlib"
+    return "user"
+
+
+_ALLOC = re.compile(r"Unable to allocate ([0-9.]+) ([KMGTPE]?i?B)")
+_ALLOC_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
+                "PiB": 1024**5, "EiB": 1024**6}
+
+
+def failed_allocation(message: str) -> int | None:
+    """The size a MemoryError says it could not allocate (numpy: "Unable to allocate 2.00
+    GiB for an array ..."), or None."""
+    m = _ALLOC.search(message)
+    if not m or m.group(2) not in _ALLOC_UNITS:
+        return None
+    return int(float(m.group(1)) * _ALLOC_UNITS[m.group(2)])
+
+
 def _user_error(e: BaseException) -> dict[str, Any]:
-    frames = traceback.extract_tb(e.__traceback__)
-    user = [f for f in frames if not os.path.abspath(f.filename).startswith(_PKG)]
+    """The error dict of an exception from user code: ``frames`` is the whole stack
+    (innermost last), each frame marked with :func:`where`; ``file``/``line`` name the
+    innermost frame in the user's own files (else the innermost frame)."""
+    tb = traceback.extract_tb(e.__traceback__)
+    frames = [{"file": f.filename, "line": f.lineno, "function": f.name, "code": f.line,
+               "where": where(f.filename)} for f in tb]
+    user = [f for f in frames if f["where"] == "user"]
     last = user[-1] if user else (frames[-1] if frames else None)
     mro = [f"{c.__module__}.{c.__qualname__}" for c in type(e).__mro__]
-    return {
+    err: dict[str, Any] = {
         "kind": "user",
         "type": f"{type(e).__module__}.{type(e).__qualname__}".removeprefix("builtins."),
         "mro": mro,
         "message": str(e)[:4000],
-        "file": last.filename if last else None,
-        "line": last.lineno if last else None,
-        "frames": [{"file": f.filename, "line": f.lineno, "function": f.name,
-                    "code": f.line} for f in user[-8:]],
+        "file": last["file"] if last else None,
+        "line": last["line"] if last else None,
+        "frames": frames[-_MAX_FRAMES:],
         "traceback": "".join(traceback.format_exception(e))[-8000:],
     }
+    if isinstance(e, MemoryError):
+        err["failed_allocation"] = failed_allocation(str(e))
+    return err
+
+
+def _report(e: BaseException) -> None:
+    """Write the exception with its traceback to the attempt's stderr log (from the first
+    frame that is not insitu's own error boundary)."""
+    try:
+        tb = e.__traceback__
+        while tb is not None and where(tb.tb_frame.f_code.co_filename) == "insitu":
+            tb = tb.tb_next
+        te = traceback.TracebackException(type(e), e, tb or e.__traceback__)
+        sys.stderr.write("".join(te.format()))
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - a closed or broken stderr must not hide the result
+        pass
 
 
 def run_attempt(req: Any) -> None:
@@ -87,8 +159,6 @@ def run_attempt(req: Any) -> None:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in req.gpu_ids)
         elif "CUDA_VISIBLE_DEVICES" not in req.env:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""
-        if req.memory_limit:
-            resource.setrlimit(resource.RLIMIT_DATA, (req.memory_limit, req.memory_limit))
         result = _call(req)
         write_result(req.result_path, result)
     except BaseException:  # noqa: BLE001 - last resort: the parent sees no result
@@ -102,28 +172,17 @@ def run_attempt(req: Any) -> None:
             os._exit(code)
 
 
-_stores: dict[str, ArtifactStore] = {}
-
-
-def artifact_store(url: str) -> ArtifactStore:
-    """One store object per URL per process (the fork server makes it before forking)."""
-    if url not in _stores:
-        _stores[url] = ArtifactStore(url)
-    return _stores[url]
-
-
 def _call(req: Any) -> dict[str, Any]:
     from insitu.sdk._loader import load_function
 
     started = time.time()
     store = artifact_store(req.artifacts_url)
     if req.metrics_path:
-        from insitu.tracking import _log
-
         _log.begin(req.metrics_path, req.artifacts_url, req.trial)
     try:
         fn = load_function(req.function)
     except BaseException as e:  # noqa: BLE001
+        _report(e)
         err = _user_error(e)
         err["kind"] = "import"
         return {"ok": False, "error": err, "started_at": started}
@@ -138,14 +197,16 @@ def _call(req: Any) -> dict[str, Any]:
     try:
         value = fn(**kwargs)
     except MemoryError as e:
+        _report(e)
         err = _user_error(e)
         err["kind"] = "oom"
         del e
         return {"ok": False, "error": err, "started_at": started}
-    except TrialPruned as e:
+    except _log.TrialPruned as e:
         return {"ok": False, "started_at": started,
                 "error": {"kind": "pruned", "message": str(e)}}
     except BaseException as e:  # noqa: BLE001 - the error boundary around user code
+        _report(e)
         return {"ok": False, "error": _user_error(e), "started_at": started}
     try:
         out = dump(value, store, step=req.step)

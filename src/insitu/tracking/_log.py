@@ -92,7 +92,7 @@ def log_params(params: dict[str, Any] | None = None, **kwargs: Any) -> None:
 def log_artifact(path: str | os.PathLike[str], name: str | None = None) -> dict[str, Any]:
     """Store a file or directory with the run (by content hash); returns its output ref."""
     from insitu.artifacts import dump
-    from insitu.executor._worker import artifact_store
+    from insitu.artifacts._store import artifact_store
 
     ctx = _context("log_artifact")
     p = pathlib.Path(path)
