@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -11,30 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from insitu._config import load_config
+from insitu.cli._common import _store, console, err_console, esc
 from insitu._units import format_duration
 from insitu.errors import NotFound, UserError, not_found
 from insitu.store import _records as S
-
-
-def _console(stderr: bool = False) -> Console:
-    c = Console(highlight=False, stderr=stderr)
-    if not c.is_terminal and "COLUMNS" not in os.environ:
-        c = Console(highlight=False, stderr=stderr, width=120)
-    return c
-
-
-console = _console()
-err_console = _console(stderr=True)
-
-
-def _store() -> Any:
-    from insitu.store import open_store
-
-    return open_store(load_config().db_url)
 
 
 def _spec_from(target: str) -> dict[str, Any]:
@@ -302,35 +286,52 @@ def show(run_id: str, as_json: bool) -> None:
         console.print(f"why: insitu explain {rec.id}")
 
 
+def _step_tasks(tasks: list[Any], step: str) -> list[Any]:
+    """The tasks STEP names: one task (``evaluate[1]``, or a plain step), or a map's items."""
+    exact = [t for t in tasks if t.id == step and t.map_size is None]
+    return exact or [t for t in tasks if t.step_id == step and t.map_index is not None]
+
+
 @app.command()
 @click.argument("run_id")
 @click.argument("step", required=False)
-@click.option("--attempt", type=int, default=None, help="Attempt number (default: the last).")
+@click.option("--attempt", type=click.IntRange(min=1), default=None,
+              help="Attempt number, from 1 (default: the last).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
 def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> None:
-    """Print the stdout and stderr of a run's steps (or of one STEP)."""
+    """Print the stdout and stderr of a run's steps (or of one STEP, e.g. 'evaluate[1]').
+
+    A step that printed nothing, or never ran, is said so on stderr (exit 0); an unknown
+    step or attempt is an error.
+    """
+    from insitu.engine import engine_alive
     from insitu.engine._paths import log_path
 
     store = _store()
     cfg = load_config()
     rec = store.get_run(run_id)
     tasks = store.list_tasks(rec.id)
-    ids = [t.id for t in tasks]
     if step is not None:
-        chosen = [t for t in tasks if t.id == step or (t.step_id == step and t.map_index
-                                                       is not None)]
+        chosen = _step_tasks(tasks, step)
         if not chosen:
-            raise not_found("step", step, ids, where=f"run {rec.id}")
+            raise not_found("step", step, [t.id for t in tasks], where=f"run {rec.id}")
         tasks = chosen
+    if attempt is not None and step is None:
+        raise UserError("--attempt needs a STEP", hint=f"insitu logs {rec.id} STEP --attempt "
+                        f"{attempt}")
+    if attempt is not None and len(tasks) == 1 and attempt > tasks[0].attempts:
+        t = tasks[0]
+        raise NotFound(f"step {t.id} of run {rec.id} has {t.attempts} attempt(s), not "
+                       f"{attempt}", hint=f"insitu logs {rec.id} {shlex.quote(t.id)}"
+                       + (f" --attempt {t.attempts}" if t.attempts else ""))
     offsets: dict[Path, int] = {}
+    printed: set[str] = set()
 
     def emit() -> None:
         for t in sorted(tasks, key=lambda t: t.seq):
             n = attempt or t.attempts
-            if n == 0:
+            if n == 0 or n > t.attempts:
                 continue
-            if attempt is not None and attempt > t.attempts:
-                raise NotFound(f"step {t.id} has {t.attempts} attempt(s), not {attempt}")
             for stream in ("out", "err"):
                 p = log_path(cfg, rec.id, t.id, n, stream)
                 try:
@@ -338,21 +339,40 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
                         f.seek(offsets.get(p, 0))
                         data = f.read()
                         offsets[p] = f.tell()
-                except FileNotFoundError:
+                except (FileNotFoundError, IsADirectoryError):
                     continue
                 prefix = f"[{t.id}#{n}{' stderr' if stream == 'err' else ''}] "
                 for line in data.decode(errors="replace").splitlines():
+                    printed.add(t.id)
                     click.echo(prefix + line)
 
     emit()
-    while follow:
+    while follow and rec.state not in S.RUN_TERMINAL:
         time.sleep(0.5)
         rec = store.get_run(rec.id)
-        tasks = [t for t in store.list_tasks(rec.id) if step is None or t.id == step
-                 or t.step_id == step and t.map_index is not None]
+        tasks = store.list_tasks(rec.id)
+        if step is not None:
+            tasks = _step_tasks(tasks, step)
         emit()
-        if rec.state in S.RUN_TERMINAL:
+        if rec.state not in S.RUN_TERMINAL and not engine_alive(rec):
+            err_console.print(f"run {esc(rec.id)} is no longer being run (its engine is gone); "
+                              f"continue it with `insitu resume {esc(rec.id)}`")
             break
+    silent = [t for t in tasks if t.id not in printed and t.map_size is None]
+    if step is not None or not printed:
+        for t in silent[:20]:
+            n = attempt or t.attempts
+            if t.attempts == 0:
+                why = {S.TASK_CACHED: "it came from the cache", S.TASK_SKIPPED: "it was skipped",
+                       S.TASK_PENDING: "it has not started", S.TASK_CANCELLED: "it was cancelled"
+                       }.get(t.state, f"it is {t.state}")
+                err_console.print(f"step {esc(t.id)}: no output: it never ran in run "
+                                  f"{esc(rec.id)} ({why})")
+            else:
+                err_console.print(f"step {esc(t.id)}: attempt {n} printed nothing (its stdout "
+                                  "and stderr are empty)")
+        if len(silent) > 20:
+            err_console.print(f"... and {len(silent) - 20} more steps without output")
 
 
 @app.command()
@@ -378,12 +398,13 @@ def delete(run_id: str, yes: bool) -> None:
 
 @app.command()
 @click.argument("run_id")
-def explain(run_id: str) -> None:
-    """Why a run failed, on one screen, with the fix."""
+@click.argument("step", required=False)
+def explain(run_id: str, step: str | None) -> None:
+    """Why a run (or one STEP, e.g. a map item 'evaluate[1]') failed, with the fix."""
     from insitu.cli._explain import explain as do_explain
 
     store = _store()
-    sys.exit(do_explain(store.get_run(run_id), store, load_config(), console))
+    sys.exit(do_explain(store.get_run(run_id), store, load_config(), console, step))
 
 
 @app.command()
@@ -495,6 +516,33 @@ def demo(plain: bool) -> None:
     sys.exit(code)
 
 
+def _say(message: str, hint: str | None) -> None:
+    """One error on stderr: the message and the fix, printed literally (never as markup)."""
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message))
+    if hint:
+        err_console.print(Text.assemble(("fix:", "bold"), " ", hint))
+
+
+def _os_error(e: OSError) -> tuple[str, str | None]:
+    """An operating-system error (a file that cannot be read or written) as message and fix."""
+    import errno
+
+    name = e.filename if e.filename is not None else None
+    what = f"{e.strerror or e}" + (f": {name}" if name is not None else "")
+    fixes = {errno.ENOSPC: "free some space on that disk, or write somewhere else",
+             errno.EDQUOT: "free some space on that disk, or write somewhere else",
+             errno.ENOENT: "check the path (its folder must exist)",
+             errno.ENOTDIR: "a part of that path is a file, not a folder: check the path",
+             errno.EISDIR: "that path is a folder: give a file",
+             errno.EACCES: "check the file's permissions",
+             errno.EPERM: "check the file's permissions",
+             errno.EROFS: "that file system is read-only: write somewhere else",
+             errno.ENAMETOOLONG: "use a shorter name"}
+    return f"cannot use that path ({what})", fixes.get(e.errno or 0)
+
+
 def main() -> None:
     """Entry point: user errors become one clear message, never a traceback."""
     from insitu.errors import InsituError, StoreError
@@ -508,18 +556,25 @@ def main() -> None:
         e.show()
         sys.exit(e.exit_code)
     except (UserError, StoreError) as e:
-        err_console.print(f"[bold red]error:[/] {e.message}")
-        if e.hint:
-            err_console.print(f"[bold]fix:[/] {e.hint}")
+        _say(e.message, e.hint)
         sys.exit(2)
     except InsituError as e:
-        err_console.print(f"[bold red]error:[/] {e}")
+        _say(str(e), None)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except SystemExit:
         raise
-    except BaseException:
+    except OSError as e:
+        _say(*_os_error(e))
+        sys.exit(1)
+    except BaseException as e:
+        from insitu.store._integrity import database_error
+
+        db = database_error(e)
+        if db is not None:
+            _say(db.message, db.hint)
+            sys.exit(2)
         import traceback
 
         traceback.print_exc()
@@ -527,5 +582,3 @@ def main() -> None:
                           "traceback above. Your finished work is kept; `insitu runs` lists it.")
         sys.exit(70)
     sys.exit(0)
-
-

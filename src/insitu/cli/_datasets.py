@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from insitu._units import format_bytes
-from insitu.cli._app import _store, console
+from insitu.cli._common import _store, console, esc
 
 
 @click.group()

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from insitu.cli._app import _store, console
+from insitu.cli._common import _store, console, esc
 
 
 @click.group()

@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from insitu.cli._app import _store, console
+from insitu.cli._common import _store, console, esc
 from insitu.errors import not_found
 from insitu.store import DataReadRecord, MetricRecord, ParamRecord, RunRecord, Store
 
