@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal
 import sys
@@ -15,8 +14,8 @@ import click
 from rich.table import Table
 
 from insitu._config import load_config
-from insitu.cli._common import _store, console, err_console, esc
 from insitu._units import format_duration
+from insitu.cli._common import _store, check_output, console, err_console, esc, write_bytes
 from insitu.errors import NotFound, UserError, not_found
 from insitu.store import _records as S
 
@@ -142,7 +141,7 @@ def run(target: str, params: tuple[str, ...], no_cache: bool, backend: str,
         raise
     rec = engine.submit(spec, parse_cli_params(list(params)), no_cache=no_cache,
                         from_text=True)
-    console.print(f"run [bold]{rec.id}[/] of pipeline {rec.pipeline}")
+    console.print(f"run [bold]{rec.id}[/] of pipeline {esc(rec.pipeline)}")
     sys.exit(_execute(engine, rec.id, plain))
 
 
@@ -162,7 +161,7 @@ def resume(run_id: str, address: str | None, plain: bool) -> None:
         raise UserError(f"run {rec.id} is still being run by process {rec.engine_pid} on "
                         f"{rec.engine_host}", hint=f"wait for it, or `insitu cancel {rec.id}`")
     engine = _engine(rec.backend, address)
-    console.print(f"resuming run [bold]{rec.id}[/] of pipeline {rec.pipeline}")
+    console.print(f"resuming run [bold]{rec.id}[/] of pipeline {esc(rec.pipeline)}")
     sys.exit(_execute(engine, rec.id, plain))
 
 
@@ -209,7 +208,8 @@ def cancel(run_id: str) -> None:
 @click.option("--status", "state", default=None,
               type=click.Choice(["pending", "running", "succeeded", "failed", "cancelled"]),
               help="Only runs in this state.")
-@click.option("-n", "--limit", default=20, show_default=True)
+@click.option("-n", "--limit", default=20, show_default=True,
+              type=click.IntRange(min=1, max=1_000_000), help="At most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runs(pipeline: str | None, state: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
@@ -222,21 +222,48 @@ def runs(pipeline: str | None, state: str | None, limit: int, as_json: bool) -> 
             "created_at": r.created_at, "started_at": r.started_at, "ended_at": r.ended_at,
         } for r in recs], indent=2))
         return
-    tbl = Table()
-    for col in ("run", "pipeline", "state", "created", "duration", "params"):
-        tbl.add_column(col)
-    from insitu.cli._render import state_text
+    from rich.text import Text
 
+    from insitu.cli._render import clip, state_text
+
+    rows = []
     for r in recs:
         st = r.state
         if st == S.RUN_RUNNING and not engine_alive(r):
             st = "interrupted"
         dur = format_duration((r.ended_at or time.time()) - r.started_at) if r.started_at \
             else "-"
-        tbl.add_row(r.id, r.pipeline, state_text(st),
-                    time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)), dur,
-                    ", ".join(f"{k}={v}" for k, v in r.params.items())[:60])
+        rows.append({"run": Text(r.id), "pipeline": Text(r.pipeline), "state": state_text(st),
+                     "created": time.strftime("%Y-%m-%d %H:%M:%S",
+                                              time.localtime(r.created_at)),
+                     "duration": dur,
+                     "params": Text(clip(", ".join(f"{k}={v}" for k, v in r.params.items()),
+                                         60))})
+    cols = ["run", "pipeline", "state", "created", "duration", "params"]
+    hidden: list[str] = []
+
+    def build() -> Table:
+        t = Table()
+        for c in cols:  # run ids are never cut; other cells end in an ellipsis when cut
+            t.add_column(c, no_wrap=True, overflow="ellipsis",
+                         min_width={"run": 12, "state": 6, "params": 6}.get(c),
+                         max_width=40 if c == "pipeline" else None)
+        for row in rows:
+            t.add_row(*(row[c] for c in cols))
+        return t
+
+    need = {"run": max((len(r.id) for r in recs), default=12), "pipeline": 8, "state": 9,
+            "created": 19, "duration": 8, "params": 8}
+    for drop in ("created", "duration", "params"):  # too narrow: hide whole columns, and say so
+        if sum(need[c] + 3 for c in cols) + 1 <= console.width:
+            break
+        cols.remove(drop)
+        hidden.append(drop)
+    tbl = build()
     console.print(tbl)
+    if hidden and recs:
+        console.print(f"[dim](too narrow for every column: {', '.join(hidden)} not shown; "
+                      "widen the terminal or use --json)[/]")
     if not recs:
         console.print("no runs yet: try `insitu demo`")
 
@@ -265,10 +292,10 @@ def show(run_id: str, as_json: bool) -> None:
                                "data_reads": [dataclasses.asdict(r) for r in reads]},
                               indent=2, default=str))
         return
-    console.print(f"[bold]run {rec.id}[/]  pipeline {rec.pipeline}  ", state_text(rec.state),
+    console.print(f"[bold]run {rec.id}[/]  pipeline {esc(rec.pipeline)}  ", state_text(rec.state),
                   f"  backend {rec.backend}")
     if rec.params:
-        console.print("params: " + ", ".join(f"{k}={v!r}" for k, v in rec.params.items()))
+        console.print("params: " + esc(", ".join(f"{k}={v!r}" for k, v in rec.params.items())))
     t0 = rec.started_at or rec.created_at
     console.print(f"created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rec.created_at))}"
                   f", took {format_duration((rec.ended_at or time.time()) - t0)}")
@@ -430,14 +457,14 @@ def why(run_id: str, step: str | None) -> None:
             continue
         shown += 1
         if not waiting:
-            console.print(f"[bold]{sid}[/]: {t.state}, not waiting")
+            console.print(f"[bold]{esc(sid)}[/]: {t.state}, not waiting")
             continue
         reasons = sorted({x.pending_reason for x in waiting if x.pending_reason})
         if reasons:
             head = f"{len(waiting)} of {len(items)} items" if items else "it"
-            console.print(f"[bold]{sid}[/]: {head} cannot be placed now: {reasons[0]}")
+            console.print(f"[bold]{esc(sid)}[/]: {head} cannot be placed now: {esc(reasons[0])}")
             for more in reasons[1:3]:
-                console.print(f"    also: {more}")
+                console.print(f"    also: {esc(more)}")
             continue
         s = steps[sid]
         deps = set().union(*(upstream_steps(r) for r in s["args"].values())) \
@@ -447,15 +474,15 @@ def why(run_id: str, step: str | None) -> None:
         deps |= condition_steps(s.get("when"))
         open_deps = sorted(d for d in deps if by_id[d].state not in S.TASK_DONE)
         if open_deps:
-            console.print(f"[bold]{sid}[/]: waiting for its inputs from "
-                          + ", ".join(f"{d} ({by_id[d].state})" for d in open_deps))
+            console.print(f"[bold]{esc(sid)}[/]: waiting for its inputs from "
+                          + esc(", ".join(f"{d} ({by_id[d].state})" for d in open_deps)))
         elif s.get("exit_handler"):
-            console.print(f"[bold]{sid}[/]: the exit handler runs after every other step")
+            console.print(f"[bold]{esc(sid)}[/]: the exit handler runs after every other step")
         elif rec.state in S.RUN_TERMINAL:
-            console.print(f"[bold]{sid}[/]: not run: the run is {rec.state} "
+            console.print(f"[bold]{esc(sid)}[/]: not run: the run is {rec.state} "
                           f"(`insitu resume {rec.id}` runs it)")
         else:
-            console.print(f"[bold]{sid}[/]: ready, about to be placed")
+            console.print(f"[bold]{esc(sid)}[/]: ready, about to be placed")
     if shown == 0:
         console.print(f"run {rec.id} is {rec.state}: no step is waiting.")
 
@@ -466,11 +493,14 @@ def why(run_id: str, step: str | None) -> None:
               help="Write the spec here (default: stdout).")
 def compile_(target: str, output: str | None) -> None:
     """Compile FILE[:PIPELINE] to a PipelineSpec (JSON)."""
+    if output is not None:
+        check_output(output, "-o")
     spec = _spec_from(target)
     text = json.dumps(spec, indent=2)
     if output:
-        Path(output).write_text(text + "\n")
-        console.print(f"wrote {output} (pipeline {spec['name']}, {len(spec['steps'])} steps)")
+        write_bytes(output, (text + "\n").encode())
+        console.print(f"wrote {esc(output)} (pipeline {esc(spec['name'])}, "
+                      f"{len(spec['steps'])} steps)")
     else:
         click.echo(text)
 
@@ -529,8 +559,7 @@ def _os_error(e: OSError) -> tuple[str, str | None]:
     """An operating-system error (a file that cannot be read or written) as message and fix."""
     import errno
 
-    name = e.filename if e.filename is not None else None
-    what = f"{e.strerror or e}" + (f": {name}" if name is not None else "")
+    what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename is not None else "")
     fixes = {errno.ENOSPC: "free some space on that disk, or write somewhere else",
              errno.EDQUOT: "free some space on that disk, or write somewhere else",
              errno.ENOENT: "check the path (its folder must exist)",

@@ -37,4 +37,43 @@ def _store() -> Any:
     return open_store(load_config().db_url)
 
 
-__all__ = ["_console", "_store", "console", "err_console", "esc"]
+
+
+def check_output(path: str, option: str) -> None:
+    """Refuse, before any work, an output path whose folder is missing or that is a folder."""
+    from pathlib import Path
+
+    from insitu.errors import UserError
+
+    p = Path(path)
+    if not path.strip():
+        raise UserError(f"{option} needs a file name", hint=f"e.g. {option} out.json")
+    if p.is_dir():
+        raise UserError(f"{option} {path} is a folder", hint=f"give a file name inside it, "
+                        f"e.g. {option} {p / 'out'}")
+    parent = p.absolute().parent
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: the folder {parent} does not exist",
+                        hint=f"create it first (mkdir -p {parent}) or write elsewhere")
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path``, raising when the disk refuses (a full disk, /dev/full):
+    the success message is printed only after this returns."""
+    import errno
+    import os
+
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            try:
+                os.fsync(f.fileno())
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):  # not fsync-able
+                    raise
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path) from None
+
+
+__all__ = ["_console", "_store", "check_output", "console", "err_console", "esc", "write_bytes"]
