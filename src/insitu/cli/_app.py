@@ -3,37 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from insitu._config import load_config
 from insitu._units import format_duration
+from insitu.cli._common import _store, check_output, console, err_console, esc, write_bytes
 from insitu.errors import NotFound, UserError, not_found
 from insitu.store import _records as S
-
-
-def _console(stderr: bool = False) -> Console:
-    c = Console(highlight=False, stderr=stderr)
-    if not c.is_terminal and "COLUMNS" not in os.environ:
-        c = Console(highlight=False, stderr=stderr, width=120)
-    return c
-
-
-console = _console()
-err_console = _console(stderr=True)
-
-
-def _store() -> Any:
-    from insitu.store import open_store
-
-    return open_store(load_config().db_url)
 
 
 def _spec_from(target: str) -> dict[str, Any]:
@@ -154,7 +137,7 @@ def run(target: str, params: tuple[str, ...], no_cache: bool, backend: str,
         raise
     rec = engine.submit(spec, parse_cli_params(list(params)), no_cache=no_cache,
                         from_text=True)
-    console.print(f"run [bold]{rec.id}[/] of pipeline {rec.pipeline}")
+    console.print(f"run [bold]{rec.id}[/] of pipeline {esc(rec.pipeline)}")
     sys.exit(_execute(engine, rec.id, plain))
 
 
@@ -174,7 +157,7 @@ def resume(run_id: str, address: str | None, plain: bool) -> None:
         raise UserError(f"run {rec.id} is still being run by process {rec.engine_pid} on "
                         f"{rec.engine_host}", hint=f"wait for it, or `insitu cancel {rec.id}`")
     engine = _engine(rec.backend, address)
-    console.print(f"resuming run [bold]{rec.id}[/] of pipeline {rec.pipeline}")
+    console.print(f"resuming run [bold]{rec.id}[/] of pipeline {esc(rec.pipeline)}")
     sys.exit(_execute(engine, rec.id, plain))
 
 
@@ -200,7 +183,8 @@ def cancel(run_id: str) -> None:
 @click.option("--status", "state", default=None,
               type=click.Choice(["pending", "running", "succeeded", "failed", "cancelled"]),
               help="Only runs in this state.")
-@click.option("-n", "--limit", default=20, show_default=True)
+@click.option("-n", "--limit", default=20, show_default=True,
+              type=click.IntRange(min=1, max=1_000_000), help="At most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runs(pipeline: str | None, state: str | None, limit: int, as_json: bool) -> None:
     """List runs, newest first."""
@@ -213,19 +197,46 @@ def runs(pipeline: str | None, state: str | None, limit: int, as_json: bool) -> 
             "created_at": r.created_at, "started_at": r.started_at, "ended_at": r.ended_at,
         } for r in recs], indent=2))
         return
-    tbl = Table()
-    for col in ("run", "pipeline", "state", "created", "duration", "params"):
-        tbl.add_column(col)
-    from insitu.cli._render import state_text
+    from rich.text import Text
 
+    from insitu.cli._render import clip, state_text
+
+    rows = []
     for r in recs:
         st = shown_state(r)
         dur = format_duration((r.ended_at or time.time()) - r.started_at) if r.started_at \
             else "-"
-        tbl.add_row(r.id, r.pipeline, state_text(st),
-                    time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at)), dur,
-                    ", ".join(f"{k}={v}" for k, v in r.params.items())[:60])
+        rows.append({"run": Text(r.id), "pipeline": Text(r.pipeline), "state": state_text(st),
+                     "created": time.strftime("%Y-%m-%d %H:%M:%S",
+                                              time.localtime(r.created_at)),
+                     "duration": dur,
+                     "params": Text(clip(", ".join(f"{k}={v}" for k, v in r.params.items()),
+                                         60))})
+    cols = ["run", "pipeline", "state", "created", "duration", "params"]
+    hidden: list[str] = []
+
+    def build() -> Table:
+        t = Table()
+        for c in cols:  # run ids are never cut; other cells end in an ellipsis when cut
+            t.add_column(c, no_wrap=True, overflow="ellipsis",
+                         min_width={"run": 12, "state": 6, "params": 6}.get(c),
+                         max_width=40 if c == "pipeline" else None)
+        for row in rows:
+            t.add_row(*(row[c] for c in cols))
+        return t
+
+    need = {"run": max((len(r.id) for r in recs), default=12), "pipeline": 8, "state": 9,
+            "created": 19, "duration": 8, "params": 8}
+    for drop in ("created", "duration", "params"):  # too narrow: hide whole columns, and say so
+        if sum(need[c] + 3 for c in cols) + 1 <= console.width:
+            break
+        cols.remove(drop)
+        hidden.append(drop)
+    tbl = build()
     console.print(tbl)
+    if hidden and recs:
+        console.print(f"[dim](too narrow for every column: {', '.join(hidden)} not shown; "
+                      "widen the terminal or use --json)[/]")
     if not recs:
         console.print("no runs yet: try `insitu demo`")
 
@@ -259,10 +270,10 @@ def show(run_id: str, as_json: bool) -> None:
                                "data_reads": [dataclasses.asdict(r) for r in reads]},
                               indent=2, default=str))
         return
-    console.print(f"[bold]run {rec.id}[/]  pipeline {rec.pipeline}  ", state_text(state),
+    console.print(f"[bold]run {rec.id}[/]  pipeline {esc(rec.pipeline)}  ", state_text(state),
                   f"  backend {rec.backend}")
     if rec.params:
-        console.print("params: " + ", ".join(f"{k}={v!r}" for k, v in rec.params.items()))
+        console.print("params: " + esc(", ".join(f"{k}={v!r}" for k, v in rec.params.items())))
     t0 = rec.started_at or rec.created_at
     console.print(f"created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rec.created_at))}"
                   f", took {format_duration((rec.ended_at or time.time()) - t0)}")
@@ -280,13 +291,24 @@ def show(run_id: str, as_json: bool) -> None:
         console.print(f"why: insitu explain {rec.id}")
 
 
+def _step_tasks(tasks: list[Any], step: str) -> list[Any]:
+    """The tasks STEP names: one task (``evaluate[1]``, or a plain step), or a map's items."""
+    exact = [t for t in tasks if t.id == step and t.map_size is None]
+    return exact or [t for t in tasks if t.step_id == step and t.map_index is not None]
+
+
 @app.command()
 @click.argument("run_id")
 @click.argument("step", required=False)
-@click.option("--attempt", type=int, default=None, help="Attempt number (default: the last).")
+@click.option("--attempt", type=click.IntRange(min=1), default=None,
+              help="Attempt number, from 1 (default: the last).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
 def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> None:
-    """Print the stdout and stderr of a run's steps (or of one STEP)."""
+    """Print the stdout and stderr of a run's steps (or of one STEP, e.g. 'evaluate[1]').
+
+    A step that printed nothing, or never ran, is said so on stderr (exit 0); an unknown
+    step or attempt is an error.
+    """
     from insitu.engine import shown_state
     from insitu.engine._paths import log_path
 
@@ -294,22 +316,27 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
     cfg = load_config()
     rec = store.get_run(run_id)
     tasks = store.list_tasks(rec.id)
-    ids = [t.id for t in tasks]
     if step is not None:
-        chosen = [t for t in tasks if t.id == step or (t.step_id == step and t.map_index
-                                                       is not None)]
+        chosen = _step_tasks(tasks, step)
         if not chosen:
-            raise not_found("step", step, ids, where=f"run {rec.id}")
+            raise not_found("step", step, [t.id for t in tasks], where=f"run {rec.id}")
         tasks = chosen
+    if attempt is not None and step is None:
+        raise UserError("--attempt needs a STEP", hint=f"insitu logs {rec.id} STEP --attempt "
+                        f"{attempt}")
+    if attempt is not None and len(tasks) == 1 and attempt > tasks[0].attempts:
+        t = tasks[0]
+        raise NotFound(f"step {t.id} of run {rec.id} has {t.attempts} attempt(s), not "
+                       f"{attempt}", hint=f"insitu logs {rec.id} {shlex.quote(t.id)}"
+                       + (f" --attempt {t.attempts}" if t.attempts else ""))
     offsets: dict[Path, int] = {}
+    printed: set[str] = set()
 
     def emit() -> None:
         for t in sorted(tasks, key=lambda t: t.seq):
             n = attempt or t.attempts
-            if n == 0:
+            if n == 0 or n > t.attempts:
                 continue
-            if attempt is not None and attempt > t.attempts:
-                raise NotFound(f"step {t.id} has {t.attempts} attempt(s), not {attempt}")
             for stream in ("out", "err"):
                 p = log_path(cfg, rec.id, t.id, n, stream)
                 try:
@@ -317,21 +344,40 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
                         f.seek(offsets.get(p, 0))
                         data = f.read()
                         offsets[p] = f.tell()
-                except FileNotFoundError:
+                except (FileNotFoundError, IsADirectoryError):
                     continue
                 prefix = f"[{t.id}#{n}{' stderr' if stream == 'err' else ''}] "
                 for line in data.decode(errors="replace").splitlines():
+                    printed.add(t.id)
                     click.echo(prefix + line)
 
     emit()
-    while follow:
+    while follow and rec.state not in S.RUN_TERMINAL:
         time.sleep(0.5)
         rec = store.get_run(rec.id)
-        tasks = [t for t in store.list_tasks(rec.id) if step is None or t.id == step
-                 or t.step_id == step and t.map_index is not None]
+        tasks = store.list_tasks(rec.id)
+        if step is not None:
+            tasks = _step_tasks(tasks, step)
         emit()
-        if rec.state in S.RUN_TERMINAL or shown_state(rec) == S.INTERRUPTED:
-            break  # ended, or its engine is gone (nothing will write more)
+        if rec.state not in S.RUN_TERMINAL and shown_state(rec) == S.INTERRUPTED:
+            err_console.print(f"run {esc(rec.id)} is no longer being run (its engine is gone); "
+                              f"continue it with `insitu resume {esc(rec.id)}`")
+            break
+    silent = [t for t in tasks if t.id not in printed and t.map_size is None]
+    if step is not None or not printed:
+        for t in silent[:20]:
+            n = attempt or t.attempts
+            if t.attempts == 0:
+                why = {S.TASK_CACHED: "it came from the cache", S.TASK_SKIPPED: "it was skipped",
+                       S.TASK_PENDING: "it has not started", S.TASK_CANCELLED: "it was cancelled"
+                       }.get(t.state, f"it is {t.state}")
+                err_console.print(f"step {esc(t.id)}: no output: it never ran in run "
+                                  f"{esc(rec.id)} ({why})")
+            else:
+                err_console.print(f"step {esc(t.id)}: attempt {n} printed nothing (its stdout "
+                                  "and stderr are empty)")
+        if len(silent) > 20:
+            err_console.print(f"... and {len(silent) - 20} more steps without output")
 
 
 @app.command()
@@ -357,12 +403,13 @@ def delete(run_id: str, yes: bool) -> None:
 
 @app.command()
 @click.argument("run_id")
-def explain(run_id: str) -> None:
-    """Why a run failed, on one screen, with the fix."""
+@click.argument("step", required=False)
+def explain(run_id: str, step: str | None) -> None:
+    """Why a run (or one STEP, e.g. a map item 'evaluate[1]') failed, with the fix."""
     from insitu.cli._explain import explain as do_explain
 
     store = _store()
-    sys.exit(do_explain(store.get_run(run_id), store, load_config(), console))
+    sys.exit(do_explain(store.get_run(run_id), store, load_config(), console, step))
 
 
 @app.command()
@@ -388,14 +435,14 @@ def why(run_id: str, step: str | None) -> None:
             continue
         shown += 1
         if not waiting:
-            console.print(f"[bold]{sid}[/]: {t.state}, not waiting")
+            console.print(f"[bold]{esc(sid)}[/]: {t.state}, not waiting")
             continue
         reasons = sorted({x.pending_reason for x in waiting if x.pending_reason})
         if reasons:
             head = f"{len(waiting)} of {len(items)} items" if items else "it"
-            console.print(f"[bold]{sid}[/]: {head} cannot be placed now: {reasons[0]}")
+            console.print(f"[bold]{esc(sid)}[/]: {head} cannot be placed now: {esc(reasons[0])}")
             for more in reasons[1:3]:
-                console.print(f"    also: {more}")
+                console.print(f"    also: {esc(more)}")
             continue
         s = steps[sid]
         deps = set().union(*(upstream_steps(r) for r in s["args"].values())) \
@@ -405,15 +452,15 @@ def why(run_id: str, step: str | None) -> None:
         deps |= condition_steps(s.get("when"))
         open_deps = sorted(d for d in deps if by_id[d].state not in S.TASK_DONE)
         if open_deps:
-            console.print(f"[bold]{sid}[/]: waiting for its inputs from "
-                          + ", ".join(f"{d} ({by_id[d].state})" for d in open_deps))
+            console.print(f"[bold]{esc(sid)}[/]: waiting for its inputs from "
+                          + esc(", ".join(f"{d} ({by_id[d].state})" for d in open_deps)))
         elif s.get("exit_handler"):
-            console.print(f"[bold]{sid}[/]: the exit handler runs after every other step")
+            console.print(f"[bold]{esc(sid)}[/]: the exit handler runs after every other step")
         elif rec.state in S.RUN_TERMINAL:
-            console.print(f"[bold]{sid}[/]: not run: the run is {rec.state} "
+            console.print(f"[bold]{esc(sid)}[/]: not run: the run is {rec.state} "
                           f"(`insitu resume {rec.id}` runs it)")
         else:
-            console.print(f"[bold]{sid}[/]: ready, about to be placed")
+            console.print(f"[bold]{esc(sid)}[/]: ready, about to be placed")
     if shown == 0:
         console.print(f"run {rec.id} is {rec.state}: no step is waiting.")
 
@@ -424,11 +471,14 @@ def why(run_id: str, step: str | None) -> None:
               help="Write the spec here (default: stdout).")
 def compile_(target: str, output: str | None) -> None:
     """Compile FILE[:PIPELINE] to a PipelineSpec (JSON)."""
+    if output is not None:
+        check_output(output, "-o")
     spec = _spec_from(target)
     text = json.dumps(spec, indent=2)
     if output:
-        Path(output).write_text(text + "\n")
-        console.print(f"wrote {output} (pipeline {spec['name']}, {len(spec['steps'])} steps)")
+        write_bytes(output, (text + "\n").encode())
+        console.print(f"wrote {esc(output)} (pipeline {esc(spec['name'])}, "
+                      f"{len(spec['steps'])} steps)")
     else:
         click.echo(text)
 
@@ -474,6 +524,32 @@ def demo(plain: bool) -> None:
     sys.exit(code)
 
 
+def _say(message: str, hint: str | None) -> None:
+    """One error on stderr: the message and the fix, printed literally (never as markup)."""
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message))
+    if hint:
+        err_console.print(Text.assemble(("fix:", "bold"), " ", hint))
+
+
+def _os_error(e: OSError) -> tuple[str, str | None]:
+    """An operating-system error (a file that cannot be read or written) as message and fix."""
+    import errno
+
+    what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename is not None else "")
+    fixes = {errno.ENOSPC: "free some space on that disk, or write somewhere else",
+             errno.EDQUOT: "free some space on that disk, or write somewhere else",
+             errno.ENOENT: "check the path (its folder must exist)",
+             errno.ENOTDIR: "a part of that path is a file, not a folder: check the path",
+             errno.EISDIR: "that path is a folder: give a file",
+             errno.EACCES: "check the file's permissions",
+             errno.EPERM: "check the file's permissions",
+             errno.EROFS: "that file system is read-only: write somewhere else",
+             errno.ENAMETOOLONG: "use a shorter name"}
+    return f"cannot use that path ({what})", fixes.get(e.errno or 0)
+
+
 def main() -> None:
     """Entry point: user errors become one clear message, never a traceback."""
     from insitu.errors import InsituError, StoreError
@@ -487,18 +563,25 @@ def main() -> None:
         e.show()
         sys.exit(e.exit_code)
     except (UserError, StoreError) as e:
-        err_console.print(f"[bold red]error:[/] {e.message}")
-        if e.hint:
-            err_console.print(f"[bold]fix:[/] {e.hint}")
+        _say(e.message, e.hint)
         sys.exit(2)
     except InsituError as e:
-        err_console.print(f"[bold red]error:[/] {e}")
+        _say(str(e), None)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except SystemExit:
         raise
-    except BaseException:
+    except OSError as e:
+        _say(*_os_error(e))
+        sys.exit(1)
+    except BaseException as e:
+        from insitu.store._integrity import database_error
+
+        db = database_error(e)
+        if db is not None:
+            _say(db.message, db.hint)
+            sys.exit(2)
         import traceback
 
         traceback.print_exc()
@@ -506,5 +589,3 @@ def main() -> None:
                           "traceback above. Your finished work is kept; `insitu runs` lists it.")
         sys.exit(70)
     sys.exit(0)
-
-

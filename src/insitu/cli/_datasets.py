@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from insitu._units import format_bytes
-from insitu.cli._app import _store, console
+from insitu.cli._common import _store, console, esc
 
 
 @click.group()
@@ -20,15 +22,50 @@ def datasets() -> None:
 @click.argument("name")
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--node", default="local", show_default=True,
-              help="The node whose local disk holds these paths.")
+              help="The node whose local disk holds these paths: 'local' (this machine), a "
+                   "node of the cluster `insitu cluster up` started, or a node that already "
+                   "holds shards.")
+@click.option("--new-node", is_flag=True,
+              help="Accept a --node insitu does not know yet (a node of a Ray cluster that "
+                   "`insitu cluster up` did not start).")
 @click.option("--description", default="")
-def add_cmd(name: str, sources: tuple[str, ...], node: str, description: str) -> None:
+def add_cmd(name: str, sources: tuple[str, ...], node: str, new_node: bool,
+            description: str) -> None:
     """Register SOURCES (files, folders, globs, or fsspec URLs) as shards of NAME."""
     from insitu.datasets import add
 
-    ds = add(name, list(sources), node=node, description=description, store=_store())
-    console.print(f"dataset [bold]{ds.name}[/]: {len(ds.shard_records)} shards, "
+    store = _store()
+    if not new_node:
+        known = known_nodes(store)
+        if node not in known:
+            from insitu.errors import not_found
+
+            raise not_found("node", node, known,
+                            otherwise=f"known nodes: {', '.join(sorted(known))}; to register "
+                                      "shards on another node of your Ray cluster, add "
+                                      "--new-node")
+    ds = add(name, list(sources), node=node, description=description, store=store)
+    console.print(f"dataset [bold]{esc(ds.name)}[/]: {len(ds.shard_records)} shards, "
                   f"{format_bytes(ds.size)}")
+
+
+def known_nodes(store: Any) -> set[str]:
+    """The nodes ``--node`` may name: this machine ('local'), the nodes of the local cluster
+    `insitu cluster up` recorded, and every node that already holds a registered shard."""
+    from insitu.store import ShardRecord
+
+    known = {"local"}
+    try:
+        from insitu.executor._ray_cluster import LocalRayCluster
+
+        cluster = LocalRayCluster.load()
+        if cluster is not None:
+            known |= {n.name for n in cluster.nodes}
+    except Exception:  # noqa: BLE001 - an unreadable cluster state adds no nodes
+        pass
+    for shard in store.select(ShardRecord):
+        known |= {r["node"] for r in shard.replicas if r.get("node")}
+    return known
 
 
 @datasets.command("ls")
@@ -47,7 +84,8 @@ def ls_cmd(as_json: bool) -> None:
         tbl.add_column(col)
     for d in dss:
         nodes = sorted({r.get("node") or "url" for s in d.shard_records for r in s.replicas})
-        tbl.add_row(d.name, str(len(d.shard_records)), format_bytes(d.size), ", ".join(nodes))
+        tbl.add_row(Text(d.name), str(len(d.shard_records)), format_bytes(d.size),
+                    Text(", ".join(nodes)))
     console.print(tbl)
     if not dss:
         console.print("no datasets yet: `insitu datasets add NAME FILES... [--node NODE]`")
@@ -64,13 +102,13 @@ def show_cmd(name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(d.shards(), indent=2))
         return
-    console.print(f"[bold]dataset {d.name}[/]: {len(d.shard_records)} shards, "
+    console.print(f"[bold]dataset {esc(d.name)}[/]: {len(d.shard_records)} shards, "
                   f"{format_bytes(d.size)}")
     tbl = Table()
     for col in ("shard", "size", "sha256", "replicas"):
         tbl.add_column(col)
     for s in d.shard_records:
-        tbl.add_row(s.shard, format_bytes(s.size), s.digest[:12],
-                    "; ".join((f"{r['node']}:{r['path']}" if r.get("node") else r["url"])
-                              + (" (cached)" if r.get("cached") else "") for r in s.replicas))
+        tbl.add_row(Text(s.shard), format_bytes(s.size), s.digest[:12],
+                    Text("; ".join((f"{r['node']}:{r['path']}" if r.get("node") else r["url"])
+                              + (" (cached)" if r.get("cached") else "") for r in s.replicas)))
     console.print(tbl)

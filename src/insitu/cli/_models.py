@@ -8,13 +8,17 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
-from insitu.cli._app import _store, console
+from insitu.cli._common import _store, console, esc
 
 
 @click.group()
 def models() -> None:
-    """Register, list, show, alias and load models."""
+    """Register, list, show, alias and delete models.
+
+    Load a version in Python with insitu.models.load("NAME@ALIAS") (or "NAME:VERSION").
+    """
 
 
 @models.command("register")
@@ -33,13 +37,14 @@ def register_cmd(name: str, run_id: str, step: str, alias: str | None, descripti
     tag_map = {}
     for t in tags:
         k, sep, v = t.partition("=")
-        if not sep:
+        if not sep or not k.strip():
             raise UserError(f"cannot read tag {t!r}", hint="write --tag key=value")
         tag_map[k] = v
     mv = register(name, run=run_id, step=step, description=description, tags=tag_map,
                   alias=alias, store=_store())
-    console.print(f"registered [bold]{mv.name}:{mv.version}[/] from run {mv.record.run_id} "
-                  f"step {mv.record.task_id}" + (f" as @{alias}" if alias else ""))
+    console.print(f"registered [bold]{esc(mv.name)}:{mv.version}[/] from run "
+                  f"{mv.record.run_id} step {esc(mv.record.task_id)}"
+                  + (f" as @{esc(alias)}" if alias else ""))
 
 
 @models.command("ls")
@@ -63,9 +68,9 @@ def ls_cmd(as_json: bool) -> None:
     for col in ("model", "versions", "latest", "aliases", "description"):
         tbl.add_column(col)
     for r in rows:
-        tbl.add_row(r["name"], str(r["versions"]), str(r["latest"]),
-                    ", ".join(f"@{a}={v}" for a, v in sorted(r["aliases"].items())),
-                    r["description"])
+        tbl.add_row(Text(r["name"]), str(r["versions"]), str(r["latest"]),
+                    Text(", ".join(f"@{a}={v}" for a, v in sorted(r["aliases"].items()))),
+                    Text(r["description"]))
     console.print(tbl)
     if not rows:
         console.print("no models yet: `insitu models register NAME --run RUN --step STEP`")
@@ -86,47 +91,49 @@ def show_cmd(name: str, as_json: bool) -> None:
                                 "description": v.record.description, "lineage": v.lineage}
                                for v in vs], indent=2, default=str))
         return
-    console.print(f"[bold]model {name}[/]")
+    console.print(f"[bold]model {esc(name)}[/]")
     for v in vs:
         lin = v.lineage
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.record.created_at))
         alias = f"  @{', @'.join(v.aliases)}" if v.aliases else ""
-        console.print(f"\n[bold]version {v.version}[/]{alias}   registered {when}")
+        console.print(f"\n[bold]version {v.version}[/]{esc(alias)}   registered {when}")
         if v.record.description:
-            console.print(f"  {v.record.description}")
-        console.print(f"  from run {lin.get('run_id')} (pipeline {lin.get('pipeline')}), "
-                      f"step {lin.get('step')}")
-        console.print(f"  code     {lin.get('function')} fingerprint "
-                      f"{(lin.get('code_fingerprint') or '')[:12]}")
+            console.print(Text(f"  {v.record.description}"))
+        console.print(Text(f"  from run {lin.get('run_id')} (pipeline {lin.get('pipeline')}), "
+                           f"step {lin.get('step')}"))
+        console.print(Text(f"  code     {lin.get('function')} fingerprint "
+                           f"{(lin.get('code_fingerprint') or '')[:12]}"))
         params = {**lin.get("params", {}), **lin.get("step_params", {})}
         if params:
-            console.print("  params   " + ", ".join(f"{k}={params[k]!r}" for k in sorted(params)))
+            console.print(Text("  params   " + ", ".join(f"{k}={params[k]!r}"
+                                                      for k in sorted(params))))
         if lin.get("inputs"):
-            console.print("  inputs   " + ", ".join(f"{k}={str(d)[:12]}"
-                                                   for k, d in sorted(lin["inputs"].items())))
-        console.print(f"  datasets {', '.join(lin.get('datasets') or []) or '-'}")
+            console.print(Text("  inputs   " + ", ".join(f"{k}={str(d)[:12]}"
+                                                        for k, d in sorted(lin["inputs"].items()))))
+        console.print(Text(f"  datasets {', '.join(lin.get('datasets') or []) or '-'}"))
         if v.record.tags:
-            console.print("  tags     " + ", ".join(f"{k}={t}" for k, t in v.record.tags.items()))
+            console.print(Text("  tags     " + ", ".join(f"{k}={t}"
+                                                      for k, t in v.record.tags.items())))
 
 
 @models.command("alias")
 @click.argument("name")
 @click.argument("alias")
-@click.argument("version", type=int)
+@click.argument("version", type=click.IntRange(min=1, max=2**31 - 1))
 def alias_cmd(name: str, alias: str, version: int) -> None:
     """Point NAME@ALIAS at VERSION (moved atomically)."""
     from insitu.models import set_alias
 
     set_alias(name, alias, version, store=_store())
-    console.print(f"{name}@{alias} -> version {version}")
+    console.print(Text(f"{name}@{alias} -> version {version}"))
 
 
 @models.command("delete")
 @click.argument("name")
-@click.argument("version", type=int)
+@click.argument("version", type=click.IntRange(min=1, max=2**31 - 1))
 def delete_cmd(name: str, version: int) -> None:
     """Delete version VERSION of model NAME (refused while an alias points at it)."""
     from insitu.models import delete_version
 
     delete_version(name, version, store=_store())
-    console.print(f"deleted {name}:{version}")
+    console.print(Text(f"deleted {name}:{version}"))

@@ -20,6 +20,18 @@ STATE_STYLE = {
 }
 
 
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, with an ellipsis when cut (never silently)."""
+    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """A sort key that puts ``scan[2]`` before ``scan[10]`` (numbers compare as numbers)."""
+    import re
+
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))
+
+
 def state_text(state: str) -> Text:
     label = "cache hit" if state == S.TASK_CACHED else state
     return Text(label, style=STATE_STYLE.get(state, ""))

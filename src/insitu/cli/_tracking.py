@@ -10,7 +10,8 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from insitu.cli._app import _store, console
+from insitu.cli._common import _store, check_output, console, esc, write_bytes
+from insitu.cli._render import natural_key
 from insitu.errors import not_found
 from insitu.store import DataReadRecord, MetricRecord, ParamRecord, RunRecord, Store
 
@@ -64,8 +65,8 @@ def data_summary(store: Store, run: RunRecord) -> tuple[str, Table] | None:
     tbl = Table(title="data read per step", title_justify="left")
     for col in ("step", "read", "local", "moved", "from", "moving took"):
         tbl.add_column(col, justify="left" if col in ("step", "from") else "right")
-    for step, rs in sorted(per.items()):
-        tbl.add_row(step, *figures(rs))
+    for step, rs in sorted(per.items(), key=lambda kv: natural_key(kv[0])):
+        tbl.add_row(Text(step), *(Text(f) for f in figures(rs)))
     return line, tbl
 
 
@@ -79,22 +80,23 @@ def metrics_table(store: Store, run: RunRecord) -> Table | None:
     tbl = Table(title="logged metrics and params", title_justify="left")
     for col in ("step", "metric", "last", "min", "max", "points"):
         tbl.add_column(col, justify="left" if col in ("step", "metric") else "right")
-    for (task, name), pts in sorted(series.items()):
+    for (task, name), pts in sorted(series.items(),
+                                    key=lambda kv: (natural_key(kv[0][0]), kv[0][1])):
         vals = [p.value for p in pts]
-        tbl.add_row(task, name, f"{vals[-1]:.6g}", f"{min(vals):.6g}", f"{max(vals):.6g}",
-                    str(len(vals)))
-    for task, ps in sorted(params.items()):
-        tbl.add_row(task, "params", ", ".join(f"{k}={v}" for k, v in sorted(ps.items())),
-                    "", "", "")
+        tbl.add_row(Text(task), Text(name), f"{vals[-1]:.6g}", f"{min(vals):.6g}",
+                    f"{max(vals):.6g}", str(len(vals)))
+    for task, ps in sorted(params.items(), key=lambda kv: natural_key(kv[0])):
+        tbl.add_row(Text(task), "params",
+                    Text(", ".join(f"{k}={v}" for k, v in sorted(ps.items()))), "", "", "")
     return tbl
 
 
 def _check_step(store: Store, run: RunRecord, step: str | None) -> None:
     if step is None:
         return
-    ids = {t.step_id for t in store.list_tasks(run.id)}
-    if step not in ids:
-        raise not_found("step", step, ids, where=f"run {run.id}")
+    tasks = store.list_tasks(run.id)
+    if step not in {t.step_id for t in tasks} | {t.id for t in tasks}:
+        raise not_found("step", step, {t.step_id for t in tasks}, where=f"run {run.id}")
 
 
 @click.command()
@@ -106,16 +108,26 @@ def _check_step(store: Store, run: RunRecord, step: str | None) -> None:
 def metrics(run_id: str, step: str | None, names: tuple[str, ...], png: str | None) -> None:
     """Plot the metrics a run's steps logged (in the terminal, or to a PNG)."""
     store = _store()
+    if png is not None:
+        check_output(png, "--png")
     run = store.get_run(run_id)
     _check_step(store, run, step)
-    series = {k: v for k, v in _series(store, run, step).items() if not names or k[1] in names}
+    every = _series(store, run, step)
+    known = {k[1] for k in every}
+    for n in names:
+        if known and n not in known:
+            raise not_found("metric", n, known, where=f"run {run.id}"
+                            + (f" step {step}" if step else ""))
+    series = {k: v for k, v in every.items() if not names or k[1] in names}
     if not series:
         console.print(f"run {run.id} logged no metrics"
-                      + (f" in step {step}" if step else "")
+                      + (f" in step {esc(step)}" if step else "")
+                      + (f" named {esc(', '.join(names))}" if names else "")
                       + " (log them with insitu.log_metric inside a step)")
         return
     by_metric: dict[str, list[tuple[str, list[MetricRecord]]]] = defaultdict(list)
-    for (task, name), pts in sorted(series.items()):
+    for (task, name), pts in sorted(series.items(),
+                                    key=lambda kv: (kv[0][1], natural_key(kv[0][0]))):
         by_metric[name].append((task, pts))
     if png:
         import matplotlib
@@ -132,8 +144,12 @@ def metrics(run_id: str, step: str | None, names: tuple[str, ...], png: str | No
             ax.set_xlabel("step")
             ax.legend(fontsize="small")
         fig.tight_layout()
-        fig.savefig(png, dpi=100)
-        console.print(f"wrote {png}")
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        write_bytes(png, buf.getvalue())
+        console.print(f"wrote {esc(png)}")
         return
     import importlib
 
@@ -175,7 +191,7 @@ def compare(run_ids: tuple[str, ...], as_json: bool) -> None:
                               default=str))
         return
     tbl = Table(title="* marks rows that differ", title_justify="left")
-    tbl.add_column("")
+    tbl.add_column("", overflow="fold")
     for r in runs:
         tbl.add_column(r.id, justify="right")
     for key, vals in rows.items():
@@ -183,5 +199,6 @@ def compare(run_ids: tuple[str, ...], as_json: bool) -> None:
         cells = [("-" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v))
                  for v in vals]
         style = "bold yellow" if differs else ""
-        tbl.add_row(("* " if differs else "  ") + key, *(Text(c, style=style) for c in cells))
+        tbl.add_row(Text(("* " if differs else "  ") + key),
+                    *(Text(c, style=style) for c in cells))
     console.print(tbl)

@@ -59,23 +59,60 @@ def hash_path(path: str) -> tuple[int, str]:
         return _hash_file(f)
 
 
+def _check_readable(path: str, src: str) -> None:
+    """Only regular files and folders are shards (a FIFO or a device would block or never
+    end); they must be readable."""
+    import stat
+
+    st = os.stat(path)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise UserError(f"{path} (from {src}) is not a regular file or folder",
+                        hint="give the files (or folders) that hold the shards")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"cannot read {path} (permission denied)",
+                        hint=f"check its permissions (ls -l {path})")
+
+
+def _expand_url(src: str) -> list[tuple[str, int, str, dict[str, str]]]:
+    import fsspec
+
+    proto = src.split("://", 1)[0]
+    try:
+        fs, root = fsspec.core.url_to_fs(src)
+    except ImportError as e:
+        pkg = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
+               "abfs": "adlfs", "abfss": "adlfs", "hf": "huggingface_hub"}.get(proto)
+        raise UserError(f"reading {proto}:// URLs needs a package that is not installed ({e})",
+                        hint=f"pip install {pkg}" if pkg else "install the fsspec "
+                             f"implementation for {proto}://") from None
+    except ValueError as e:
+        raise UserError(f"cannot read {src}: {e}",
+                        hint="use a path, or a URL fsspec knows (s3://, gs://, https://, ...)"
+                        ) from None
+    out = []
+    try:
+        matches = sorted(fs.glob(root)) if any(c in root for c in "*?[") else [root]
+        if not matches or not all(fs.exists(m) for m in matches):
+            raise UserError(f"nothing at {src}", hint="check the URL and credentials")
+        for m in matches:
+            with fs.open(m, "rb") as f:
+                size, digest = _hash_file(f)
+            url = f"{proto}://{m}" if not m.startswith(f"{proto}://") else m
+            out.append((os.path.basename(m.rstrip("/")), size, digest, {"url": url}))
+    except UserError:
+        raise
+    except Exception as e:  # any remote file system's error: one message, not a traceback
+        raise UserError(f"cannot read {src}: {type(e).__name__}: {e}",
+                        hint="check the URL, your network and credentials") from None
+    return out
+
+
 def _expand(sources: list[str], node: str) -> list[tuple[str, int, str, dict[str, str]]]:
     """(shard id, size, digest, replica) for every file or folder the sources name."""
     out = []
     for src in sources:
         if "://" in src and not src.startswith("file://"):
-            import fsspec
-
-            fs, root = fsspec.core.url_to_fs(src)
-            proto = src.split("://", 1)[0]
-            matches = sorted(fs.glob(root)) if any(c in root for c in "*?[") else [root]
-            if not matches or not all(fs.exists(m) for m in matches):
-                raise UserError(f"nothing at {src}", hint="check the URL and credentials")
-            for m in matches:
-                with fs.open(m, "rb") as f:
-                    size, digest = _hash_file(f)
-                url = f"{proto}://{m}" if not m.startswith(f"{proto}://") else m
-                out.append((os.path.basename(m.rstrip("/")), size, digest, {"url": url}))
+            out.extend(_expand_url(src))
             continue
         path = src.removeprefix("file://")
         matches = sorted(glob.glob(path)) if any(c in path for c in "*?[") else [path]
@@ -83,6 +120,7 @@ def _expand(sources: list[str], node: str) -> list[tuple[str, int, str, dict[str
             raise UserError(f"no file or folder matches {src}",
                             hint="give paths (or globs) of the shard files on that node")
         for m in matches:
+            _check_readable(m, src)
             size, digest = hash_path(m)
             out.append((os.path.basename(m.rstrip("/")), size, digest,
                         {"node": node, "path": os.path.abspath(m)}))
@@ -121,15 +159,20 @@ def add(name: str, sources: list[str], *, node: str = "local", description: str 
     """
     import re
 
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
-        raise UserError(f"invalid dataset name {name!r}",
-                        hint="use letters, digits, '_', '-' and '.'")
+    if len(name) > 128 or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+        raise UserError(f"invalid dataset name {name[:40]!r}"
+                        + ("..." if len(name) > 40 else ""),
+                        hint="use at most 128 letters, digits, '_', '-' and '.', starting "
+                             "with a letter or digit")
+    if not node or not node.strip():
+        raise UserError("the node name is empty", hint="give --node NODE (default: local)")
     st = _store(store)
     found = _expand(sources, node)
     existing = {s.shard: s for s in st.select(ShardRecord, dataset=name)}
-    if not st.select(DatasetRecord, name=name):
-        st.put(DatasetRecord(name=name, created_at=time.time(), description=description))
-    records = []
+    records: list[Any] = []
+    if not st.select(DatasetRecord, name=name):  # written with the shards, once all are checked
+        records.append(DatasetRecord(name=name, created_at=time.time(),
+                                     description=description))
     nxt = len(existing)
     for shard, size, digest, replica in found:
         old = existing.get(shard)

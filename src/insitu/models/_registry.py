@@ -51,9 +51,15 @@ def _store(store: Store | None) -> Store:
     return store or open_store()
 
 
+_MAX_NAME = 128
+
+
 def _check_name(what: str, name: str) -> None:
+    if len(name) > _MAX_NAME:
+        raise UserError(f"invalid {what} {name[:40]!r}... ({len(name)} characters)",
+                        hint=f"use at most {_MAX_NAME} characters")
     if not _NAME.match(name):
-        raise UserError(f"invalid {what} {name!r}",
+        raise UserError(f"invalid {what} {name!r}" + (" (it is empty)" if not name else ""),
                         hint="use letters, digits, '_', '-' and '.', starting with a letter "
                              "or digit")
 
@@ -112,8 +118,13 @@ def _datasets_read(spec_step: dict[str, Any], tasks: dict[str, S.TaskRecord],
 def register(name: str, *, run: str, step: str, description: str = "",
              tags: dict[str, str] | None = None, alias: str | None = None,
              store: Store | None = None) -> ModelVersion:
-    """Register the output of ``step`` in ``run`` as the next version of model ``name``."""
+    """Register the output of ``step`` in ``run`` as the next version of model ``name``.
+
+    Everything is checked before anything is written: a bad alias leaves no version behind.
+    """
     _check_name("model name", name)
+    if alias is not None:
+        _check_name("alias", alias)
     st = _store(store)
     rec = st.get_run(run)
     tasks = {t.id: t for t in st.list_tasks(rec.id)}
@@ -143,7 +154,7 @@ def register(name: str, *, run: str, step: str, description: str = "",
             continue
     else:  # pragma: no cover - 20 concurrent registrations of one model
         raise Conflict(f"could not number a new version of {name!r}", hint="try again")
-    if alias:
+    if alias is not None:
         set_alias(name, alias, n, store=st)
     return get_version(f"{name}:{n}", store=st)
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from insitu.errors import Conflict, NotFound, StoreError
+from insitu.store import _integrity
 from insitu.store import _tables as t
 from insitu.store._base import Store
 from insitu.store._records import (
@@ -74,6 +75,8 @@ class SQLStore(Store):
         where = self._describe()
         try:
             with self._engine.connect() as conn:
+                if self._dialect == "sqlite" and where != ":memory:":
+                    _integrity.quick_check(conn, where)  # a damaged file is refused
                 if _current_version(conn) == HEAD:  # the usual case: no lock needed
                     return
             with self._schema_lock():  # one process creates or upgrades; others wait
@@ -305,6 +308,7 @@ def _make_engine(url: str) -> Engine:
         path = u.database
         if path and path != ":memory:":
             p = Path(path)
+            _integrity.check_location(p)
             if p.exists() and p.stat().st_size > 0:
                 with open(p, "rb") as f:
                     head = f.read(16)
@@ -338,7 +342,7 @@ def _db_error(e: sa.exc.DatabaseError, where: str) -> StoreError:
     if "no such table" in text or "does not exist" in text:
         return StoreError(f"{where} is missing insitu's tables ({text})",
                           hint="point INSITU_HOME or INSITU_DB_URL at an insitu database")
-    return StoreError(f"database error on {where}: {text}")
+    return _integrity.describe(text, where)
 
 
 def open_store(url: str | None = None) -> SQLStore:
