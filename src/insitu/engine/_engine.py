@@ -30,7 +30,7 @@ from insitu.engine import _outcome
 from insitu.engine._locality import Busy, WaitOrMove
 from insitu.engine._params import bind_params
 from insitu.engine._paths import log_path, metrics_path, result_path
-from insitu.engine._placement import Placement, Placer, Request, describe
+from insitu.engine._placement import Placement, Placer, Request, describe, with_constraints
 from insitu.engine._refs import cache_key, concretize, condition_steps, evaluate, upstream_steps
 from insitu.errors import ResourceError, UserError
 from insitu.executor import AttemptExit, Executor, LaunchRequest, read_result
@@ -72,8 +72,9 @@ def resolve_resources(step: dict[str, Any], params: dict[str, Any]) -> Request:
     except UserError as e:
         raise ResourceError(f"{where}: {e.message}", hint=e.hint) from None
     gt = val("gpu_type")
-    return Request(cpu=cpu, memory=memory, gpu=gpu, gpu_type=gt if isinstance(gt, str) else None,
-                   restartable=step["retries"]["max"] > 0)
+    return with_constraints(
+        Request(cpu=cpu, memory=memory, gpu=gpu, gpu_type=gt if isinstance(gt, str) else None,
+                restartable=step["retries"]["max"] > 0), step)
 
 
 def describe_request(r: Request) -> str:
