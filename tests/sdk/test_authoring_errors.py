@@ -30,7 +30,8 @@ def test_misspelt_option_at_decoration() -> None:
             return x
     msg = e.value.message
     assert "unknown step option mem= (did you mean memory=?)" in msg
-    assert msg.startswith(f"{__file__}:{_line_of('@insitu.step(mem=', test_misspelt_option_at_decoration)}:")
+    line = _line_of("@insitu.step(mem=", test_misspelt_option_at_decoration)
+    assert msg.startswith(f"{__file__}:{line}:")
     assert "_step.py" not in str(e.value)
 
 

@@ -77,10 +77,10 @@ def test_cli_run_and_compile_with_values(cli, tmp_path: Path) -> None:  # type: 
 
 
 def test_a_compiled_spec_runs_only_with_its_values(home: Path) -> None:
+    from insitu._config import load_config
     from insitu.engine import Engine
     from insitu.executor import LocalExecutor
     from insitu.store import open_store
-    from insitu._config import load_config
 
     spec = plain_params.squares.compile(n=2)
     cfg = load_config()

@@ -116,7 +116,7 @@ class Placer:
         if req.gpu_type:  # "A100" matches "NVIDIA A100-SXM4-80GB"
             want = req.gpu_type.lower()
             types = tuple(m for m in self.models if want in m.lower()) or (req.gpu_type,)
-        from insitu.scheduler import DataInput
+        from insitu.scheduler import DataInput, Toleration
 
         affinity = dict(req.affinity)
         if req.anti_affinity:  # the nodes none of whose labels the step excludes
@@ -127,7 +127,8 @@ class Placer:
         return SRequest(name=name, cpu=req.cpu, memory=req.memory, gpu=req.gpu,
                         gpu_types=types, restartable=req.restartable,
                         node_selector=dict(req.node_selector), affinity=affinity,
-                        tolerations=req.tolerations, priority=req.priority,
+                        tolerations=tuple(Toleration.parse(t) for t in req.tolerations),
+                        priority=req.priority,
                         inputs=tuple(DataInput(shard=k, size=n) for k, n in req.inputs))
 
     @staticmethod

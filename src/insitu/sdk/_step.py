@@ -271,6 +271,9 @@ def step(*, name: str | None = ..., cpu: Any = ..., memory: Any = ..., gpu: Any 
          gpu_type: Any = ..., retries: int = ..., retry_on: Any = ..., backoff: float = ...,
          backoff_factor: float = ..., max_backoff: float = ..., timeout: float | None = ...,
          cache: bool = ..., cache_version: str = ..., env: dict[str, str] | None = ...,
+         node_selector: dict[str, str] | None = ..., affinity: dict[str, Any] | None = ...,
+         anti_affinity: dict[str, Any] | None = ..., tolerations: Any = ...,
+         priority: int = ..., spot: bool | None = ...,
          ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -283,6 +286,17 @@ def step(fn: Any = None, /, **options: Any) -> Any:
     are retried; default: any exception), ``backoff``/``backoff_factor``/``max_backoff``
     (seconds between attempts, growing exponentially), ``timeout`` (seconds per attempt),
     ``cache`` (default on), ``cache_version`` (change it to invalidate), ``env``.
+
+    Where it may run (the scheduler's constraints, explained by ``insitu why``):
+    ``node_selector`` (``{"zone": "a"}``: labels a node must have), ``affinity``
+    (``{"zone": ["a", "b"]}``: a label must be one of these values), ``anti_affinity``
+    (``{"insitu.dev/node": ["node-3"]}``: must not be), ``tolerations``
+    (``["gpu=reserved:NoSchedule"]``: node taints it accepts), ``priority`` (higher is
+    placed first), ``spot`` (True: may run on spot nodes; False: never; default: only
+    when it has retries).
+
+    Any option may take a pipeline parameter's value; a misspelt one is an error at
+    the decorator's line, with the nearest name.
     """
     if options.get("env") is None:
         options.pop("env", None)
