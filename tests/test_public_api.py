@@ -7,9 +7,16 @@ def test_exported_names_are_exactly_the_public_api() -> None:
         "Elif", "Else", "If", "Run", "TrialPruned", "dataset", "datasets", "errors", "get_run",
         "list_runs",
         "log_artifact", "log_metric", "log_metrics", "log_params", "models", "on_exit", "pipeline",
-        "report", "run", "shard_path", "step", "tune"]
+        "report", "run", "shard_path", "step", "testing", "tune"]
     for name in insitu.__all__:
         assert hasattr(insitu, name)
+
+
+def test_dir_lists_every_public_name() -> None:
+    # the lazily loaded ones too (run, get_run, models): dir() is what completion shows
+    listed = dir(insitu)
+    for name in [*insitu.__all__, "run", "get_run", "models", "__version__"]:
+        assert name in listed, name
 
 
 def test_one_exception_root() -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "run",
     "shard_path",
     "step",
+    "testing",
     "tune",
 ]
 
@@ -54,8 +55,13 @@ def __getattr__(name: str) -> Any:
         from insitu import datasets
 
         return getattr(datasets, name)
-    if name in ("models", "datasets"):
+    if name in ("models", "datasets", "testing"):
         import importlib
 
         return importlib.import_module(f"insitu.{name}")
     raise AttributeError(f"module 'insitu' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # the lazily loaded names (run, get_run, models, ...) are part of the API too
+    return sorted({*globals(), *__all__})

@@ -118,22 +118,26 @@ def run(pipeline: Any, params: dict[str, Any] | None = None, *, no_cache: bool =
     """Run a pipeline here and now (local executor) and return the finished run.
 
     ``pipeline`` is a ``@pipeline`` function or a ``"FILE[:PIPELINE]"`` string;
-    parameters come as ``params={...}`` or keyword arguments. If a step fails, raises
+    parameters come as ``params={...}`` or keyword arguments, and the pipeline body
+    sees their values (``range(n)``, ``if mode == "fast":``). Steps defined in a
+    notebook cell or an interactive session travel by value to the workers. If a step fails, raises
     :class:`~insitu.errors.StepFailed` naming it (``raise_on_failure=False`` returns
     the failed run instead).
     """
     from insitu.engine import Engine
     from insitu.executor import LocalExecutor
-    from insitu.sdk import Pipeline, load_pipeline
+    from insitu.sdk import Pipeline, compile_pipeline, load_pipeline
 
     p = load_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
     if not isinstance(p, Pipeline):
         raise UserError(f"insitu.run needs a @pipeline function, got {p!r}")
+    values = {**(params or {}), **kwargs}
+    spec = compile_pipeline(p, values, require=True)  # the body sees these values
     store, cfg = _open(home)
     executor = LocalExecutor()
     try:
         engine = Engine(store, executor, config=cfg)
-        rec = engine.submit(p.compile(), {**(params or {}), **kwargs}, no_cache=no_cache)
+        rec = engine.submit(spec, values, no_cache=no_cache)
         rec = engine.execute(rec.id)
     finally:
         executor.close()

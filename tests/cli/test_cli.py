@@ -69,7 +69,7 @@ def test_explain_out_of_memory(cli, home: Path) -> None:  # type: ignore[no-unty
 
 def test_compile_writes_a_valid_spec_and_run_accepts_it(cli, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "spec.json"
-    r = cli("compile", f"{BASIC}:fanout", "-o", str(out))
+    r = cli("compile", f"{BASIC}:fanout", "-p", "n=2", "-o", str(out))
     assert r.returncode == 0, r.stderr
     spec = json.loads(out.read_text())
     from insitu.spec import validate_spec

@@ -211,7 +211,7 @@ def test_unsatisfiable_request_is_refused_before_running(
 def test_resources_from_parameters(home: Path) -> None:
     with pytest.raises(ResourceError, match="900.0 TiB"):
         insitu.run(basic.too_big)
-    with pytest.raises(ResourceError, match="step 'total': invalid memory 'loads'"):
+    with pytest.raises(insitu.errors.UserError, match="step 'total': invalid memory 'loads'"):
         insitu.run(basic.too_big, mem="loads")
     assert insitu.run(basic.too_big, mem="512MiB").output("total") == 1
 

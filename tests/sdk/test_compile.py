@@ -35,21 +35,22 @@ def test_spec_of_fanout_is_plain_valid_json() -> None:
                                       "right": {"const": "big"}}
     elif_when = steps["shout-2"]["when"]
     assert elif_when["op"] == "and" and elif_when["args"][0]["op"] == "not"
+    # the body saw mode="auto", so `mode == "loud"` was decided while compiling
     assert steps["whisper"]["when"]["args"] == [
         {"op": "not", "args": [steps["shout"]["when"]]},
-        {"op": "not", "args": [{"op": "==", "left": {"param": "mode"},
-                                "right": {"const": "loud"}}]}]
+        {"op": "not", "args": [{"op": "truthy", "left": {"const": False}}]}]
+    assert spec["values"] == {"n": 5, "mode": "auto"}
 
 
 def test_options_override_per_call_and_resources_from_parameters() -> None:
-    spec = basic.too_big.compile()
+    spec = basic.too_big.compile(mem="3GiB")
     (step,) = spec["steps"]
-    assert step["resources"]["memory"] == {"param": "mem"}
+    assert step["resources"]["memory"] == 3 * 1024**3
     spec = basic.gpus.compile()
     whole = spec["steps"][0]
     assert whole["id"] == "whole" and whole["resources"]["gpu"] == 1.0
     assert whole["resources"]["gpu_type"] == "A100" and whole["env"] == {"GREETING": "hi"}
-    assert spec["steps"][1]["resources"]["gpu"] == {"param": "share"}
+    assert spec["steps"][1]["resources"]["gpu"] == 0.5
 
 
 def test_retry_policy_and_timeout_compile() -> None:

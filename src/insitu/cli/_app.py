@@ -19,14 +19,22 @@ from insitu.errors import NotFound, UserError, not_found
 from insitu.store import _records as S
 
 
-def _spec_from(target: str) -> dict[str, Any]:
+def _spec_from(target: str, params: tuple[str, ...] = (), *, require: bool = False
+               ) -> dict[str, Any]:
+    """The spec of TARGET: a compiled spec.json, or a pipeline traced with these ``-p``
+    values (its body sees them; ``require``: every required parameter needs one)."""
+    from insitu.engine import bind_params, parse_cli_params
+
+    given = parse_cli_params(list(params))
     if target.endswith(".json"):
         from insitu.spec import load_spec
 
-        return load_spec(target)
-    from insitu.sdk import load_pipeline
+        spec = load_spec(target)
+        bind_params(spec, given, from_text=True)  # a value other than the compiled one: refuse
+        return spec
+    from insitu.sdk import compile_pipeline, load_pipeline
 
-    return load_pipeline(target).compile()
+    return compile_pipeline(load_pipeline(target), given, from_text=True, require=require)
 
 
 class _Group(click.Group):
@@ -130,7 +138,7 @@ def run(target: str, params: tuple[str, ...], no_cache: bool, backend: str,
     try:
         from insitu.engine import Engine, parse_cli_params
 
-        spec = _spec_from(target)
+        spec = _spec_from(target, params, require=True)
         engine = Engine(_store(), executor, config=load_config())
     except BaseException:
         executor.close()
@@ -467,13 +475,16 @@ def why(run_id: str, step: str | None) -> None:
 
 @app.command(name="compile")
 @click.argument("target")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A pipeline parameter (repeatable); the spec is compiled with it.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the spec here (default: stdout).")
-def compile_(target: str, output: str | None) -> None:
-    """Compile FILE[:PIPELINE] to a PipelineSpec (JSON)."""
+def compile_(target: str, params: tuple[str, ...], output: str | None) -> None:
+    """Compile FILE[:PIPELINE] to a PipelineSpec (JSON), with the parameter values given
+    (defaults for the others); a run of the spec uses exactly those values."""
     if output is not None:
         check_output(output, "-o")
-    spec = _spec_from(target)
+    spec = _spec_from(target, params)
     text = json.dumps(spec, indent=2)
     if output:
         write_bytes(output, (text + "\n").encode())

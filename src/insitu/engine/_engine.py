@@ -18,7 +18,7 @@ from insitu._units import format_bytes, parse_cpu, parse_gpu, parse_memory
 from insitu.artifacts import ArtifactStore
 from insitu.engine._loop import RunLoop
 from insitu.engine._params import bind_params
-from insitu.engine._placement import Placer, Request, describe
+from insitu.engine._placement import Placer, Request, describe, with_constraints
 from insitu.engine._signals import stop_signals
 from insitu.errors import ResourceError, UserError
 from insitu.executor import Executor
@@ -51,8 +51,9 @@ def resolve_resources(step: dict[str, Any], params: dict[str, Any]) -> Request:
     except UserError as e:
         raise ResourceError(f"{where}: {e.message}", hint=e.hint) from None
     gt = val("gpu_type")
-    return Request(cpu=cpu, memory=memory, gpu=gpu, gpu_type=gt if isinstance(gt, str) else None,
-                   restartable=step["retries"]["max"] > 0)
+    return with_constraints(
+        Request(cpu=cpu, memory=memory, gpu=gpu, gpu_type=gt if isinstance(gt, str) else None,
+                restartable=step["retries"]["max"] > 0), step)
 
 
 def describe_request(r: Request) -> str:

@@ -4,10 +4,18 @@ Contract: ``place(req, name)`` returns a :class:`Placement` and reserves it, or 
 scheduler's plain-words reason why nothing fits now; ``release`` gives a placement back;
 ``impossible(req)`` explains a request that no node could ever satisfy (checked before a
 run starts). The scheduler itself is pure; this adapter only translates records.
+
+A step's placement constraints (``node_selector``, ``affinity``, ``anti_affinity``,
+``tolerations``, ``priority``, ``spot``; see :func:`with_constraints`) go to the
+scheduler as they are, except ``anti_affinity``, which becomes an affinity to the nodes
+it leaves (every node carries its name as the label ``insitu.dev/node``). A node's zone
+is also its label ``zone``, unless it has one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +31,35 @@ class Request:
     gpu_type: str | None = None
     inputs: tuple[tuple[str, int], ...] = ()   # (data id, bytes): shards and artifacts read
     restartable: bool = False  # may run on spot nodes (a step with retries survives a loss)
+    node_selector: tuple[tuple[str, str], ...] = ()          # label = value, all of them
+    affinity: tuple[tuple[str, tuple[str, ...]], ...] = ()   # label in values, all of them
+    anti_affinity: tuple[tuple[str, tuple[str, ...]], ...] = ()  # label not in values
+    tolerations: tuple[str, ...] = ()                        # "key=value:Effect"
+    priority: int = 0
+
+
+NODE_LABEL = "insitu.dev/node"
+
+
+def with_constraints(req: Request, step: dict[str, Any]) -> Request:
+    """``req`` with the placement constraints of a spec step (``step["constraints"]``).
+
+    ``spot``: True lets the step run on spot nodes, False keeps it off them, absent
+    leaves the default (spot nodes only for a step with retries).
+    """
+    c = step.get("constraints") or {}
+    if not c:
+        return req
+
+    def rules(d: dict[str, Any] | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return tuple(sorted((k, tuple(sorted(v))) for k, v in (d or {}).items()))
+
+    spot = c.get("spot")
+    return dataclasses.replace(
+        req, node_selector=tuple(sorted((c.get("node_selector") or {}).items())),
+        affinity=rules(c.get("affinity")), anti_affinity=rules(c.get("anti_affinity")),
+        tolerations=tuple(c.get("tolerations") or ()), priority=int(c.get("priority") or 0),
+        restartable=req.restartable if spot is None else bool(spot))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,8 +82,12 @@ def _scheduler_node(n: NodeInfo) -> Any:
     gpus = tuple(Gpu(model=g.model, memory=g.memory or 0) for g in
                  sorted(n.gpus, key=lambda g: g.index))
     labels = dict(n.labels)
+    zone = labels.get("insitu.dev/zone", "")
+    labels.setdefault(NODE_LABEL, n.name)
+    if zone:
+        labels.setdefault("zone", zone)
     return Node(name=n.name, cpu=n.cpu, memory=n.memory, gpus=gpus, labels=labels,
-                zone=labels.get("insitu.dev/zone", ""),
+                zone=zone,
                 spot=labels.get("insitu.dev/spot", "").lower() in ("true", "1", "yes"))
 
 
@@ -75,17 +116,38 @@ class Placer:
         if req.gpu_type:  # "A100" matches "NVIDIA A100-SXM4-80GB"
             want = req.gpu_type.lower()
             types = tuple(m for m in self.models if want in m.lower()) or (req.gpu_type,)
-        from insitu.scheduler import DataInput
+        from insitu.scheduler import DataInput, Toleration
 
+        affinity = dict(req.affinity)
+        if req.anti_affinity:  # the nodes none of whose labels the step excludes
+            labels = {n.name: {**n.labels, **_scheduler_node(n).labels} for n in self.infos}
+            allowed = tuple(sorted(name for name, lab in labels.items() if not any(
+                lab.get(k) in vals for k, vals in req.anti_affinity)))
+            affinity[NODE_LABEL] = allowed or ("",)
         return SRequest(name=name, cpu=req.cpu, memory=req.memory, gpu=req.gpu,
                         gpu_types=types, restartable=req.restartable,
+                        node_selector=dict(req.node_selector), affinity=affinity,
+                        tolerations=tuple(Toleration.parse(t) for t in req.tolerations),
+                        priority=req.priority,
                         inputs=tuple(DataInput(shard=k, size=n) for k, n in req.inputs))
+
+    @staticmethod
+    def _reason(req: Request, why: str) -> str:
+        """The scheduler's reason in the words of a step's options."""
+        why = why.replace("(set restartable=True to allow spot nodes)",
+                          "(set spot=True on the step to allow spot nodes)")
+        if req.anti_affinity:
+            rule = "; ".join(f"{k} not in ({', '.join(v)})" for k, v in req.anti_affinity)
+            why = re.sub(rf"no label {re.escape(NODE_LABEL)} in \([^)]*\) "
+                         r"\(the step's affinity asks for it\)",
+                         f"a label the step's anti_affinity excludes ({rule})", why)
+        return why
 
     def place(self, req: Request, name: str | None = None) -> Placement | str:
         self._seq += 1
         d = self.cluster.place_one(self._request(req, name or f"attempt-{self._seq}"))
         if d.placement is None:
-            return d.reason or "no node fits"
+            return self._reason(req, d.reason or "no node fits")
         p = d.placement
         ids = tuple(self._gpu_index[p.node][i] for i in p.gpus)
         share = p.gpu_milli / 1000 if 0 < req.gpu < 1 else 0.0

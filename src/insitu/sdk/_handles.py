@@ -104,13 +104,54 @@ class Output(Handle):
 
 
 class Param(Handle):
-    """A pipeline parameter."""
+    """A pipeline parameter that has no value while the pipeline is traced.
 
-    __slots__ = ("name",)
+    The pipeline body normally sees each parameter's value (the one the run uses). Only
+    when a spec is compiled without a value for a required parameter (``insitu compile
+    FILE`` with no ``-p``) does the body get this placeholder: it can be passed to steps
+    and resource options, and compared in ``insitu.If``, but Python cannot compute with it.
+    """
 
-    def __init__(self, name: str, path: tuple[str | int, ...] = ()) -> None:
+    __slots__ = ("name", "type")
+
+    def __init__(self, name: str, path: tuple[str | int, ...] = (), *,
+                 type: str = "any") -> None:  # noqa: A002 - the parameter's declared type
         super().__init__(path)
         self.name = name
+        self.type = type
+
+    def _no_value(self, use: str) -> Exception:
+        from insitu.errors import UserError
+
+        return UserError(
+            f"parameter '{self.name}' has no value while the pipeline is compiled, so it "
+            f"cannot be used {use}",
+            hint=f"give it a value: `insitu compile FILE -p {self.name}=VALUE` (`insitu run` "
+                 f"and insitu.run(pipeline, {self.name}=...) always do)")
+
+    def __bool__(self) -> bool:
+        raise self._no_value("in a Python `if`, `and`, `or` or `not`")
+
+    def __iter__(self) -> Any:
+        raise self._no_value("as a Python sequence")
+
+    def __index__(self) -> int:
+        raise self._no_value("as a Python int (range(), an index)")
+
+    def __int__(self) -> int:
+        raise self._no_value("as a Python int")
+
+    def __float__(self) -> float:
+        raise self._no_value("as a Python number")
+
+    def __len__(self) -> int:
+        raise self._no_value("with len()")
+
+    def __str__(self) -> str:
+        raise self._no_value("as a string")
+
+    def __format__(self, spec: str) -> str:
+        raise self._no_value("in a string")
 
     def _ref(self) -> dict[str, Any]:
         ref: dict[str, Any] = {"param": self.name}
@@ -119,7 +160,7 @@ class Param(Handle):
         return ref
 
     def _with_path(self, path: tuple[str | int, ...]) -> Handle:
-        return Param(self.name, path)
+        return Param(self.name, path, type=self.type)
 
     def __repr__(self) -> str:
         return f"<parameter '{self.name}'>"
@@ -166,6 +207,8 @@ def as_condition(value: object) -> Condition:
         return value
     if isinstance(value, Handle):
         return Condition({"op": "truthy", "left": value._ref()})
+    if isinstance(value, bool):  # a condition on parameter values, already known
+        return Condition({"op": "truthy", "left": {"const": value}})
     from insitu.errors import UserError
 
     raise UserError(f"insitu.If needs a condition on a step output or a parameter, got {value!r}",

@@ -14,7 +14,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from insitu.errors import PipelineLoadError
+from insitu.errors import PipelineLoadError, UserError
 
 _loaded: dict[str, types.ModuleType] = {}
 
@@ -33,7 +33,8 @@ def import_file(path: str) -> types.ModuleType:
         return _loaded[p]
     if not os.path.exists(p):
         raise PipelineLoadError(f"pipeline file {path} does not exist",
-                                hint="check the path, e.g. `insitu run examples/demo.py`")
+                                hint="check the path (a file such as pipeline.py, or "
+                                     "package.module)")
     name = module_name_for(p)
     spec = importlib.util.spec_from_file_location(name, p)
     if spec is None or spec.loader is None:
@@ -49,10 +50,16 @@ def import_file(path: str) -> types.ModuleType:
         del sys.modules[name]
         raise PipelineLoadError(f"{e.filename}:{e.lineno}: syntax error: {e.msg}",
                                 hint="fix the syntax error, then run again") from None
+    except UserError as e:  # insitu refused something in the file: it names the line
+        del sys.modules[name]
+        raise PipelineLoadError(f"{p} failed to import: {e.message}", hint=e.hint) from None
     except Exception as e:
         del sys.modules[name]
         frames = [f for f in traceback.extract_tb(e.__traceback__)
                   if "importlib" not in f.filename]
+        pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+        frames = [f for f in frames if not os.path.abspath(f.filename).startswith(pkg)] \
+            or frames
         where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else p
         hint = "fix the error at that line, then run again"
         if isinstance(e, ModuleNotFoundError):
@@ -110,8 +117,14 @@ def load_pipeline(ref: str) -> Any:
     return next(iter(found.values()))
 
 
+_unpickled: dict[str, Any] = {}
+
+
 def load_function(fn_ref: dict[str, Any]) -> Any:
-    """The plain function a spec's ``function`` entry points at."""
+    """The plain function a spec's ``function`` entry points at: imported by module or
+    file, or unpickled when it travelled by value (a notebook cell, ``python -c``, stdin)."""
+    if fn_ref.get("pickled"):
+        return _from_value(fn_ref)
     if fn_ref.get("module"):
         try:
             mod = importlib.import_module(fn_ref["module"])
@@ -125,3 +138,29 @@ def load_function(fn_ref: dict[str, Any]) -> Any:
     for part in fn_ref["qualname"].split("."):
         obj = getattr(obj, part)
     return getattr(obj, "fn", obj)
+
+
+def _from_value(fn_ref: dict[str, Any]) -> Any:
+    data = fn_ref["pickled"]
+    if data in _unpickled:
+        return _unpickled[data]
+    import base64
+
+    import cloudpickle
+
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    made = fn_ref.get("python") or here
+    try:
+        fn = cloudpickle.loads(base64.b64decode(data))
+    except Exception as e:
+        hint = "install the missing module on this node (pip install ...)" \
+            if isinstance(e, ImportError) else "run the pipeline again from where it was defined"
+        if made != here:
+            hint = (f"the step was defined under Python {made} and this worker runs Python "
+                    f"{here}: use the same Python version on both")
+        raise PipelineLoadError(
+            f"step function {fn_ref.get('qualname')} (defined in a notebook or interactive "
+            f"session) cannot be loaded here: {type(e).__name__}: {e}", hint=hint) from None
+    fn = getattr(fn, "fn", fn)
+    _unpickled[data] = fn
+    return fn

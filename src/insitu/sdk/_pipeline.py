@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import copy
 import inspect
+import json
 import os
+import sys
 import traceback
 import typing
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, overload
 
 from insitu._units import parse_cpu, parse_gpu, parse_memory
 from insitu.errors import Problem, UserError, ValidationError
 from insitu.sdk._handles import Handle, NotJSONable, Param, _const, refs_in, refs_in_condition
-from insitu.sdk._step import Step, fingerprint
+from insitu.sdk._step import Step, StepOptions, fingerprint
 from insitu.sdk._trace import StepCall, Trace, end_trace, start_trace
 from insitu.spec import SPEC_VERSION
 
@@ -30,10 +35,11 @@ class Pipeline:
         self.description = description or inspect.getdoc(fn)
         self.signature = inspect.signature(fn)
 
-    def compile(self) -> dict[str, Any]:
-        """Trace the pipeline and return its spec; raise :class:`ValidationError` with every
-        problem found."""
-        return compile_pipeline(self)
+    def compile(self, params: dict[str, Any] | None = None, /, **values: Any
+                ) -> dict[str, Any]:
+        """Trace the pipeline with these parameter values (defaults for the others) and
+        return its spec; raise :class:`ValidationError` with every problem found."""
+        return compile_pipeline(self, {**(params or {}), **values})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise UserError(
@@ -78,12 +84,23 @@ def _param_type(annotation: Any) -> str | None:
     return _TYPES.get(origin)
 
 
-def compile_pipeline(p: Pipeline) -> dict[str, Any]:
-    src_file = _abs(inspect.getsourcefile(p.fn))
+def compile_pipeline(p: Pipeline, params: dict[str, Any] | None = None, *,
+                     from_text: bool = False, require: bool = False) -> dict[str, Any]:
+    """Trace ``p`` with these parameter values and return its PipelineSpec.
+
+    The pipeline body sees each parameter's value: given here, else its default. A
+    required parameter with no value stays a placeholder (:class:`Param`) unless
+    ``require``, when it is an error as it is for a run. ``from_text``: the values are
+    CLI strings (``-p n=5``). The spec records the values in ``values``.
+    Raises :class:`ParameterError` for unknown or mistyped values and
+    :class:`ValidationError` listing every problem of the pipeline.
+    """
+    from insitu.spec._params import bind_declared
+
+    src_file = _abs(_source_file(p.fn))
     src_line = _line(p.fn)
     problems: list[Problem] = []
-    params: list[dict[str, Any]] = []
-    handles: dict[str, Any] = {}
+    declared: list[dict[str, Any]] = []
     for pname, par in p.signature.parameters.items():
         if par.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             problems.append(Problem(message=f"pipeline parameters cannot be *args/**kwargs "
@@ -104,8 +121,13 @@ def compile_pipeline(p: Pipeline) -> dict[str, Any]:
             except NotJSONable as e:
                 problems.append(Problem(message=f"default of parameter '{pname}': {e}",
                                         file=src_file, line=src_line))
-        params.append(entry)
-        handles[pname] = Param(pname)
+                entry["required"] = True
+        declared.append(entry)
+    values = bind_declared(p.name, declared, dict(params or {}), from_text=from_text,
+                           require=require)
+    handles: dict[str, Any] = {e["name"]: copy.deepcopy(values[e["name"]]) if e["name"] in values
+                               else Param(e["name"], type=e["type"]) for e in declared}
+    params_spec = [{k: v for k, v in e.items()} for e in declared]
 
     trace = Trace(pipeline=p.name)
     token = start_trace(trace)
@@ -123,7 +145,7 @@ def compile_pipeline(p: Pipeline) -> dict[str, Any]:
 
     steps = []
     known = {c.step_id for c in trace.calls}
-    param_names = {x["name"] for x in params}
+    param_names = {x["name"] for x in params_spec}
     exit_calls = [c for c in trace.calls if c.exit_handler]
     for extra in exit_calls[1:]:
         problems.append(Problem(message="a pipeline can have only one exit handler",
@@ -136,15 +158,25 @@ def compile_pipeline(p: Pipeline) -> dict[str, Any]:
     if problems:
         problems.sort(key=lambda pr: (pr.file or "", pr.line or 0))
         raise ValidationError(problems, pipeline=p.name)
-    return {
+    spec = {
         "spec_version": SPEC_VERSION,
         "name": p.name,
         "description": p.description,
-        "source": {"module": _module_of(p.fn), "file": src_file,
+        "source": {"module": _module_of(p.fn),
+                   "file": src_file if src_file and os.path.isfile(src_file) else None,
                    "qualname": p.fn.__qualname__, "fingerprint": fingerprint(p.fn)},
-        "parameters": params,
+        "parameters": params_spec,
+        "values": values,
         "steps": steps,
     }
+    try:
+        json.dumps(spec, allow_nan=False)
+    except (TypeError, ValueError) as e:  # a value that slipped past the checks above
+        raise ValidationError([Problem(
+            message=f"the spec cannot be written as JSON: {e}", file=src_file, line=src_line,
+            hint="pass JSON values (numbers, strings, lists, dicts) to steps and options")],
+            pipeline=p.name) from None
+    return spec
 
 
 def _step_spec(call: StepCall, known: set[str], param_names: set[str],
@@ -158,9 +190,28 @@ def _step_spec(call: StepCall, known: set[str], param_names: set[str],
                                 line=dline if at_def else call.line, step=call.step_id,
                                 hint=hint))
 
-    if "<locals>" in step.fn.__qualname__:
+    function = function_ref(step.fn)
+    if "<locals>" in step.fn.__qualname__ and "pickled" not in function:
         bad(f"step function {step.fn.__qualname__} is defined inside another function",
             "define step functions at the top level of a module so workers can import them")
+    for opt in ("retries", "retry_on", "backoff", "backoff_factor", "max_backoff", "timeout",
+                "cache", "cache_version", "env", "node_selector", "affinity", "anti_affinity",
+                "tolerations", "priority", "spot"):
+        if _contains_handle(getattr(o, opt)):
+            bad(f"{opt}= is given {getattr(o, opt)!r}, which has no value while the pipeline "
+                "is compiled", "give a constant or a pipeline parameter with a value (a step's "
+                "output is known only at run time)")
+            o = replace(o, **{opt: getattr(StepOptions(), opt)})
+    constraints = _constraints(o, bad)
+    if call.tune is not None:
+        try:
+            json.dumps(call.tune, allow_nan=False)
+        except (TypeError, ValueError):
+            bad_opts = sorted(k for k, v in call.tune.items() if _contains_handle(v))
+            bad(f"insitu.tune's {', '.join(bad_opts) or 'options'} must be known when the "
+                "pipeline is compiled (a constant or a parameter with a value)",
+                "pass a constant; a step's output is known only at run time", at_def=False)
+            call.tune = {k: (None if _contains_handle(v) else v) for k, v in call.tune.items()}
 
     def quantity(label: str, value: Any, parse: Callable[[Any], Any]) -> Any:
         if isinstance(value, Handle):
@@ -211,8 +262,7 @@ def _step_spec(call: StepCall, known: set[str], param_names: set[str],
     out: dict[str, Any] = {
         "id": call.step_id,
         "name": name,
-        "function": {"module": _module_of(step.fn), "file": _abs(inspect.getsourcefile(step.fn)),
-                     "qualname": step.fn.__qualname__, "fingerprint": fingerprint(step.fn)},
+        "function": function,
         "args": call.args,
         "map": call.map,
         "resources": resources,
@@ -228,7 +278,116 @@ def _step_spec(call: StepCall, known: set[str], param_names: set[str],
         "tune": call.tune,
         "location": {"file": call.file, "line": call.line},
     }
+    if constraints:
+        out["constraints"] = constraints
     return out
+
+
+_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def _constraints(o: Any, bad: Callable[..., None]) -> dict[str, Any]:
+    """The step's placement constraints as spec data; each malformed one is a problem."""
+    out: dict[str, Any] = {}
+    if o.node_selector is not None:
+        sel = o.node_selector
+        if not isinstance(sel, dict) or not all(
+                isinstance(k, str) and k and isinstance(v, str | int) and not isinstance(v, bool)
+                for k, v in sel.items()):
+            bad(f"node_selector must map label names to values, got {sel!r}",
+                'e.g. node_selector={"zone": "a"}')
+        elif sel:
+            out["node_selector"] = {k: str(v) for k, v in sel.items()}
+    for name in ("affinity", "anti_affinity"):
+        aff = getattr(o, name)
+        if aff is None:
+            continue
+        ok = isinstance(aff, dict) and all(isinstance(k, str) and k for k in aff)
+        rules: dict[str, list[str]] = {}
+        if ok:
+            for k, v in aff.items():
+                vals = [v] if isinstance(v, str) else v
+                if not isinstance(vals, list | tuple | set) or not vals or not all(
+                        isinstance(x, str) for x in vals):
+                    ok = False
+                    break
+                rules[k] = sorted(vals)
+        if not ok:
+            bad(f"{name} must map label names to a value or a list of values, got {aff!r}",
+                f'e.g. {name}={{"zone": ["a", "b"]}}')
+        elif rules:
+            out[name] = rules
+    tols = o.tolerations
+    if isinstance(tols, str):
+        tols = [tols]
+    if not isinstance(tols, list | tuple) or not all(isinstance(t, str) for t in tols):
+        bad(f"tolerations must be a list of taints, got {o.tolerations!r}",
+            'e.g. tolerations=["gpu=reserved:NoSchedule"]')
+    else:
+        good = []
+        for t in tols:
+            body, colon, effect = t.partition(":")
+            key = body.partition("=")[0]
+            if t != "*" and (not key or (colon and effect not in _EFFECTS)):
+                bad(f"toleration {t!r} is not KEY[=VALUE][:EFFECT]",
+                    f'e.g. "gpu=reserved:NoSchedule"; EFFECT is one of {", ".join(_EFFECTS)}, '
+                    'or "*" to tolerate every taint')
+            else:
+                good.append(t)
+        if good:
+            out["tolerations"] = good
+    if not isinstance(o.priority, int) or isinstance(o.priority, bool):
+        bad(f"priority must be a whole number (higher runs first), got {o.priority!r}")
+    elif o.priority:
+        out["priority"] = o.priority
+    if o.spot is not None and not isinstance(o.spot, bool):
+        bad(f"spot must be True (may run on spot nodes), False (never) or None (when the "
+            f"step has retries), got {o.spot!r}")
+    elif o.spot is not None:
+        out["spot"] = o.spot
+    return out
+
+
+def _contains_handle(value: object) -> bool:
+    if isinstance(value, Handle):
+        return True
+    if isinstance(value, list | tuple | set):
+        return any(_contains_handle(v) for v in value)
+    if isinstance(value, dict):
+        return any(_contains_handle(v) for v in value.values())
+    return False
+
+
+def _source_file(fn: Callable[..., Any]) -> str | None:
+    try:
+        return inspect.getsourcefile(fn)
+    except TypeError:
+        return None
+
+
+def _by_value(fn: Callable[..., Any], module: str | None, file: str | None) -> bool:
+    """Must ``fn`` travel by value? Yes when a worker could not import it: defined in
+    ``__main__`` without a Python file (a notebook cell, ``python -c``, stdin, a REPL)."""
+    if module is not None:
+        return False
+    if file is None or file.startswith("<") or not os.path.isfile(file):
+        return True
+    return f"{os.sep}ipykernel_" in file or not file.endswith(".py")
+
+
+def function_ref(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The spec's reference to a step function: by module/file and name, or by value."""
+    module = _module_of(fn)
+    raw = _source_file(fn) or getattr(getattr(fn, "__code__", None), "co_filename", None)
+    file = raw if raw and raw.startswith("<") else _abs(raw)
+    ref: dict[str, Any] = {"module": module, "file": file, "qualname": fn.__qualname__,
+                           "fingerprint": fingerprint(fn)}
+    if _by_value(fn, module, file):
+        import cloudpickle
+
+        ref["pickled"] = base64.b64encode(cloudpickle.dumps(fn)).decode("ascii")
+        ref["python"] = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return ref
 
 
 def _valid_id(s: str) -> bool:

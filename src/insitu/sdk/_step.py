@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import difflib
 import functools
 import hashlib
 import inspect
 import textwrap
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from insitu.errors import StepOutsidePipeline
-from insitu.sdk._handles import Handle, NotJSONable, Output, RunStatus, to_ref
+from insitu.errors import Problem, StepOutsidePipeline, UserError
+from insitu.sdk._handles import Handle, NotJSONable, Output, Param, RunStatus, to_ref
 from insitu.sdk._trace import Trace, caller_location, current_trace
 
 P = ParamSpec("P")
@@ -41,14 +43,46 @@ class StepOptions:
     cache: bool = True
     cache_version: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    # where the step may run (checked by the scheduler, reported by `insitu why`)
+    node_selector: Any = None
+    affinity: Any = None
+    anti_affinity: Any = None
+    tolerations: Any = ()
+    priority: Any = 0
+    spot: Any = None
 
 
 _OPTION_NAMES = {f.name for f in fields(StepOptions)}
 
 
+_ALIASES = {"retry": "retries", "mem": "memory", "memory_limit": "memory", "cpus": "cpu",
+            "gpus": "gpu", "num_gpus": "gpu", "num_cpus": "cpu", "selector": "node_selector",
+            "toleration": "tolerations", "preemptible": "spot"}
+
+
+def _option_error(problem: Problem) -> UserError:
+    return UserError(f"{problem.file}:{problem.line}: {problem.message}", hint=problem.hint)
+
+
+def _unknown_options(options: dict[str, Any], at: tuple[str | None, int | None]
+                     ) -> Problem | None:
+    unknown = sorted(set(options) - _OPTION_NAMES)
+    if not unknown:
+        return None
+    tips = []
+    for u in unknown:
+        close = [_ALIASES[u]] if u in _ALIASES else \
+            difflib.get_close_matches(u, sorted(_OPTION_NAMES), n=1, cutoff=0.5)
+        tips.append(f"{u}= (did you mean {close[0]}=?)" if close else f"{u}=")
+    return Problem(message=f"unknown step option{'s' if len(unknown) > 1 else ''} "
+                           f"{', '.join(tips)}", file=at[0], line=at[1],
+                   hint=f"step options are: {', '.join(sorted(_OPTION_NAMES))}")
+
+
 def fingerprint(fn: Callable[..., Any]) -> str:
-    """A hash of the function's source code (its bytecode when the source is unavailable).
-    Decorators are left out: resources and retries given there are not part of the code."""
+    """A hash of the function's source code (its bytecode when the source is unavailable,
+    as for ``python -c`` or stdin): what a step's cache key knows of its code. Decorators are
+    left out: resources and retries given there are not part of the code."""
     try:
         src = textwrap.dedent(inspect.getsource(fn))
         with contextlib.suppress(SyntaxError, IndexError):  # e.g. a lambda's line
@@ -57,9 +91,17 @@ def fingerprint(fn: Callable[..., Any]) -> str:
                 src = "".join(src.splitlines(keepends=True)[node.lineno - 1:])
         data = src.encode()
     except (OSError, TypeError):
-        code = fn.__code__
-        data = code.co_code + repr(code.co_consts).encode()
+        data = _code_bytes(fn.__code__)
     return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _code_bytes(code: types.CodeType) -> bytes:
+    """The bytecode, names and constants of ``code`` and its nested functions; nothing that
+    changes from one process to the next (no addresses, no file names or line numbers)."""
+    parts = [code.co_code, repr(code.co_names).encode(), repr(code.co_varnames).encode()]
+    for c in code.co_consts:
+        parts.append(_code_bytes(c) if isinstance(c, types.CodeType) else repr(c).encode())
+    return b"\0".join(parts)
 
 
 class Step(Generic[P, R]):
@@ -83,14 +125,17 @@ class Step(Generic[P, R]):
 
     def with_options(self, **overrides: Any) -> Step[P, R]:
         """A copy of this step with some options replaced (see :meth:`options`)."""
-        unknown = sorted(set(overrides) - _OPTION_NAMES)
-        if unknown:
-            file, line = caller_location()
-            raise TypeError(f"{file}:{line}: unknown step option(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(_OPTION_NAMES))}")
+        at = caller_location()
+        problem = _unknown_options(overrides, at)
+        if problem is not None:
+            trace = current_trace()
+            if trace is None:
+                raise _option_error(problem)
+            trace.problems.append(problem)  # reported with every other problem
+            overrides = {k: v for k, v in overrides.items() if k in _OPTION_NAMES}
         if "retry_on" in overrides:
             overrides["retry_on"] = _as_tuple(overrides["retry_on"])
-        return Step(self.fn, replace(self.opts, **overrides), caller_location())
+        return Step(self.fn, replace(self.opts, **overrides), at)
 
     # ``train.options(memory="8GiB")(x)``: per-call overrides
     def options(self, **overrides: Any) -> Step[P, R]:  # noqa: D401
@@ -105,7 +150,9 @@ class Step(Generic[P, R]):
             raise StepOutsidePipeline(
                 f"step '{self.name}' was called outside a pipeline at {file}:{line}",
                 hint=f"call it inside a function decorated with @insitu.pipeline, or call "
-                     f"{self.fn.__name__}.fn(...) to run the plain function",
+                     f"{self.fn.__name__}.fn(...) to run the plain function (in a test, "
+                     f"`with insitu.testing.capture() as logged: {self.fn.__name__}.fn(...)` "
+                     f"records what it logs in logged.metrics / logged.params)",
             )
         return self._record(trace, args, kwargs)  # type: ignore[return-value]
 
@@ -140,6 +187,8 @@ class Step(Generic[P, R]):
                 trace.problem(f"{self.name}.map needs a function with at least one parameter",
                               file=file, line=line, step=step_id)
             else:
+                if isinstance(map_over, range):
+                    map_over = list(map_over)
                 try:
                     over = to_ref(map_over)
                 except NotJSONable as e:
@@ -147,10 +196,21 @@ class Step(Generic[P, R]):
                                   step=step_id, hint="map over a list of JSON values, a "
                                   "parameter, or another step's output")
                     over = {"const": []}
-                if isinstance(map_over, Handle) is False and "const" in over and not isinstance(
-                        over["const"], list):
+                if isinstance(map_over, Param) and not map_over._path \
+                        and map_over.type not in ("list", "any"):
+                    trace.problem(f"{self.name}.map needs a list, but parameter "
+                                  f"'{map_over.name}' is declared {map_over.type}", file=file,
+                                  line=line, step=step_id,
+                                  hint=f"declare it `{map_over.name}: list`, or map over a list "
+                                       f"built from it, e.g. list(range({map_over.name}))")
+                elif not isinstance(map_over, Handle) and "const" in over \
+                        and not isinstance(over["const"], list):
                     trace.problem(f"{self.name}.map needs a list, got {map_over!r}", file=file,
-                                  line=line, step=step_id)
+                                  line=line, step=step_id,
+                                  hint=f"give one item per task, e.g. {self.name}.map("
+                                       f"list(range({map_over!r})))"
+                                  if isinstance(map_over, int) and not isinstance(map_over, bool)
+                                  else "give a list with one item per task")
                 if max_parallel is not None and (not isinstance(max_parallel, int)
                                                  or max_parallel < 1):
                     trace.problem(f"max_parallel must be a positive int, got {max_parallel!r}",
@@ -163,8 +223,17 @@ class Step(Generic[P, R]):
         try:
             ba = self.signature.bind(*args, **kwargs)
         except TypeError as e:
+            hint = None
+            takes = list(self.signature.parameters)
+            for k in kwargs:
+                if k not in takes:
+                    close = difflib.get_close_matches(k, takes, n=1, cutoff=0.5)
+                    if close:
+                        hint = f"did you mean {close[0]}=? ({self.fn.__name__} takes " \
+                               f"{', '.join(takes)})"
+                        break
             trace.problem(f"bad arguments for {self.fn.__name__}{self.signature}: {e}",
-                          file=file, line=line, step=step_id)
+                          file=file, line=line, step=step_id, hint=hint)
             ba = None
         if ba is not None:
             for pname, value in ba.arguments.items():
@@ -209,6 +278,9 @@ def step(*, name: str | None = ..., cpu: Any = ..., memory: Any = ..., gpu: Any 
          gpu_type: Any = ..., retries: int = ..., retry_on: Any = ..., backoff: float = ...,
          backoff_factor: float = ..., max_backoff: float = ..., timeout: float | None = ...,
          cache: bool = ..., cache_version: str = ..., env: dict[str, str] | None = ...,
+         node_selector: dict[str, str] | None = ..., affinity: dict[str, Any] | None = ...,
+         anti_affinity: dict[str, Any] | None = ..., tolerations: Any = ...,
+         priority: int = ..., spot: bool | None = ...,
          ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -221,6 +293,17 @@ def step(fn: Any = None, /, **options: Any) -> Any:
     are retried; default: any exception), ``backoff``/``backoff_factor``/``max_backoff``
     (seconds between attempts, growing exponentially), ``timeout`` (seconds per attempt),
     ``cache`` (default on), ``cache_version`` (change it to invalidate), ``env``.
+
+    Where it may run (the scheduler's constraints, explained by ``insitu why``):
+    ``node_selector`` (``{"zone": "a"}``: labels a node must have), ``affinity``
+    (``{"zone": ["a", "b"]}``: a label must be one of these values), ``anti_affinity``
+    (``{"insitu.dev/node": ["node-3"]}``: must not be), ``tolerations``
+    (``["gpu=reserved:NoSchedule"]``: node taints it accepts), ``priority`` (higher is
+    placed first), ``spot`` (True: may run on spot nodes; False: never; default: only
+    when it has retries).
+
+    Any option may take a pipeline parameter's value; a misspelt one is an error at
+    the decorator's line, with the nearest name.
     """
     if options.get("env") is None:
         options.pop("env", None)
@@ -228,11 +311,9 @@ def step(fn: Any = None, /, **options: Any) -> Any:
         options["retry_on"] = _as_tuple(options["retry_on"])
 
     def wrap(f: Callable[..., Any]) -> Step[Any, Any]:
-        loc = caller_location()
-        unknown = sorted(set(options) - _OPTION_NAMES)
-        if unknown:
-            raise TypeError(f"{loc[0]}:{loc[1]}: unknown step option(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(_OPTION_NAMES))}")
+        problem = _unknown_options(options, caller_location())
+        if problem is not None:
+            raise _option_error(problem)
         if not callable(f):
             raise TypeError("@insitu.step decorates a function")
         return Step(f, StepOptions(**options), (inspect.getsourcefile(f), _first_line(f)))

@@ -2,8 +2,10 @@
 
 Contract: calls are cheap appends to the attempt's own journal file
 (``runs/<run>/metrics/<task>.<attempt>.jsonl``), which the engine moves into the
-store when the attempt ends, whatever the backend. Outside a step they raise
-:class:`insitu.errors.UserError`.
+store when the attempt ends, whatever the backend. Outside a run (``step.fn(...)``
+in a test or a notebook) they record in memory: read them with
+``with insitu.testing.capture() as logged:``. Called in a pipeline body while it is
+traced, they raise :class:`insitu.errors.UserError`.
 """
 
 from insitu.tracking._log import (

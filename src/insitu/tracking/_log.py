@@ -10,6 +10,7 @@ import time
 from typing import IO, Any
 
 from insitu.errors import UserError
+from insitu.tracking._capture import Logged, collector
 
 
 class TrialPruned(BaseException):  # noqa: N818 - a signal, like optuna.TrialPruned
@@ -43,12 +44,18 @@ def begin(path: str, artifacts_url: str, trial: dict[str, Any] | None = None) ->
     _ctx = _Context(path, artifacts_url, trial)
 
 
-def _context(what: str) -> _Context:
-    if _ctx is None:
-        raise UserError(f"insitu.{what} was called outside a step",
-                        hint="call it inside a function decorated with @insitu.step while the "
-                             "pipeline runs")
-    return _ctx
+def _context(what: str) -> _Context | Logged:
+    """The running attempt's journal; outside a run, the in-memory record
+    (:func:`insitu.testing.capture`)."""
+    if _ctx is not None:
+        return _ctx
+    from insitu.sdk._trace import current_trace
+
+    if current_trace() is not None:
+        raise UserError(f"insitu.{what} was called while the pipeline is being defined",
+                        hint="call it inside a function decorated with @insitu.step; the "
+                             "pipeline body only wires steps together")
+    return collector()
 
 
 def _number(name: str, value: Any) -> float:
@@ -99,6 +106,9 @@ def log_artifact(path: str | os.PathLike[str], name: str | None = None) -> dict[
     if not p.exists():
         raise UserError(f"insitu.log_artifact: {p} does not exist",
                         hint="pass the path of a file or directory the step wrote")
+    if isinstance(ctx, Logged):  # outside a run: remember the path, store nothing
+        ctx.write({"t": "artifact", "name": name or p.name, "path": str(p.resolve())})
+        return {"path": str(p.resolve())}
     ref = dump(p, artifact_store(ctx.artifacts_url), step="log_artifact")
     ctx.write({"t": "artifact", "name": name or p.name, "ref": ref})
     return ref
@@ -113,6 +123,10 @@ def report(value: float, step: int) -> None:
     ctx = _context("report")
     v = _number("objective", value)
     log_metric("objective", v, step)
+    if isinstance(ctx, Logged):
+        if ctx.should_prune(int(step), v):
+            raise TrialPruned(f"pruned at step {step} (value {v:g}; capture(prune_at=...))")
+        return
     if ctx.trial is None:
         return
     from insitu.tune._study import should_prune
