@@ -242,7 +242,8 @@ POLICIES: dict[str, Callable[[], Policy]] = {
     "best_fit": lambda: Policy("best_fit", [(PublishedBestFit(), 1.0)], ties="first"),
     "dot_prod": lambda: Policy("dot_prod", [(PublishedDotProd(), 1.0)], ties="first"),
     "gpu_packing": lambda: Policy("gpu_packing", [(PublishedGpuPacking(), 1.0)], ties="first"),
-    "gpu_clustering": lambda: Policy("gpu_clustering", [(PublishedGpuClustering(), 1.0)], ties="first"),
+    "gpu_clustering": lambda: Policy("gpu_clustering", [(PublishedGpuClustering(), 1.0)],
+                                     ties="first"),
     # two more common heuristics
     "first_fit": lambda: Policy("first_fit", [(FirstFit(), 1.0)]),
     "least_allocated": lambda: Policy("least_allocated", [(LeastAllocated(), 1.0)]),
