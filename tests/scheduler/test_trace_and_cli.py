@@ -170,3 +170,39 @@ def test_online_priorities_from_qos_and_gangs_from_the_trace(tmp_path: Path) -> 
     res = CliRunner().invoke(sim, ["--mode", "online", "--trace", str(p), "--policies",
                                    "insitu", "--load", "0.5", "--speedup", "2"])
     assert res.exit_code == 1 and "either load or speedup" in res.output
+
+
+@pytest.mark.parametrize(("args", "option", "words"), [
+    (["--grow", "inf"], "--grow", "inf is not allowed; give a finite number above 0"),
+    (["--grow", "nan"], "--grow", "nan is not allowed"),
+    (["--grow", "0"], "--grow", "e.g. --grow 1.3"),
+    (["--grow", "1e9"], "--grow", "at most 100"),
+    (["--mode", "online", "--speedup", "nan"], "--speedup", "nan is not allowed"),
+    (["--mode", "online", "--speedup", "-2"], "--speedup", "e.g. --speedup 10"),
+    (["--mode", "online", "--load", "inf"], "--load", "inf is not allowed"),
+    (["--seeds", "0-999999999"], "--seeds", "more than 1,000 seeds"),
+    (["--seeds", "51-42"], "--seeds", "runs backwards; write 42-51"),
+    (["--seeds", ","], "--seeds", "names no seed"),
+    (["--seeds", "-3"], "--seeds", "is not a list of seeds"),
+    (["--mode", "online", "--cycles", "0"], "--cycles", "give 1 to 100"),
+    (["--mode", "online", "--cycles", "100000000"], "--cycles", "give 1 to 100"),
+])
+def test_cli_bad_numbers_are_one_clear_error_before_any_work(
+        trace: Path, args: list[str], option: str, words: str) -> None:
+    res = CliRunner().invoke(sim, ["--trace", str(trace), "--policies", "insitu", *args])
+    assert res.exit_code == 2, res.output
+    assert option in res.output and words in res.output, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert "Traceback" not in res.output
+
+
+def test_cli_out_and_plot_paths_are_checked_before_the_run(trace: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "folder" / "r.json"
+    res = CliRunner().invoke(sim, ["--trace", str(trace), "--out", str(missing)])
+    assert res.exit_code == 2
+    assert f"folder {missing.parent} does not exist; create it first" in res.output
+    res = CliRunner().invoke(sim, ["--trace", str(trace), "--plot", str(tmp_path)])
+    assert res.exit_code == 2 and "is a folder; give a file name" in res.output
+    res = CliRunner().invoke(sim, ["--trace", str(trace), "--out", "/proc/insitu-sim.json"])
+    assert res.exit_code == 2 and "/proc/insitu-sim.json cannot be written (" in res.output
+    assert not (tmp_path / "r.json").exists()

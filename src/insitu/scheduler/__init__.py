@@ -36,7 +36,6 @@ For the engine, per attempt::
 
 from typing import TYPE_CHECKING, Any
 
-from insitu.scheduler._explain import Filter
 from insitu.scheduler._mig import MigProfile
 from insitu.scheduler._model import (
     DataInput,
@@ -49,7 +48,8 @@ from insitu.scheduler._model import (
     Taint,
     Toleration,
 )
-from insitu.scheduler._policies import POLICIES, Policy, ScorePlugin, get_policy
+from insitu.scheduler._plugin import Filter, Policy, ScorePlugin
+from insitu.scheduler._policies import POLICIES, get_policy
 from insitu.scheduler._state import ClusterState
 from insitu.scheduler._trace import Task, TraceError, load_nodes, load_tasks
 from insitu.scheduler._workload import TaskShape, Workload

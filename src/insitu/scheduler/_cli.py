@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -11,20 +12,71 @@ import click
 from insitu._units import format_duration
 from insitu.errors import UserError
 
+#: at most this many seeds, cycles and this growth: beyond them a run takes days, not minutes
+MAX_SEEDS = 1000
+MAX_CYCLES = 100
+MAX_GROW = 100.0
+
 
 def _seeds(text: str) -> list[int]:
+    """``42``, ``42-51`` or ``1,2,3`` (or a mix) as a list; a clear error otherwise."""
     out: list[int] = []
-    try:
-        for part in text.split(","):
+    fix = "write 42 or 42-51 or 1,2,3 (seeds are whole numbers from 0)"
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
             if "-" in part:
-                a, b = part.split("-")
-                out.extend(range(int(a), int(b) + 1))
-            elif part.strip():
-                out.append(int(part))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a list of seeds; write 42 or 42-51 or 1,2,3",
-                                 param_hint="--seeds") from None
+                a_text, b_text = part.split("-")
+                a, b = int(a_text), int(b_text)
+            else:
+                a = b = int(part)
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not a list of seeds; {fix}",
+                                     param_hint="--seeds") from None
+        if b < a:
+            raise click.BadParameter(f"{part!r} runs backwards; write {b}-{a}",
+                                     param_hint="--seeds")
+        if len(out) + (b - a + 1) > MAX_SEEDS:
+            raise click.BadParameter(f"{text!r} asks for more than {MAX_SEEDS:,} seeds; "
+                                     "give fewer (10 seeds, 42-51, is the usual protocol)",
+                                     param_hint="--seeds")
+        out.extend(range(a, b + 1))
+    if not out:
+        raise click.BadParameter(f"{text!r} names no seed; {fix}", param_hint="--seeds")
     return out
+
+
+def _positive(value: float, option: str, example: str, upper: float = math.inf) -> None:
+    """A finite number above 0 (and at most ``upper``), or a clear error naming the option."""
+    if not math.isfinite(value) or value <= 0 or value > upper:
+        limit = f" and at most {upper:g}" if math.isfinite(upper) else ""
+        raise click.BadParameter(f"{value} is not allowed; give a finite number above 0{limit}, "
+                                 f"e.g. {option} {example}", param_hint=option)
+
+
+def _writable(path: Path | None, option: str) -> None:
+    """``path`` can be written: its folder exists, it is not a folder, and opening it for
+    writing works (tried now, so a long run does not fail at its very end)."""
+    if path is None:
+        return
+    folder = path.parent
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a folder; give a file name, e.g. {path / 'x'}",
+                                 param_hint=option)
+    if not folder.is_dir():
+        raise click.BadParameter(f"folder {folder} does not exist; create it first "
+                                 f"(mkdir -p {folder}) or write elsewhere", param_hint=option)
+    existed = path.exists()
+    try:
+        with path.open("a"):
+            pass
+    except OSError as e:
+        raise click.BadParameter(f"{path} cannot be written ({e.strerror or e}); choose a "
+                                 "folder you can write to", param_hint=option) from None
+    if not existed:
+        path.unlink()
 
 
 @click.command("sim")
@@ -57,9 +109,19 @@ def sim(mode: str, trace: Path, nodes: Path | None, policies: str, seeds: str, g
         speedup: float, load: float | None, cycles: int, offline: bool, out: Path | None,
         plot: Path | None) -> None:
     """Replay TRACE through each policy side by side and print a table."""
+    seed_list = _seeds(seeds)  # every option is checked before any work starts
+    _positive(grow, "--grow", "1.3", MAX_GROW)
+    _positive(speedup, "--speedup", "10")
+    if load is not None:
+        _positive(load, "--load", "0.9", MAX_GROW)
+    if not 1 <= cycles <= MAX_CYCLES:
+        raise click.BadParameter(f"{cycles} is not allowed; give 1 to {MAX_CYCLES}, e.g. "
+                                 "--cycles 3", param_hint="--cycles")
+    _writable(out, "--out")
+    _writable(plot, "--plot")
     try:
-        _run(mode, trace, nodes, policies, _seeds(seeds), grow, speedup, out, plot, load,
-             cycles, offline)
+        _run(mode, trace, nodes, policies, seed_list, grow, speedup, out, plot, load, cycles,
+             offline)
     except UserError as e:
         raise click.ClickException(str(e)) from None
 

@@ -11,36 +11,14 @@ CPU, memory. Groups are listed by count, largest first, as in::
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from insitu._units import format_bytes
 from insitu.scheduler._mig import MIG_MODELS, find_start
 from insitu.scheduler._model import Request
-
-if TYPE_CHECKING:
-    from insitu.scheduler._state import ClusterState
-
-Groups = list[tuple[str, np.ndarray]]
-
-
-class Filter:
-    """A static filter plugin: which nodes a request may use, and why the others may not.
-
-    ``mask`` returns one bool per node; ``reasons`` groups the failing nodes ``idx`` by reason,
-    each reason a phrase that follows a count ("300 *have taint ...*"); ``{have}`` is replaced
-    by "has" or "have".
-    """
-
-    name = "filter"
-
-    def mask(self, st: ClusterState, req: Request) -> np.ndarray:
-        raise NotImplementedError
-
-    def reasons(self, st: ClusterState, req: Request, idx: np.ndarray) -> Groups:
-        raise NotImplementedError
+from insitu.scheduler._plugin import ClusterView, Filter, Groups
 
 
 def _by_key(idx: np.ndarray, key: Callable[[int], str | None]) -> Groups:
@@ -55,7 +33,7 @@ def _by_key(idx: np.ndarray, key: Callable[[int], str | None]) -> Groups:
 class TaintToleration(Filter):
     name = "taints"
 
-    def _untolerated(self, st: ClusterState, req: Request, i: int) -> str | None:
+    def _untolerated(self, st: ClusterView, req: Request, i: int) -> str | None:
         for t in st.nodes[i].taints:
             if t.effect == "PreferNoSchedule":
                 continue
@@ -63,7 +41,7 @@ class TaintToleration(Filter):
                 return str(t)
         return None
 
-    def mask(self, st: ClusterState, req: Request) -> np.ndarray:
+    def mask(self, st: ClusterView, req: Request) -> np.ndarray:
         m = np.ones(len(st.nodes), dtype=bool)
         if not st.tainted:
             return m
@@ -73,7 +51,7 @@ class TaintToleration(Filter):
                 m[i] = False
         return m
 
-    def reasons(self, st: ClusterState, req: Request, idx: np.ndarray) -> Groups:
+    def reasons(self, st: ClusterView, req: Request, idx: np.ndarray) -> Groups:
         out = _by_key(idx, lambda i: self._untolerated(st, req, i))
         return [(f'{{have}} taint {t} that the step does not tolerate '
                  f'(add tolerations=["{t}"])', v) for t, v in out]
@@ -82,19 +60,19 @@ class TaintToleration(Filter):
 class NodeSelector(Filter):
     name = "node_selector"
 
-    def _missing(self, st: ClusterState, req: Request, i: int) -> str | None:
+    def _missing(self, st: ClusterView, req: Request, i: int) -> str | None:
         labels = st.nodes[i].labels
         for k, v in sorted(req.node_selector.items()):
             if labels.get(k) != v:
                 return f"{k}={v}"
         return None
 
-    def mask(self, st: ClusterState, req: Request) -> np.ndarray:
+    def mask(self, st: ClusterView, req: Request) -> np.ndarray:
         if not req.node_selector:
             return np.ones(len(st.nodes), dtype=bool)
         return np.array([self._missing(st, req, i) is None for i in range(len(st.nodes))])
 
-    def reasons(self, st: ClusterState, req: Request, idx: np.ndarray) -> Groups:
+    def reasons(self, st: ClusterView, req: Request, idx: np.ndarray) -> Groups:
         out = _by_key(idx, lambda i: self._missing(st, req, i))
         return [(f"{{have}} no label {lab} (the step's node_selector asks for it)", v)
                 for lab, v in out]
@@ -103,19 +81,19 @@ class NodeSelector(Filter):
 class NodeAffinity(Filter):
     name = "affinity"
 
-    def _missing(self, st: ClusterState, req: Request, i: int) -> str | None:
+    def _missing(self, st: ClusterView, req: Request, i: int) -> str | None:
         labels = st.nodes[i].labels
         for k, vals in sorted(req.affinity.items()):
             if labels.get(k) not in vals:
                 return f"{k} in ({', '.join(vals)})"
         return None
 
-    def mask(self, st: ClusterState, req: Request) -> np.ndarray:
+    def mask(self, st: ClusterView, req: Request) -> np.ndarray:
         if not req.affinity:
             return np.ones(len(st.nodes), dtype=bool)
         return np.array([self._missing(st, req, i) is None for i in range(len(st.nodes))])
 
-    def reasons(self, st: ClusterState, req: Request, idx: np.ndarray) -> Groups:
+    def reasons(self, st: ClusterView, req: Request, idx: np.ndarray) -> Groups:
         out = _by_key(idx, lambda i: self._missing(st, req, i))
         return [(f"{{have}} no label {cond} (the step's affinity asks for it)", v)
                 for cond, v in out]
@@ -124,12 +102,12 @@ class NodeAffinity(Filter):
 class SpotOnlyRestartable(Filter):
     name = "spot"
 
-    def mask(self, st: ClusterState, req: Request) -> np.ndarray:
+    def mask(self, st: ClusterView, req: Request) -> np.ndarray:
         if req.restartable:
             return np.ones(len(st.nodes), dtype=bool)
         return ~st.spot
 
-    def reasons(self, st: ClusterState, req: Request, idx: np.ndarray) -> Groups:
+    def reasons(self, st: ClusterView, req: Request, idx: np.ndarray) -> Groups:
         return [("{are} spot nodes and the step is not restartable "
                  "(set restartable=True to allow spot nodes)", idx)]
 
@@ -137,7 +115,7 @@ class SpotOnlyRestartable(Filter):
 class GpuType(Filter):
     name = "gpu_type"
 
-    def _bad(self, st: ClusterState, req: Request, i: int) -> str | None:
+    def _bad(self, st: ClusterView, req: Request, i: int) -> str | None:
         if not (req.gpu_count or req.mig_profile):
             return None
         nd = st.nodes[i]
@@ -154,14 +132,14 @@ class GpuType(Filter):
             return f"{{have}} {nd.gpus[0].model}, the step asks for {' or '.join(req.gpu_types)}"
         return None
 
-    def mask(self, st: ClusterState, req: Request) -> np.ndarray:
+    def mask(self, st: ClusterView, req: Request) -> np.ndarray:
         if not (req.gpu_count or req.mig_profile):
             return np.ones(len(st.nodes), dtype=bool)
         if req.mig_profile is None and not st.mig_gpus:
             return np.asarray(st.gpu_ok(req).any(axis=1))
         return np.array([self._bad(st, req, i) is None for i in range(len(st.nodes))])
 
-    def reasons(self, st: ClusterState, req: Request, idx: np.ndarray) -> Groups:
+    def reasons(self, st: ClusterView, req: Request, idx: np.ndarray) -> Groups:
         return _by_key(idx, lambda i: self._bad(st, req, i))
 
 
@@ -181,7 +159,7 @@ def _gpu_phrase(req: Request) -> str:
     return f"{{have}} fewer than {req.gpu_count} free GPUs"
 
 
-def _dynamic(st: ClusterState, req: Request, idx: np.ndarray) -> tuple[Groups, np.ndarray]:
+def _dynamic(st: ClusterView, req: Request, idx: np.ndarray) -> tuple[Groups, np.ndarray]:
     """Groups for nodes ``idx`` (which pass the static filters); and which could ever fit."""
     groups: Groups = []
     left = idx
@@ -247,12 +225,14 @@ def _phrase(count: int, text: str) -> str:
     return f"{count:,} {text}"
 
 
-def explain(st: ClusterState, req: Request) -> tuple[str, bool]:
-    """``(text, never)``: why ``req`` fits on no node now, and whether it never could."""
+def explain(st: ClusterView, req: Request,
+            filters: Sequence[Filter] = ()) -> tuple[str, bool]:
+    """``(text, never)``: why ``req`` fits on no node now, and whether it never could;
+    ``filters``: the policy's own filters, checked after the built-in ones."""
     n = len(st.nodes)
     left = np.arange(n)
     groups: Groups = []
-    for f in (*STATIC_FILTERS, *st.policy.filters):
+    for f in (*STATIC_FILTERS, *filters):
         ok = f.mask(st, req)[left]
         if (~ok).any():
             groups.extend(f.reasons(st, req, left[~ok]))

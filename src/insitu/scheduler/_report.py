@@ -29,7 +29,7 @@ def packing_table(rows: Mapping[str, Mapping[str, Mapping[str, float]]], policie
     then the best offline packing found and the upper bound, which bracket the limit."""
     head = ["variant"] + list(policies) + (["offline"] if offline else []) + \
         (["bound"] if bounds else [])
-    versus = [b for b in ("fgd", "fgd_bf") if "insitu" in policies and b in policies]
+    versus = [b for b in ("fgd",) if "insitu" in policies and b in policies]
     head += [f"unalloc vs {b}" for b in versus]
     lines = []
     for v, summ in rows.items():

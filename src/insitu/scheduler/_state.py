@@ -17,6 +17,8 @@ from insitu.errors import NotFound, ResourceError
 from insitu.scheduler import _explain
 from insitu.scheduler._mig import MIG_MODELS, find_start, mig_profile, slot_mask
 from insitu.scheduler._model import Decision, Node, Placement, Request
+from insitu.scheduler._plugin import Policy
+from insitu.scheduler._policies import get_policy
 from insitu.scheduler._workload import Workload
 
 GiB = 1024**3
@@ -39,8 +41,6 @@ class ClusterState:
 
     def __init__(self, nodes: Sequence[Node], *, policy: object = "default", seed: int = 0,
                  workload: Workload | None = None) -> None:
-        from insitu.scheduler._policies import Policy, get_policy
-
         if not nodes:
             raise ResourceError("a cluster needs at least one node",
                                 hint="give ClusterState([Node(...), ...])")
@@ -200,7 +200,7 @@ class ClusterState:
 
     def explain(self, req: Request) -> str:
         """Why ``req`` cannot be placed now, summed over nodes; ``""`` if it fits somewhere."""
-        text, _ = _explain.explain(self, req)
+        text, _ = _explain.explain(self, req, self.policy.filters)
         return text
 
     def hold(self, nodes: Iterable[str] | None) -> None:
@@ -309,6 +309,8 @@ class ClusterState:
         return best, int(e.gpu[best])
 
     def _argmax(self, score: np.ndarray) -> int:
+        if self.policy.ties == "first":
+            return int(np.argmax(score))
         top = score.max()
         ties = np.flatnonzero(score == top)
         if len(ties) == 1:
@@ -401,5 +403,5 @@ class ClusterState:
     def _pending(self, req: Request) -> Decision:
         if not self.explain_pending:
             return Decision(request=req, reason="no node fits now (explanations are off)")
-        text, never = _explain.explain(self, req)
+        text, never = _explain.explain(self, req, self.policy.filters)
         return Decision(request=req, reason=text, never=never)
