@@ -10,6 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from insitu.store._tenancy import (
+    AuditRecord,
+    MemberRecord,
+    ProjectRecord,
+    TokenRecord,
+    UserRecord,
+)
+
 # Run states
 RUN_PENDING = "pending"
 RUN_RUNNING = "running"
@@ -59,6 +67,7 @@ class RunRecord:
     cancel_requested: bool = False
     error: dict[str, Any] | None = None
     labels: dict[str, Any] = field(default_factory=dict)
+    project: str = "default"     # the project it belongs to (see insitu.server)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,4 +239,5 @@ class DataReadRecord:
 
 Record = (RunRecord | TaskRecord | AttemptRecord | CacheEntry | MetricRecord | ParamRecord
           | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord | TrialRecord
-          | DatasetRecord | ShardRecord | DataReadRecord)
+          | DatasetRecord | ShardRecord | DataReadRecord | ProjectRecord | UserRecord
+          | MemberRecord | TokenRecord | AuditRecord)
