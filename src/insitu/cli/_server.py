@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from insitu.cli._app import console
+from insitu.errors import UserError
 
 if TYPE_CHECKING:
     from insitu.store import SQLStore
@@ -18,6 +19,13 @@ _DB = click.option("--db", "db_url", default=None, metavar="URL",
 
 def _open(db_url: str | None) -> SQLStore:
     from insitu.store import open_store
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise UserError("the server's packages are not installed",
+                        hint='pip install "insitu[server]"') from None
 
     return open_store(db_url)  # creates or upgrades the schema (safe when servers race)
 
