@@ -110,8 +110,12 @@ def test_errors_are_problem_documents_with_a_fix(server: Server) -> None:
         a.get("/api/v1/projects/default/runs/nosuchrun"),
         a.get("/api/v1/no/such/route"),
         a.delete("/api/v1/projects/default"),
+        a.post("/api/v1/users", json={"name": "nul", "email": "a\u0000b"}),
+        a.get("/api/v1/projects/default/runs", params={"pipeline": "a\x00b"}),
+        a.get("/api/v1/projects/de%00fault"),
     ]
-    assert [c.status_code for c in cases] == [400, 422, 422, 400, 400, 404, 404, 409]
+    assert [c.status_code for c in cases] == [400, 422, 422, 400, 400, 404, 404, 409, 422,
+                                              400, 400]
     for c in cases:
         assert c.headers["content-type"] == "application/problem+json"
         body = c.json()

@@ -3,12 +3,12 @@ what it returns. Who may call a route is not decided here but in ``_access.ACCES
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from insitu.errors import InternalError
+from insitu.errors import InternalError, UserError
 from insitu.server import _domain as D
 from insitu.server._access import ACCESS, API, PUBLIC, Principal, check
 from insitu.store import Store
@@ -21,6 +21,11 @@ def _store(request: Request) -> Store:
 
 def authorize(request: Request) -> Principal | None:
     """The one place access is decided, from the route table."""
+    for where, values in (("path", request.path_params.values()),
+                          ("query", request.query_params.values())):
+        if any("\x00" in str(v) for v in values):
+            raise UserError(f"the request's {where} contains a NUL character",
+                            hint="remove the \\x00 from the URL")
     path = getattr(request.scope.get("route"), "path", None)
     rule = ACCESS.get((request.method, path or ""))
     if rule is None:
@@ -42,31 +47,42 @@ def _client(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def _no_nul(v: str) -> str:
+    if "\x00" in v:
+        raise ValueError("contains a NUL character")
+    return v
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
 class _Write(BaseModel):
+    """A request body: unknown fields are refused, text may not hold NUL characters."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 class ProjectIn(_Write):
-    name: str = Field(max_length=63)
-    description: str = Field(default="", max_length=2000)
-    owner: str | None = Field(default=None, max_length=63)
+    name: Text = Field(max_length=63)
+    description: Text = Field(default="", max_length=2000)
+    owner: Text | None = Field(default=None, max_length=63)
 
 
 class MemberIn(_Write):
-    role: str = Field(max_length=20)
+    role: Text = Field(max_length=20)
 
 
 class UserIn(_Write):
-    name: str = Field(max_length=63)
+    name: Text = Field(max_length=63)
     admin: bool = False
     service: bool = False
-    email: str | None = Field(default=None, max_length=300)
+    email: Text | None = Field(default=None, max_length=300)
 
 
 class TokenIn(_Write):
-    name: str = Field(default="", max_length=200)
-    user: str | None = Field(default=None, max_length=63)
-    project: str | None = Field(default=None, max_length=63)
+    name: Text = Field(default="", max_length=200)
+    user: Text | None = Field(default=None, max_length=63)
+    project: Text | None = Field(default=None, max_length=63)
     expires_in_days: float = Field(default=90.0)
 
 
