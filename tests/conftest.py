@@ -10,6 +10,8 @@ import pytest
 HERE = Path(__file__).parent
 PIPELINES = HERE / "pipelines"
 
+pytest_plugins = ["pg_fixture"]
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -15,7 +15,9 @@ faults of insitu itself or its environment (:class:`InternalError`,
     │   ├── SerializationError       a step output cannot be serialised
     │   ├── StepOutsidePipeline      a step was called outside a pipeline
     │   ├── Conflict                 clashes with what exists (a run a model needs)
-    │   └── NotFound (KeyError)      unknown run, step, artifact, model
+    │   ├── NotFound (KeyError)      unknown run, step, artifact, model
+    │   ├── Unauthenticated          no valid token (missing, malformed, expired, revoked)
+    │   └── PermissionDenied         the token's role does not allow the request
     ├── StepFailed                   a step ended failed (its error is attached)
     ├── StoreError                   the database cannot be used (corrupt, foreign, too new)
     └── InternalError                a bug in insitu: please report it
@@ -121,6 +123,15 @@ def not_found(what: str, name: str, known: Iterable[str], *, where: str | None =
     return NotFound(message, hint=hint)
 
 
+class Unauthenticated(UserError):
+    """The request carries no valid credentials: no token, or one that is malformed, expired
+    or revoked."""
+
+
+class PermissionDenied(UserError):
+    """The caller is known but its role does not allow the request."""
+
+
 class StepFailed(InsituError):
     """A step ended in failure. ``step`` names it and ``error`` holds its classified cause."""
 
@@ -150,6 +161,7 @@ __all__ = [
     "InternalError",
     "NotFound",
     "ParameterError",
+    "PermissionDenied",
     "PipelineLoadError",
     "Problem",
     "ResourceError",
@@ -157,6 +169,7 @@ __all__ = [
     "StepFailed",
     "StepOutsidePipeline",
     "StoreError",
+    "Unauthenticated",
     "UserError",
     "ValidationError",
     "not_found",

@@ -46,7 +46,8 @@ class _Group(click.Group):
             "models": ("insitu.cli._models", "models"),
             "tune": ("insitu.cli._tune", "tune"),
             "datasets": ("insitu.cli._datasets", "datasets"),
-            "cluster": ("insitu.cli._cluster", "cluster")}
+            "cluster": ("insitu.cli._cluster", "cluster"),
+            "server": ("insitu.cli._server", "server")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])

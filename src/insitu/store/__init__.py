@@ -24,14 +24,23 @@ from insitu.store._records import (
     TaskRecord,
     TrialRecord,
 )
+from insitu.store._tenancy import (
+    ROLES,
+    AuditRecord,
+    MemberRecord,
+    ProjectRecord,
+    TokenRecord,
+    UserRecord,
+)
 
 if TYPE_CHECKING:
     from insitu.store._sql import SQLStore, open_store
 
-__all__ = ["AliasRecord", "AttemptRecord", "CacheEntry", "DataReadRecord", "DatasetRecord",
-           "LoggedArtifact", "MetricRecord", "ModelRecord", "ModelVersionRecord", "ParamRecord",
-           "Record", "RunRecord", "SQLStore", "ShardRecord", "Store", "TaskRecord", "TrialRecord",
-           "open_store"]
+__all__ = ["ROLES", "AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry",
+           "DataReadRecord", "DatasetRecord", "LoggedArtifact", "MemberRecord", "MetricRecord",
+           "ModelRecord", "ModelVersionRecord", "ParamRecord", "ProjectRecord", "Record",
+           "RunRecord", "SQLStore", "ShardRecord", "Store", "TaskRecord", "TokenRecord",
+           "TrialRecord", "UserRecord", "open_store"]
 
 
 def __getattr__(name: str) -> Any:

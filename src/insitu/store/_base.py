@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from insitu.store._records import AttemptRecord, CacheEntry, Record, RunRecord, TaskRecord
+from insitu.store._tenancy import AuditRecord
 
 R = TypeVar("R")
 
@@ -38,8 +39,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list_runs(self, *, pipeline: str | None = None, state: str | None = None,
-                  limit: int | None = None) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered."""
+                  limit: int | None = None, project: str | None = None,
+                  before: tuple[float, str] | None = None) -> list[RunRecord]:
+        """Runs, newest first (by ``created_at``, then id), optionally filtered; with
+        ``before=(created_at, id)`` only those after that run in this order (a page cursor)."""
+
+    @abc.abstractmethod
+    def list_audit(self, *, project: str | None = None, user: str | None = None,
+                   action: str | None = None, since: float | None = None,
+                   until: float | None = None, before: str | None = None,
+                   limit: int = 100) -> list[AuditRecord]:
+        """Audit records, newest first, filtered; ``before`` an audit id (a page cursor)."""
 
     @abc.abstractmethod
     def list_tasks(self, run_id: str) -> list[TaskRecord]:

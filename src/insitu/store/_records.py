@@ -20,6 +20,13 @@ from insitu.store._states import (  # noqa: F401 - re-exported
     RunState,
     TaskState,
 )
+from insitu.store._tenancy import (
+    AuditRecord,
+    MemberRecord,
+    ProjectRecord,
+    TokenRecord,
+    UserRecord,
+)
 
 # The states, as the names the rest of insitu has long used (see ``_states.py``)
 RUN_PENDING = RunState.PENDING
@@ -63,6 +70,7 @@ class RunRecord:
     cancel_requested: bool = False
     error: dict[str, Any] | None = None
     labels: dict[str, Any] = field(default_factory=dict)
+    project: str = "default"     # the project it belongs to (see insitu.server)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,4 +245,5 @@ class DataReadRecord:
 
 Record = (RunRecord | TaskRecord | AttemptRecord | CacheEntry | MetricRecord | ParamRecord
           | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord | TrialRecord
-          | DatasetRecord | ShardRecord | DataReadRecord)
+          | DatasetRecord | ShardRecord | DataReadRecord | ProjectRecord | UserRecord
+          | MemberRecord | TokenRecord | AuditRecord)

@@ -32,9 +32,16 @@ from insitu.store._records import (
     TaskRecord,
     TrialRecord,
 )
+from insitu.store._tenancy import (
+    AuditRecord,
+    MemberRecord,
+    ProjectRecord,
+    TokenRecord,
+    UserRecord,
+)
 
-HEAD = "0006"  # the newest migration; keep in step with migrations/versions
-_KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006"}
+HEAD = "0007"  # the newest migration; keep in step with migrations/versions
+_KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007"}
 
 _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     RunRecord: (t.runs, ("id",)),
@@ -51,6 +58,11 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     DatasetRecord: (t.datasets, ("name",)),
     ShardRecord: (t.shards, ("dataset", "shard")),
     DataReadRecord: (t.data_reads, ("run_id", "task_id", "attempt", "seq")),
+    ProjectRecord: (t.projects, ("name",)),
+    UserRecord: (t.users, ("name",)),
+    MemberRecord: (t.members, ("project", "user")),
+    TokenRecord: (t.tokens, ("id",)),
+    AuditRecord: (t.audit, ("id",)),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -253,15 +265,38 @@ class SQLStore(Store):
         return _from_row(RunRecord, rows[0])
 
     def list_runs(self, *, pipeline: str | None = None, state: str | None = None,
-                  limit: int | None = None) -> list[RunRecord]:
-        q = sa.select(t.runs).order_by(t.runs.c.created_at.desc())
+                  limit: int | None = None, project: str | None = None,
+                  before: tuple[float, str] | None = None) -> list[RunRecord]:
+        q = sa.select(t.runs).order_by(t.runs.c.created_at.desc(), t.runs.c.id.desc())
+        if project is not None:
+            q = q.where(t.runs.c.project == project)
         if pipeline:
             q = q.where(t.runs.c.pipeline == pipeline)
         if state:
             q = q.where(t.runs.c.state == state)
+        if before is not None:  # keyset pagination: strictly after (created_at, id) in order
+            at, rid = before
+            q = q.where(sa.or_(t.runs.c.created_at < at,
+                               sa.and_(t.runs.c.created_at == at, t.runs.c.id < rid)))
         if limit:
             q = q.limit(limit)
         return [_from_row(RunRecord, r) for r in self._rows(q)]
+
+    def list_audit(self, *, project: str | None = None, user: str | None = None,
+                   action: str | None = None, since: float | None = None,
+                   until: float | None = None, before: str | None = None,
+                   limit: int = 100) -> list[AuditRecord]:
+        q = sa.select(t.audit).order_by(t.audit.c.id.desc()).limit(limit)
+        for col, v in (("project", project), ("user", user), ("action", action)):
+            if v is not None:
+                q = q.where(t.audit.c[col] == v)
+        if since is not None:
+            q = q.where(t.audit.c.at >= since)
+        if until is not None:
+            q = q.where(t.audit.c.at < until)
+        if before is not None:
+            q = q.where(t.audit.c.id < before)
+        return [_from_row(AuditRecord, r) for r in self._rows(q)]
 
     def list_tasks(self, run_id: str) -> list[TaskRecord]:
         q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.seq)

@@ -27,6 +27,8 @@ runs = sa.Table(
     sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
     sa.Column("error", sa.JSON),
     sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("project", sa.String(100), nullable=False, server_default="default"),
+    sa.Index("ix_runs_project_created", "project", "created_at", "id"),
 )
 
 tasks = sa.Table(
@@ -181,4 +183,55 @@ data_reads = sa.Table(
     sa.Column("seconds", sa.Float, nullable=False),
     sa.Column("via", sa.String(20), nullable=False),
     sa.Column("path", sa.Text, nullable=False),
+)
+
+# -- a shared server: projects, users, roles, tokens, the audit log -------------------
+
+projects = sa.Table(
+    "projects", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("admin", sa.Boolean, nullable=False),
+    sa.Column("service", sa.Boolean, nullable=False),
+    sa.Column("email", sa.String(300)),
+)
+
+members = sa.Table(
+    "members", metadata,
+    sa.Column("project", sa.String(100), primary_key=True),
+    sa.Column("user", sa.String(100), primary_key=True, index=True),
+    sa.Column("role", sa.String(20), nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user", sa.String(100), nullable=False, index=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("project", sa.String(100)),
+    sa.Column("expires_at", sa.Float),
+    sa.Column("revoked_at", sa.Float),
+)
+
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+    sa.Column("action", sa.String(60), nullable=False),
+    sa.Column("outcome", sa.String(20), nullable=False),
+    sa.Column("user", sa.String(100), index=True),
+    sa.Column("token", sa.String(40)),
+    sa.Column("project", sa.String(100), index=True),
+    sa.Column("object", sa.Text),
+    sa.Column("client", sa.String(100)),
+    sa.Column("detail", sa.JSON, nullable=False),
 )

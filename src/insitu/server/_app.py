@@ -1,0 +1,58 @@
+"""The ASGI application and the process that serves it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from insitu.server import _domain, _problems
+from insitu.server._access import API
+from insitu.server._routes import router
+from insitu.store import Store
+
+log = logging.getLogger("insitu.server")
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def create_app(store: Store) -> FastAPI:
+    """The API over ``store`` (opened, schema at head). The app never reads the database but
+    through ``store``."""
+    from insitu import __version__
+
+    app = FastAPI(title="insitu", version=__version__, openapi_url=f"{API}/openapi.json",
+                  docs_url=f"{API}/docs", redoc_url=None,
+                  swagger_ui_oauth2_redirect_url=None,
+                  description="The insitu platform API. Every error is an RFC 9457 problem "
+                              "document; every change is in the audit log.")
+    app.state.store = store
+    app.include_router(router)
+
+    def on_error(request: Request, status: int) -> None:
+        """Refused or failed changes go to the audit log too (nothing else was written)."""
+        if request.method in _READS:
+            return
+        who = getattr(request.state, "principal", None)
+        route = getattr(request.scope.get("route"), "path", request.url.path)
+        try:
+            store.put(_domain.audit(
+                who, f"{request.method} {route}",
+                outcome="denied" if status in (401, 403) else "error",
+                project=request.path_params.get("project"), obj=request.url.path,
+                client=request.client.host if request.client else None,
+                detail={"status": status}))
+        except Exception:  # noqa: BLE001 - the answer matters more than its audit line
+            log.exception("could not write the audit record of a failed request")
+
+    _problems.install(app, on_error)
+    return app
+
+
+def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
+          log_level: str = "info", **uvicorn_options: Any) -> None:
+    """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully)."""
+    import uvicorn
+
+    uvicorn.run(create_app(store), host=host, port=port, log_level=log_level,
+                **uvicorn_options)
