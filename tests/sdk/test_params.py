@@ -147,3 +147,11 @@ def test_handles_still_refuse_python_control_flow() -> None:
     with pytest.raises(ValidationError, match="cannot be iterated"):
         p.compile()
     assert issubclass(ValidationError, UserError)
+
+
+def test_tune_seed_out_of_range_from_a_parameter_is_a_problem() -> None:
+    with pytest.raises(ValidationError) as e:
+        plain_params.tuned.compile(seed=-5)
+    (pr,) = e.value.problems
+    assert "seed must be a whole number from 0 to 2**32 - 1, got -5" in pr.message
+    assert pr.file == FILE
