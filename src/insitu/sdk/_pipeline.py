@@ -127,7 +127,7 @@ def compile_pipeline(p: Pipeline, params: dict[str, Any] | None = None, *,
                            require=require)
     handles: dict[str, Any] = {e["name"]: copy.deepcopy(values[e["name"]]) if e["name"] in values
                                else Param(e["name"], type=e["type"]) for e in declared}
-    params_spec = [{k: v for k, v in e.items()} for e in declared]
+    params_spec = [dict(e) for e in declared]
 
     trace = Trace(pipeline=p.name)
     token = start_trace(trace)
@@ -153,8 +153,9 @@ def compile_pipeline(p: Pipeline, params: dict[str, Any] | None = None, *,
     if not trace.calls and not problems:
         problems.append(Problem(message="the pipeline calls no step", file=src_file,
                                 line=src_line, hint="call @insitu.step functions in its body"))
+    refs: dict[int, dict[str, Any]] = {}  # one reference (one pickle) per function
     for call in trace.calls:
-        steps.append(_step_spec(call, known, param_names, problems))
+        steps.append(_step_spec(call, known, param_names, problems, refs))
     if problems:
         problems.sort(key=lambda pr: (pr.file or "", pr.line or 0))
         raise ValidationError(problems, pipeline=p.name)
@@ -180,7 +181,7 @@ def compile_pipeline(p: Pipeline, params: dict[str, Any] | None = None, *,
 
 
 def _step_spec(call: StepCall, known: set[str], param_names: set[str],
-               problems: list[Problem]) -> dict[str, Any]:
+               problems: list[Problem], refs: dict[int, dict[str, Any]]) -> dict[str, Any]:
     step: Step[Any, Any] = call.step
     o = step.opts
     dfile, dline = step.defined_at
@@ -190,7 +191,9 @@ def _step_spec(call: StepCall, known: set[str], param_names: set[str],
                                 line=dline if at_def else call.line, step=call.step_id,
                                 hint=hint))
 
-    function = function_ref(step.fn)
+    if id(step.fn) not in refs:
+        refs[id(step.fn)] = function_ref(step.fn)
+    function = dict(refs[id(step.fn)])
     if "<locals>" in step.fn.__qualname__ and "pickled" not in function:
         bad(f"step function {step.fn.__qualname__} is defined inside another function",
             "define step functions at the top level of a module so workers can import them")
