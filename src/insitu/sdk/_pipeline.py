@@ -192,7 +192,15 @@ def _step_spec(call: StepCall, known: set[str], param_names: set[str],
                                 hint=hint))
 
     if id(step.fn) not in refs:
-        refs[id(step.fn)] = function_ref(step.fn)
+        try:
+            refs[id(step.fn)] = function_ref(step.fn)
+        except Exception as e:  # cloudpickle: something the function refers to
+            bad(f"step function {step.fn.__qualname__} has no file a worker could import, and "
+                f"it cannot be sent by value: {type(e).__name__}: {e}",
+                "create that object inside the step function, or move the step into a .py "
+                "module and import it")
+            refs[id(step.fn)] = {"module": None, "file": None,
+                                 "qualname": step.fn.__qualname__, "fingerprint": ""}
     function = dict(refs[id(step.fn)])
     if "<locals>" in step.fn.__qualname__ and "pickled" not in function:
         bad(f"step function {step.fn.__qualname__} is defined inside another function",

@@ -309,7 +309,9 @@ def step(fn: Any = None, /, **options: Any) -> Any:
             raise _option_error(problem)
         if not callable(f):
             raise TypeError("@insitu.step decorates a function")
-        return Step(f, StepOptions(**options), (inspect.getsourcefile(f), _first_line(f)))
+        code = getattr(f, "__code__", None)
+        file = inspect.getsourcefile(f) or (code.co_filename if code else None)
+        return Step(f, StepOptions(**options), (file, _first_line(f)))
 
     if fn is not None:
         return wrap(fn)
@@ -319,5 +321,6 @@ def step(fn: Any = None, /, **options: Any) -> Any:
 def _first_line(f: Callable[..., Any]) -> int | None:
     try:
         return inspect.getsourcelines(f)[1]
-    except (OSError, TypeError):
-        return None
+    except (OSError, TypeError):  # no source (python -c, stdin): the code knows its line
+        code = getattr(f, "__code__", None)
+        return code.co_firstlineno if code else None
