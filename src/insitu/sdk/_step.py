@@ -291,9 +291,9 @@ def step(fn: Any = None, /, **options: Any) -> Any:
     ``node_selector`` (``{"zone": "a"}``: labels a node must have), ``affinity``
     (``{"zone": ["a", "b"]}``: a label must be one of these values), ``anti_affinity``
     (``{"insitu.dev/node": ["node-3"]}``: must not be), ``tolerations``
-    (``["gpu=reserved:NoSchedule"]``: node taints it accepts), ``priority`` (higher is
-    placed first), ``spot`` (True: may run on spot nodes; False: never; default: only
-    when it has retries).
+    (``["gpu=reserved:NoSchedule"]``: node taints it accepts), ``priority`` (for the
+    scheduler's queues: higher is placed first), ``spot`` (True: may run on spot nodes;
+    False: never; default: only when it has retries).
 
     Any option may take a pipeline parameter's value; a misspelt one is an error at
     the decorator's line, with the nearest name.
