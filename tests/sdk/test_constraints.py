@@ -3,6 +3,7 @@ by the scheduler through the engine's placement, explained when nothing fits."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -110,3 +111,22 @@ def test_why_nothing_fits_names_the_constraint() -> None:
     wait = placer.place(resolve_resources(step, {}))
     assert wait == ("0 of 3 nodes fit: 2 have no label zone=a (the step's node_selector asks "
                     "for it); 1 has less than 4 free CPUs")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TaintedNode(NodeInfo):
+    """A node record that reports taints (as a cluster inventory with taints would)."""
+
+    taints: tuple[str, ...] = ()
+
+
+def test_tolerations_let_a_step_onto_a_tainted_node() -> None:
+    gib = 1024**3
+    placer = Placer([TaintedNode(name="gpu-box", cpu=8, memory=16 * gib,
+                                 taints=("gpu=reserved:NoSchedule",))])
+    why = placer.impossible(_req())  # type: ignore[arg-type]
+    assert why is not None and ("1 has taint gpu=reserved:NoSchedule that the step does not "
+                                'tolerate (add tolerations=["gpu=reserved:NoSchedule"])') in why
+    for tol in ("gpu=reserved:NoSchedule", "gpu", "*"):
+        got = placer.place(_req(tolerations=[tol]))  # type: ignore[arg-type]
+        assert isinstance(got, Placement) and got.node == "gpu-box", tol

@@ -137,3 +137,32 @@ def test_by_value_functions_are_recorded_in_the_spec(home: Path) -> None:
     from insitu.sdk import load_function
 
     assert load_function(fn)(21) == 42
+
+
+def test_a_function_that_cannot_be_pickled_is_a_clear_problem() -> None:
+    code = textwrap.dedent("""
+        import threading
+        import insitu
+
+        LOCK = threading.Lock()
+
+        @insitu.step
+        def guarded(x: int) -> int:
+            with LOCK:
+                return x
+
+        @insitu.pipeline
+        def p() -> None:
+            guarded(1)
+
+        try:
+            p.compile()
+        except insitu.errors.ValidationError as e:
+            print("PROBLEM", e.problems[0].line, e.problems[0].message)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    line = _lines(r.stdout, "PROBLEM")
+    assert line.startswith("PROBLEM 7 step function guarded has no file a worker could import")
+    assert "cannot pickle '_thread.lock' object" in line

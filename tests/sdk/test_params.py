@@ -147,3 +147,18 @@ def test_handles_still_refuse_python_control_flow() -> None:
     with pytest.raises(ValidationError, match="cannot be iterated"):
         p.compile()
     assert issubclass(ValidationError, UserError)
+
+
+def test_tune_seed_out_of_range_from_a_parameter_is_a_problem() -> None:
+    with pytest.raises(ValidationError) as e:
+        plain_params.tuned.compile(seed=-5)
+    (pr,) = e.value.problems
+    assert "seed must be a whole number from 0 to 2**32 - 1, got -5" in pr.message
+    assert pr.file == FILE
+
+
+def test_cli_values_given_twice_or_not_finite_are_refused(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("run", f"{FILE}:squares", "-p", "n=1", "-p", "n=2", "--plain")
+    assert r.returncode == 2 and "parameter 'n' is given twice" in r.stderr
+    r = cli("compile", f"{FILE}:tuned", "-p", "seed=nan")
+    assert r.returncode == 2 and "expects int" in r.stderr and "Traceback" not in r.stderr

@@ -77,7 +77,7 @@ class Placement:
 
 
 def _scheduler_node(n: NodeInfo) -> Any:
-    from insitu.scheduler import Gpu, Node
+    from insitu.scheduler import Gpu, Node, Taint
 
     gpus = tuple(Gpu(model=g.model, memory=g.memory or 0) for g in
                  sorted(n.gpus, key=lambda g: g.index))
@@ -86,8 +86,12 @@ def _scheduler_node(n: NodeInfo) -> Any:
     labels.setdefault(NODE_LABEL, n.name)
     if zone:
         labels.setdefault("zone", zone)
+    # taints: "key=value:Effect" strings of a node that has them (none of today's
+    # executors report any; a node record with a ``taints`` field is honoured)
+    taints = tuple(Taint.parse(t) if isinstance(t, str) else t
+                   for t in getattr(n, "taints", ()) or ())
     return Node(name=n.name, cpu=n.cpu, memory=n.memory, gpus=gpus, labels=labels,
-                zone=zone,
+                taints=taints, zone=zone,
                 spot=labels.get("insitu.dev/spot", "").lower() in ("true", "1", "yes"))
 
 

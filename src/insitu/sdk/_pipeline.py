@@ -127,7 +127,7 @@ def compile_pipeline(p: Pipeline, params: dict[str, Any] | None = None, *,
                            require=require)
     handles: dict[str, Any] = {e["name"]: copy.deepcopy(values[e["name"]]) if e["name"] in values
                                else Param(e["name"], type=e["type"]) for e in declared}
-    params_spec = [{k: v for k, v in e.items()} for e in declared]
+    params_spec = [dict(e) for e in declared]
 
     trace = Trace(pipeline=p.name)
     token = start_trace(trace)
@@ -153,8 +153,9 @@ def compile_pipeline(p: Pipeline, params: dict[str, Any] | None = None, *,
     if not trace.calls and not problems:
         problems.append(Problem(message="the pipeline calls no step", file=src_file,
                                 line=src_line, hint="call @insitu.step functions in its body"))
+    refs: dict[int, dict[str, Any]] = {}  # one reference (one pickle) per function
     for call in trace.calls:
-        steps.append(_step_spec(call, known, param_names, problems))
+        steps.append(_step_spec(call, known, param_names, problems, refs))
     if problems:
         problems.sort(key=lambda pr: (pr.file or "", pr.line or 0))
         raise ValidationError(problems, pipeline=p.name)
@@ -180,7 +181,7 @@ def compile_pipeline(p: Pipeline, params: dict[str, Any] | None = None, *,
 
 
 def _step_spec(call: StepCall, known: set[str], param_names: set[str],
-               problems: list[Problem]) -> dict[str, Any]:
+               problems: list[Problem], refs: dict[int, dict[str, Any]]) -> dict[str, Any]:
     step: Step[Any, Any] = call.step
     o = step.opts
     dfile, dline = step.defined_at
@@ -190,7 +191,17 @@ def _step_spec(call: StepCall, known: set[str], param_names: set[str],
                                 line=dline if at_def else call.line, step=call.step_id,
                                 hint=hint))
 
-    function = function_ref(step.fn)
+    if id(step.fn) not in refs:
+        try:
+            refs[id(step.fn)] = function_ref(step.fn)
+        except Exception as e:  # cloudpickle: something the function refers to
+            bad(f"step function {step.fn.__qualname__} has no file a worker could import, and "
+                f"it cannot be sent by value: {type(e).__name__}: {e}",
+                "create that object inside the step function, or move the step into a .py "
+                "module and import it")
+            refs[id(step.fn)] = {"module": None, "file": None,
+                                 "qualname": step.fn.__qualname__, "fingerprint": ""}
+    function = dict(refs[id(step.fn)])
     if "<locals>" in step.fn.__qualname__ and "pickled" not in function:
         bad(f"step function {step.fn.__qualname__} is defined inside another function",
             "define step functions at the top level of a module so workers can import them")
@@ -212,6 +223,17 @@ def _step_spec(call: StepCall, known: set[str], param_names: set[str],
                 "pipeline is compiled (a constant or a parameter with a value)",
                 "pass a constant; a step's output is known only at run time", at_def=False)
             call.tune = {k: (None if _contains_handle(v) else v) for k, v in call.tune.items()}
+        seed, limit = call.tune.get("seed"), call.tune.get("timeout")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                                 or not 0 <= seed < 2**32):
+            bad(f"insitu.tune's seed must be a whole number from 0 to 2**32 - 1, got {seed!r}",
+                "e.g. seed=0", at_def=False)
+            call.tune = {**call.tune, "seed": None}
+        if limit is not None and (not isinstance(limit, int | float) or isinstance(limit, bool)
+                                  or not 0 < limit < float("inf")):
+            bad(f"insitu.tune's timeout must be a positive number of seconds, got {limit!r}",
+                "e.g. timeout=3600, or None for no limit", at_def=False)
+            call.tune = {**call.tune, "timeout": None}
 
     def quantity(label: str, value: Any, parse: Callable[[Any], Any]) -> Any:
         if isinstance(value, Handle):

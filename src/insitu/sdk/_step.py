@@ -298,9 +298,9 @@ def step(fn: Any = None, /, **options: Any) -> Any:
     ``node_selector`` (``{"zone": "a"}``: labels a node must have), ``affinity``
     (``{"zone": ["a", "b"]}``: a label must be one of these values), ``anti_affinity``
     (``{"insitu.dev/node": ["node-3"]}``: must not be), ``tolerations``
-    (``["gpu=reserved:NoSchedule"]``: node taints it accepts), ``priority`` (higher is
-    placed first), ``spot`` (True: may run on spot nodes; False: never; default: only
-    when it has retries).
+    (``["gpu=reserved:NoSchedule"]``: node taints it accepts), ``priority`` (for the
+    scheduler's queues: higher is placed first), ``spot`` (True: may run on spot nodes;
+    False: never; default: only when it has retries).
 
     Any option may take a pipeline parameter's value; a misspelt one is an error at
     the decorator's line, with the nearest name.
@@ -316,7 +316,9 @@ def step(fn: Any = None, /, **options: Any) -> Any:
             raise _option_error(problem)
         if not callable(f):
             raise TypeError("@insitu.step decorates a function")
-        return Step(f, StepOptions(**options), (inspect.getsourcefile(f), _first_line(f)))
+        code = getattr(f, "__code__", None)
+        file = inspect.getsourcefile(f) or (code.co_filename if code else None)
+        return Step(f, StepOptions(**options), (file, _first_line(f)))
 
     if fn is not None:
         return wrap(fn)
@@ -326,5 +328,6 @@ def step(fn: Any = None, /, **options: Any) -> Any:
 def _first_line(f: Callable[..., Any]) -> int | None:
     try:
         return inspect.getsourcelines(f)[1]
-    except (OSError, TypeError):
-        return None
+    except (OSError, TypeError):  # no source (python -c, stdin): the code knows its line
+        code = getattr(f, "__code__", None)
+        return code.co_firstlineno if code else None

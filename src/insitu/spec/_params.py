@@ -158,8 +158,12 @@ def parse_cli_params(pairs: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
+        name = name.strip()
         if not sep or not name:
             raise ParameterError(f"cannot read parameter {pair!r}",
                                  hint="write -p name=value, e.g. -p epochs=10")
-        out[name.strip()] = value
+        if name in out and out[name] != value:
+            raise ParameterError(f"parameter '{name}' is given twice (-p {name}={out[name]} "
+                                 f"-p {name}={value})", hint=f"give -p {name}=... once")
+        out[name] = value
     return out
