@@ -115,3 +115,32 @@ def test_cancel_of_a_run_whose_engine_was_killed(home: Path, cli) -> None:  # ty
     assert {a.state for a in store.list_attempts(rid)} == {"cancelled"}
     assert not {t.state for t in store.list_tasks(rid)} & {"pending", "running"}
     assert "is already cancelled" in cli("cancel", rid).stdout
+
+
+def test_resume_runs_a_task_that_was_waiting_for_its_retry(home: Path, tmp_path: Path) -> None:
+    counter = tmp_path / "counter"
+    env = {**os.environ, "INSITU_HOME": str(home), "INSITU_TEST_COUNTER": str(counter)}
+    target = f"{Path(lifecycle.__file__)}:long_backoff"
+    proc = subprocess.Popen([sys.executable, "-m", "insitu", "run", target, "--plain"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:  # its first attempt failed; it waits 600 s to retry
+            if (home / "insitu.db").exists():
+                store = open_store(f"sqlite:///{home / 'insitu.db'}")
+                runs = store.list_runs()
+                tasks = store.list_tasks(runs[0].id) if runs else []
+                if tasks and tasks[0].not_before is not None:
+                    break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the step never failed its first attempt")
+    finally:
+        proc.kill()
+        proc.wait()
+    r = subprocess.run([sys.executable, "-m", "insitu", "resume", runs[0].id, "--plain"],
+                       env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    task = store.list_tasks(runs[0].id)[0]
+    assert task.state == "succeeded" and task.attempts == 2, task
+    assert insitu.get_run(runs[0].id).output("fails_once_then_waits") == "ok after 2"

@@ -265,6 +265,15 @@ def test_resume_gives_a_failed_task_a_fresh_budget_and_a_running_one_none() -> N
     ]
 
 
+def test_resume_runs_a_task_caught_in_its_backoff_with_the_budget_it_used() -> None:
+    got = recover([task("b", T.PENDING, attempts=2, not_before=50.0),
+                   task("m", T.RUNNING, map_size=1),
+                   task("m[0]", T.PENDING, map_index=0, attempts=1, not_before=50.0)], [])
+    assert got == [Move("b", T.PENDING, {"not_before": None}),
+                   Move("m[0]", T.PENDING, {"not_before": None}), Move("m", T.RUNNING),
+                   MakeReady("m[0]")]
+
+
 def test_resume_reopens_a_partly_failed_map_and_requeues_its_items() -> None:
     tasks = [task("m", T.FAILED, map_size=2, seq=0),
              task("m[0]", T.SUCCEEDED, map_index=0, seq=1),

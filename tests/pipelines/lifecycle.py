@@ -32,3 +32,18 @@ def always_fails() -> None:
 @insitu.pipeline
 def failing() -> None:
     always_fails()
+
+
+@insitu.step(retries=2, backoff=600)
+def fails_once_then_waits() -> str:
+    path = Path(os.environ["INSITU_TEST_COUNTER"])
+    n = int(path.read_text()) if path.exists() else 0
+    path.write_text(str(n + 1))
+    if n == 0:
+        raise ConnectionError("transient")
+    return f"ok after {n + 1}"
+
+
+@insitu.pipeline
+def long_backoff() -> None:
+    fails_once_then_waits()

@@ -49,6 +49,7 @@ class StepRow:
     cached: int = 0
     running: int = 0
     failed: int = 0
+    pruned: int = 0
     started: float | None = None
     ended: float | None = None
     peak: int | None = None
@@ -80,7 +81,8 @@ def step_rows(tasks: list[TaskRecord], attempts: list[AttemptRecord] | None = No
             r.mapped = True
             r.attempts += t.attempts
             r.resources = r.resources or t.resources
-            r.done += t.state in S.TASK_DONE
+            r.done += t.state in S.TASK_DONE or t.state == S.TASK_PRUNED  # pruned: ended
+            r.pruned += t.state == S.TASK_PRUNED
             r.cached += t.state == S.TASK_CACHED
             r.running += t.state == S.TASK_RUNNING
             r.failed += t.state == S.TASK_FAILED
@@ -109,6 +111,8 @@ def _note(r: StepRow) -> str:
             parts.append(f"{r.running} running")
         if r.failed:
             parts.append(f"{r.failed} failed")
+        if r.pruned:
+            parts.append(f"{r.pruned} pruned")
     if r.cached:
         parts.append("all from cache" if r.cached == r.total else f"{r.cached} cache hits")
     return ", ".join(parts)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from insitu.cli._app import _execute, _store, console
 from insitu.errors import NotFound, UserError
+from insitu.tune._api import MAX_PARALLEL, MAX_SEED, MAX_TRIALS
 
 _CALL = re.compile(r"^\s*(uniform|loguniform|int|integer|choice)\s*\((.*)\)\s*$")
 
@@ -31,6 +32,7 @@ def parse_space(text: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise UserError("--space must be a JSON object of parameter -> distribution")
     out: dict[str, Any] = {}
+    arity = {"uniform": 2, "loguniform": 2, "integer": 2}
     for name, d in raw.items():
         if isinstance(d, str):
             m = _CALL.match(d)
@@ -41,13 +43,30 @@ def parse_space(text: str) -> dict[str, Any]:
             try:
                 vals = json.loads(f"[{args}]")
             except json.JSONDecodeError:
-                raise UserError(f"--space {name}: bad arguments in {d!r}") from None
+                raise UserError(f"--space {name}: bad arguments in {d!r}",
+                                hint="write numbers, e.g. \"uniform(0.1, 0.9)\"") from None
             fn = {"int": "integer"}.get(fn, fn)
-            out[name] = getattr(_space, fn)(vals) if fn == "choice" else \
-                getattr(_space, fn)(*vals)
+            if fn in arity and len(vals) != arity[fn]:
+                raise UserError(f"--space {name}: {m.group(1)}() takes 2 numbers (low, high), "
+                                f"got {len(vals)} in {d!r}",
+                                hint=f"write e.g. \"{m.group(1)}(1, 10)\"")
+            try:
+                out[name] = getattr(_space, fn)(vals) if fn == "choice" else \
+                    getattr(_space, fn)(*vals)
+            except UserError as e:
+                raise UserError(f"--space {name}: {d!r}: {e.message.split(': ', 1)[-1]}",
+                                hint=f"write numbers, e.g. \"{m.group(1)}(1, 10)\"") from None
         else:
             out[name] = d
     return out
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"must be a positive number of seconds, got {value}")
+    return value
 
 
 @click.group()
@@ -63,17 +82,24 @@ def tune() -> None:
               show_default=True)
 @click.option("--algorithm", default="tpe", show_default=True,
               type=click.Choice(["tpe", "gp", "cmaes", "random", "grid", "qmc"]))
-@click.option("--trials", "max_trials", default=20, show_default=True)
-@click.option("--parallel", default=1, show_default=True)
-@click.option("--max-failed", default=None, type=int)
+@click.option("--trials", "max_trials", default=20, show_default=True,
+              type=click.IntRange(1, MAX_TRIALS))
+@click.option("--parallel", default=1, show_default=True, type=click.IntRange(1, MAX_PARALLEL))
+@click.option("--max-failed", default=None, type=click.IntRange(1, MAX_TRIALS))
 @click.option("--early-stopping", default=None, type=click.Choice(["median", "hyperband"]))
-@click.option("--timeout", default=None, type=float, help="Seconds before no new trial starts.")
-@click.option("--seed", default=None, type=int)
+@click.option("--startup-trials", default=None, type=click.IntRange(0, MAX_TRIALS),
+              help="Median pruner: trials that finish before any is pruned (default 3).")
+@click.option("--warmup-steps", default=None, type=click.IntRange(0, MAX_TRIALS),
+              help="Median pruner: reports of a trial before it may be pruned (default 1).")
+@click.option("--timeout", default=None, type=float, callback=_finite,
+              help="Seconds before no new trial starts.")
+@click.option("--seed", default=None, type=click.IntRange(0, MAX_SEED))
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A fixed argument of the step (JSON or text; repeatable).")
 @click.option("--plain", is_flag=True, help="Print progress as lines.")
 def run_cmd(target: str, space: str, metric: str, goal: str, algorithm: str, max_trials: int,
             parallel: int, max_failed: int | None, early_stopping: str | None,
+            startup_trials: int | None, warmup_steps: int | None,
             timeout: float | None, seed: int | None, params: tuple[str, ...],
             plain: bool) -> None:
     """Tune the step TARGET (FILE:STEP_FUNCTION) over --space."""
@@ -102,7 +128,8 @@ def run_cmd(target: str, space: str, metric: str, goal: str, algorithm: str, max
     def body() -> None:
         insitu.tune(step, space=sp, metric=metric, goal=goal, algorithm=algorithm,
                     max_trials=max_trials, parallel=parallel, max_failed=max_failed,
-                    early_stopping=early_stopping, timeout=timeout, seed=seed, **fixed)
+                    early_stopping=early_stopping, timeout=timeout, seed=seed,
+                    startup_trials=startup_trials, warmup_steps=warmup_steps, **fixed)
 
     body.__qualname__ = body.__name__ = f"tune_{name}"
     spec = Pipeline(body, name=f"tune-{name}").compile()
@@ -152,9 +179,10 @@ def _show(name: str) -> None:
     records = store.select(TrialRecord, run_id=run.id, step_id=step)
     tasks = {t.id: t for t in store.list_tasks(run.id)}
     counts = collections.Counter(r.state for r in records)
+    ended = sum(n for k, n in counts.items() if k != "running")  # pruned trials count
     console.print(f"[bold]study {run.id}/{step}[/]  {cfg['goal']} {cfg['metric']}, "
-                  f"{cfg['algorithm']}  " + ", ".join(f"{n} {k}" for k, n in
-                                                     sorted(counts.items())))
+                  f"{cfg['algorithm']}  {ended}/{len(records)} trials ended: "
+                  + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     done = [r for r in records if r.state == "complete"]
     if done:
         pick = max if cfg["goal"] == "maximize" else min
@@ -166,7 +194,10 @@ def _show(name: str) -> None:
     for r in records:
         t = tasks.get(r.task_id)
         dur = t.ended_at - t.started_at if t and t.ended_at and t.started_at else None
-        tbl.add_row(str(r.number), r.state, "-" if r.value is None else f"{r.value:.6g}",
+        state = r.state
+        if r.state == "pruned" and r.intermediate:  # where the pruner stopped it
+            state = f"pruned at step {max(int(k) for k in r.intermediate)}"
+        tbl.add_row(str(r.number), state, "-" if r.value is None else f"{r.value:.6g}",
                     _fmt(r.params), "-" if dur is None else f"{dur:.2f}s")
     console.print(tbl)
     if len(done) >= 2:

@@ -347,9 +347,9 @@ class RunLoop:
                 stopping=self.stopping)
             if decision == _rules.SKIP:
                 self.move(sid, T.SKIPPED, ended_at=now)
-            elif decision == _rules.TUNE:
-                self.tuner(sid)
-                self.move(sid, T.RUNNING, started_at=t.started_at or now)
+            elif decision == _rules.TUNE:  # map_size: the budget, so progress counts to it
+                self.move(sid, T.RUNNING, started_at=t.started_at or now,
+                          map_size=self.tuner(sid).budget)
             elif decision == _rules.EXPAND:
                 self._expand(sid, now)
             elif decision == _rules.READY:

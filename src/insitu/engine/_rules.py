@@ -245,6 +245,9 @@ def on_resume(r: Recovery) -> list[Effect]:
                 changes["retries_from"] = t.attempts  # a fresh retry budget
             states[t.id] = T.PENDING
             effects.append(Move(t.id, T.PENDING, changes))
+        elif st == T.PENDING and t.not_before is not None:
+            # caught in its retry backoff: it runs again now, with the budget it has used
+            effects.append(Move(t.id, T.PENDING, {"not_before": None}))
     for step_id, ids in items.items():  # reopen partly failed maps and studies
         if states[step_id] != T.SUCCEEDED and any(states[i] not in TASK_DONE for i in ids):
             states[step_id] = T.RUNNING

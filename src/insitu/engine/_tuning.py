@@ -86,8 +86,9 @@ class TuneController:
     def trial_info(self, tid: str) -> dict[str, Any]:
         return {"db_url": getattr(self.loop.store, "url", ""), "run_id": self.run_id,
                 "step_id": self.sid, "number": self.records[tid].number,
-                "cfg": {k: self.cfg[k] for k in ("goal", "algorithm", "space",
-                                                 "early_stopping", "seed")}}
+                "cfg": {k: self.cfg.get(k) for k in ("goal", "algorithm", "space",
+                                                     "early_stopping", "seed",
+                                                     "startup_trials", "warmup_steps")}}
 
     def items(self) -> list[str]:
         return self.loop.items_of(self.sid)
@@ -171,7 +172,13 @@ class TuneController:
         self._tell(tid, "complete", value, self._reports(logged))
 
     def pruned(self, tid: str, logged: Sequence[Record]) -> None:
-        self._tell(tid, "pruned", None, self._reports(logged))
+        reports = self._reports(logged)
+        self._tell(tid, "pruned", None, reports)
+        at = max((int(k) for k in reports), default=None)
+        if at is not None:  # say where it stopped: the step of its last report
+            err = self.loop.tasks[tid].error or {"kind": "pruned"}
+            self.loop.move(tid, error={**err, "step": at,
+                                       "message": f"pruned at step {at} by the tuner"})
 
     def trial_failed(self, tid: str, err: dict[str, Any]) -> None:
         self._tell(tid, "fail")

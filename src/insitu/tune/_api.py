@@ -10,6 +10,10 @@ from insitu.sdk._trace import caller_location, current_trace
 from insitu.tune import _space
 from insitu.tune._study import ALGORITHMS, EARLY_STOPPING
 
+MAX_TRIALS = 100_000    # a budget beyond this is a typo, not a study
+MAX_PARALLEL = 10_000
+MAX_SEED = 2**32 - 1    # what Optuna's samplers (numpy) accept
+
 
 class Tune:
     """Call it inside a pipeline: ``insitu.tune(train, space={...}, metric="val_auc")``.
@@ -20,6 +24,11 @@ class Tune:
     ``[metric]`` when it returns a dict, or the last value it logged under ``metric``.
     The result (a handle) is a dict: ``best_params``, ``best_value``, ``best_trial``,
     ``best_output`` (the best trial's return value), ``n_trials``, ``study``.
+
+    ``early_stopping="median"`` prunes a trial whose report (``insitu.report``) is worse
+    than the median of earlier trials at the same step, once ``startup_trials`` trials
+    (default 3) have finished and after the trial's first ``warmup_steps`` reports
+    (default 1).
     """
 
     uniform = staticmethod(_space.uniform)
@@ -31,7 +40,8 @@ class Tune:
                  goal: str = "maximize", algorithm: str = "tpe", max_trials: int = 20,
                  parallel: int = 1, max_failed: int | None = None,
                  early_stopping: str | None = None, timeout: float | None = None,
-                 seed: int | None = None, **kwargs: Any) -> Output:
+                 seed: int | None = None, startup_trials: int | None = None,
+                 warmup_steps: int | None = None, **kwargs: Any) -> Output:
         trace = current_trace()
         file, line = caller_location()
         if trace is None:
@@ -49,9 +59,25 @@ class Tune:
         if early_stopping not in EARLY_STOPPING:
             problems.append(f"unknown early_stopping {early_stopping!r}; use 'median', "
                             "'hyperband' or None")
-        for label, v in (("max_trials", max_trials), ("parallel", parallel)):
-            if not isinstance(v, int) or v < 1:
-                problems.append(f"{label} must be a positive int, got {v!r}")
+        for label, v, top in (("max_trials", max_trials, MAX_TRIALS),
+                              ("parallel", parallel, MAX_PARALLEL)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
+                problems.append(f"{label} must be an int from 1 to {top:,}, got {v!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or not 0 <= seed <= MAX_SEED):
+            problems.append(f"seed must be an int from 0 to {MAX_SEED}, got {seed!r}")
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, int | float)
+                                    or not 0 < timeout < float("inf")):
+            problems.append(f"timeout must be a positive number of seconds, got {timeout!r}")
+        for label, n in (("startup_trials", startup_trials), ("warmup_steps", warmup_steps)):
+            if n is None:
+                continue
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_TRIALS:
+                problems.append(f"{label} must be an int from 0 to {MAX_TRIALS:,}, got {n!r}")
+            elif early_stopping != "median":
+                problems.append(f"{label} sets up the median pruner; give it with "
+                                f"early_stopping='median' (got {early_stopping!r})")
         if max_failed is not None and (not isinstance(max_failed, int) or max_failed < 1):
             problems.append(f"max_failed must be a positive int, got {max_failed!r}")
         if not isinstance(metric, str) or not metric:
@@ -69,6 +95,10 @@ class Tune:
                "algorithm": algorithm, "max_trials": max_trials, "parallel": parallel,
                "max_failed": max_failed, "early_stopping": early_stopping,
                "timeout": timeout, "seed": seed}
+        if startup_trials is not None:
+            cfg["startup_trials"] = startup_trials
+        if warmup_steps is not None:
+            cfg["warmup_steps"] = warmup_steps
         placeholders = {p: None for p in (space if isinstance(space, dict) else {})}
         out: Output = step._record(trace, (), {**placeholders, **kwargs}, tune=cfg)
         return out

@@ -8,23 +8,45 @@ from typing import Any
 from insitu.errors import UserError
 
 
+def _bounds(fn: str, low: Any, high: Any) -> None:
+    """Refuse bounds that are not finite numbers, naming the call and where it is."""
+    for label, v in (("low", low), ("high", high)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            from insitu.sdk._trace import caller_location
+
+            file, line = caller_location()
+            at = f" at {file}:{line}" if file else ""
+            raise UserError(f"insitu.tune.{fn}(low, high){at}: {label} must be a finite "
+                            f"number, got {v!r}",
+                            hint=f"write e.g. insitu.tune.{fn}(0.001, 0.1)")
+
+
 def uniform(low: float, high: float) -> dict[str, Any]:
     """A float drawn uniformly from [low, high]."""
+    _bounds("uniform", low, high)
     return {"type": "float", "low": float(low), "high": float(high), "log": False}
 
 
 def loguniform(low: float, high: float) -> dict[str, Any]:
     """A float drawn log-uniformly from [low, high] (low > 0)."""
+    _bounds("loguniform", low, high)
     return {"type": "float", "low": float(low), "high": float(high), "log": True}
 
 
 def integer(low: int, high: int, *, log: bool = False) -> dict[str, Any]:
     """An integer in [low, high]."""
+    _bounds("integer", low, high)
+    if int(low) != low or int(high) != high:
+        raise UserError(f"insitu.tune.integer({low!r}, {high!r}): bounds must be whole numbers",
+                        hint="use insitu.tune.uniform for a float range")
     return {"type": "int", "low": int(low), "high": int(high), "log": bool(log)}
 
 
 def choice(values: list[Any]) -> dict[str, Any]:
     """One of ``values`` (JSON values)."""
+    if isinstance(values, str) or not isinstance(values, list | tuple):
+        raise UserError(f"insitu.tune.choice needs a list of values, got {values!r}",
+                        hint='write e.g. insitu.tune.choice(["adam", "sgd"])')
     return {"type": "choice", "values": list(values)}
 
 

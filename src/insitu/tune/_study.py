@@ -44,13 +44,20 @@ def sampler(algorithm: str, seed: int | None, space: dict[str, Any]) -> Any:
                     hint=f"use one of {', '.join(ALGORITHMS)}")
 
 
-def pruner(early_stopping: str | None) -> Any:
+MEDIAN_STARTUP_TRIALS = 3  # trials that finish before the median pruner prunes any
+MEDIAN_WARMUP_STEPS = 1    # reports of a trial before it may be pruned
+
+
+def pruner(early_stopping: str | None, *, startup_trials: int | None = None,
+           warmup_steps: int | None = None) -> Any:
     import optuna
 
     if early_stopping is None:
         return optuna.pruners.NopPruner()
     if early_stopping == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=MEDIAN_STARTUP_TRIALS if startup_trials is None else startup_trials,
+            n_warmup_steps=MEDIAN_WARMUP_STEPS if warmup_steps is None else warmup_steps)
     if early_stopping == "hyperband":
         return optuna.pruners.HyperbandPruner()
     raise UserError(f"unknown early_stopping {early_stopping!r}",
@@ -65,7 +72,8 @@ def new_study(cfg: dict[str, Any], *, sampler_obj: Any = None) -> Any:
     return optuna.create_study(
         direction="maximize" if cfg["goal"] == "maximize" else "minimize",
         sampler=sampler_obj or sampler(cfg["algorithm"], cfg.get("seed"), cfg["space"]),
-        pruner=pruner(cfg.get("early_stopping")))
+        pruner=pruner(cfg.get("early_stopping"), startup_trials=cfg.get("startup_trials"),
+                      warmup_steps=cfg.get("warmup_steps")))
 
 
 def frozen(rec: Any, dists: dict[str, Any]) -> Any:
