@@ -14,7 +14,8 @@ and CUDA reserve far more address space than they touch. Three ways, best first:
   allocating, and stops it.
 - ``watchdog``: where neither is allowed, the attempt's process tree is sampled (the sum
   of each process's proportional set size, PSS; RSS where PSS cannot be read) every
-  :data:`SAMPLE_INTERVAL` seconds and stopped past the limit.
+  :data:`SAMPLE_INTERVAL` seconds (every two while below half the limit) and stopped past
+  the limit.
 
 A cgroup is used only after a probe showed that its limit is enforced (a sandboxed
 kernel may accept the settings and ignore them). ``INSITU_MEMORY_ENFORCEMENT=watchdog``
@@ -42,7 +43,8 @@ from insitu._units import format_bytes
 
 ENFORCEMENT_ENV = "INSITU_MEMORY_ENFORCEMENT"
 MODES = ("auto", "cgroup", "watchdog")
-SAMPLE_INTERVAL = 0.05            # seconds between two looks at an attempt
+SAMPLE_INTERVAL = 0.05            # seconds between two looks at an attempt (the watchdog:
+                                  # twice that while it holds less than half its limit)
 _MIN_ALLOCATION = 16 * 1024**2    # smaller mappings are not reported as "the allocation"
 
 
@@ -110,12 +112,42 @@ def _kv(path: Path) -> dict[str, int]:
 
 
 # -- measuring a process tree -------------------------------------------------------------
-def _tree(pid: int) -> list[int]:
+def _children(pid: int) -> list[int] | None:
+    """The children of a process, None where the kernel does not list them."""
+    out: list[int] = []
     try:
-        p = psutil.Process(pid)
-        return [pid, *(c.pid for c in p.children(recursive=True))]
-    except psutil.Error:
-        return []
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []  # gone
+    for tid in tids:
+        try:
+            out += [int(c) for c in _read(Path(f"/proc/{pid}/task/{tid}/children")).split()]
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}"):
+                return out
+            return None  # no CONFIG_PROC_CHILDREN
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (from /proc/PID/task/TID/children: no scan of every
+    process; psutil where the kernel does not list children)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        kids = _children(p)
+        if kids is None:
+            try:
+                return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+            except psutil.Error:
+                return []
+        if p != pid or os.path.exists(f"/proc/{p}"):
+            out.append(p)
+        todo += kids
+    return out
 
 
 def resident(pid: int) -> int:
@@ -367,7 +399,8 @@ class Guard:
         return _tree(self.pid) if self.pid else []
 
     def check(self) -> bool:
-        """Look at the attempt; stop it if it is at its limit. True if it stopped it now."""
+        """Look at the attempt; stop it if it is at its limit. True if it stopped it now.
+        The watchdog looks twice as often once the attempt holds half its limit."""
         self.next_check = time.monotonic() + SAMPLE_INTERVAL
         if not self.active or self.pid is None or self.limit is None:
             return False
@@ -385,6 +418,8 @@ class Guard:
             used = sum(resident(p) for p in pids)
             self.peak = max(self.peak, used)
             over = used > self.limit
+            if used < self.limit // 2:
+                self.next_check += SAMPLE_INTERVAL
         if over:
             self._stop()
         return over
