@@ -29,10 +29,12 @@ that was only partly filled (e.g. the 2 GiB array ``np.ones`` was filling).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,6 +264,7 @@ class MemoryEnforcer:
                     _write(base / "cgroup.subtree_control", "+memory")
                 if self._probe(base, v2):
                     self._base = base
+                    self.why = ""
                     return "cgroup-v2" if v2 else "cgroup-v1"
                 self.why = f"the memory limit of a cgroup under {own} is not enforced"
             except OSError as e:
@@ -274,7 +277,18 @@ class MemoryEnforcer:
     @staticmethod
     def _probe(base: Path, v2: bool) -> bool:
         """Is a limit set on a cgroup here enforced? A child touching 96 MiB under 32 MiB
-        must be stopped by the kernel."""
+        must be stopped by the kernel. Asked once per boot and cgroup (the answer is kept
+        in a file of this user's), not by every process that launches attempts."""
+        key = str(base.parent)
+        known = _probe_cache().get(key)
+        if known is not None:
+            return known
+        ok = MemoryEnforcer._run_probe(base, v2)
+        _probe_cache_put(key, ok)
+        return ok
+
+    @staticmethod
+    def _run_probe(base: Path, v2: bool) -> bool:
         cg = base / "probe"
         cg.mkdir(exist_ok=True)
         try:
@@ -321,6 +335,43 @@ class MemoryEnforcer:
         if self._base is not None:
             with contextlib.suppress(OSError):
                 self._base.rmdir()
+
+
+def _probe_file() -> Path:
+    return Path(tempfile.gettempdir()) / f"insitu-memory-probe-{os.getuid()}.json"
+
+
+def _boot_id() -> str:
+    try:
+        return _read(Path("/proc/sys/kernel/random/boot_id")).strip()
+    except OSError:
+        return ""
+
+
+def _probe_cache() -> dict[str, bool]:
+    path = _probe_file()
+    try:
+        st = path.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            return {}  # not ours alone: not trusted
+        data = json.loads(path.read_text())
+        if data.get("boot_id") != _boot_id() or not _boot_id():
+            return {}
+        return {str(k): bool(v) for k, v in data.get("results", {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _probe_cache_put(key: str, ok: bool) -> None:
+    results = {**_probe_cache(), key: ok}
+    path = _probe_file()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"boot_id": _boot_id(), "results": results}, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def _remove(cg: Path) -> bool:
