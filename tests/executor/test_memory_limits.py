@@ -12,6 +12,7 @@ import pytest
 
 from insitu._units import parse_memory
 from insitu.engine._outcome import classify
+from insitu.errors import UserError
 from insitu.executor import AttemptExit, LocalExecutor
 from insitu.executor._memory import MemoryEnforcer
 from insitu.testing.executor_conformance import request, wait_all
@@ -125,3 +126,19 @@ def test_a_failing_steps_traceback_is_in_its_stderr_log(tmp_path: Path) -> None:
     wheres = [f["where"] for f in err["frames"]]
     assert wheres[0] == "insitu" and wheres[-1] == "library" and "user" in wheres
     assert all("site-packages" in f["file"] for f in err["frames"] if f["where"] == "library")
+
+
+def test_the_environment_forces_the_watchdog(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    monkeypatch.setenv("INSITU_MEMORY_ENFORCEMENT", "watchdog")
+    ex = LocalExecutor()
+    try:
+        launch(ex, tmp_path, "w", "touch", "256MiB", mib=16)
+        got = wait_all(ex, {"w"}, timeout=120)["w"]
+    finally:
+        ex.close()
+    assert got.result is not None and got.result["ok"]
+    assert got.memory_enforcement == "watchdog"
+    monkeypatch.setenv("INSITU_MEMORY_ENFORCEMENT", "rlimit")
+    with pytest.raises(UserError, match="INSITU_MEMORY_ENFORCEMENT='rlimit'"):
+        LocalExecutor()

@@ -16,7 +16,7 @@ import psutil
 from insitu._units import parse_memory
 from insitu.errors import ResourceError
 from insitu.executor._base import AttemptExit, Executor, GpuInfo, LaunchRequest, NodeInfo
-from insitu.executor._memory import MODES
+from insitu.executor._memory import MODES, MemoryEnforcer
 
 LOCAL_NODE = "local"
 
@@ -83,6 +83,7 @@ class LocalExecutor(Executor):
         if memory_enforcement is not None and memory_enforcement not in MODES:
             raise ResourceError(f"unknown memory enforcement {memory_enforcement!r}",
                                 hint=f"use one of {', '.join(MODES)}")
+        MemoryEnforcer(memory_enforcement)  # a bad INSITU_MEMORY_ENFORCEMENT fails here
         self._memory = memory_enforcement or ""
         self._node = local_node()
         self._proc: subprocess.Popen[bytes] | None = None

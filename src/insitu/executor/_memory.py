@@ -14,7 +14,8 @@ and CUDA reserve far more address space than they touch. Three ways, best first:
   allocating, and stops it.
 - ``watchdog``: where neither is allowed, the attempt's process tree is sampled (the sum
   of each process's proportional set size, PSS; RSS where PSS cannot be read) every
-  :data:`SAMPLE_INTERVAL` seconds and stopped past the limit.
+  :data:`SAMPLE_INTERVAL` seconds (every two while below half the limit) and stopped past
+  the limit.
 
 A cgroup is used only after a probe showed that its limit is enforced (a sandboxed
 kernel may accept the settings and ignore them). ``INSITU_MEMORY_ENFORCEMENT=watchdog``
@@ -28,10 +29,12 @@ that was only partly filled (e.g. the 2 GiB array ``np.ones`` was filling).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +45,8 @@ from insitu._units import format_bytes
 
 ENFORCEMENT_ENV = "INSITU_MEMORY_ENFORCEMENT"
 MODES = ("auto", "cgroup", "watchdog")
-SAMPLE_INTERVAL = 0.05            # seconds between two looks at an attempt
+SAMPLE_INTERVAL = 0.05            # seconds between two looks at an attempt (the watchdog:
+                                  # twice that while it holds less than half its limit)
 _MIN_ALLOCATION = 16 * 1024**2    # smaller mappings are not reported as "the allocation"
 
 
@@ -110,12 +114,42 @@ def _kv(path: Path) -> dict[str, int]:
 
 
 # -- measuring a process tree -------------------------------------------------------------
-def _tree(pid: int) -> list[int]:
+def _children(pid: int) -> list[int] | None:
+    """The children of a process, None where the kernel does not list them."""
+    out: list[int] = []
     try:
-        p = psutil.Process(pid)
-        return [pid, *(c.pid for c in p.children(recursive=True))]
-    except psutil.Error:
-        return []
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []  # gone
+    for tid in tids:
+        try:
+            out += [int(c) for c in _read(Path(f"/proc/{pid}/task/{tid}/children")).split()]
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}"):
+                return out
+            return None  # no CONFIG_PROC_CHILDREN
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (from /proc/PID/task/TID/children: no scan of every
+    process; psutil where the kernel does not list children)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        kids = _children(p)
+        if kids is None:
+            try:
+                return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
+            except psutil.Error:
+                return []
+        if p != pid or os.path.exists(f"/proc/{p}"):
+            out.append(p)
+        todo += kids
+    return out
 
 
 def resident(pid: int) -> int:
@@ -230,6 +264,7 @@ class MemoryEnforcer:
                     _write(base / "cgroup.subtree_control", "+memory")
                 if self._probe(base, v2):
                     self._base = base
+                    self.why = ""
                     return "cgroup-v2" if v2 else "cgroup-v1"
                 self.why = f"the memory limit of a cgroup under {own} is not enforced"
             except OSError as e:
@@ -242,7 +277,18 @@ class MemoryEnforcer:
     @staticmethod
     def _probe(base: Path, v2: bool) -> bool:
         """Is a limit set on a cgroup here enforced? A child touching 96 MiB under 32 MiB
-        must be stopped by the kernel."""
+        must be stopped by the kernel. Asked once per boot and cgroup (the answer is kept
+        in a file of this user's), not by every process that launches attempts."""
+        key = str(base.parent)
+        known = _probe_cache().get(key)
+        if known is not None:
+            return known
+        ok = MemoryEnforcer._run_probe(base, v2)
+        _probe_cache_put(key, ok)
+        return ok
+
+    @staticmethod
+    def _run_probe(base: Path, v2: bool) -> bool:
         cg = base / "probe"
         cg.mkdir(exist_ok=True)
         try:
@@ -289,6 +335,43 @@ class MemoryEnforcer:
         if self._base is not None:
             with contextlib.suppress(OSError):
                 self._base.rmdir()
+
+
+def _probe_file() -> Path:
+    return Path(tempfile.gettempdir()) / f"insitu-memory-probe-{os.getuid()}.json"
+
+
+def _boot_id() -> str:
+    try:
+        return _read(Path("/proc/sys/kernel/random/boot_id")).strip()
+    except OSError:
+        return ""
+
+
+def _probe_cache() -> dict[str, bool]:
+    path = _probe_file()
+    try:
+        st = path.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            return {}  # not ours alone: not trusted
+        data = json.loads(path.read_text())
+        if data.get("boot_id") != _boot_id() or not _boot_id():
+            return {}
+        return {str(k): bool(v) for k, v in data.get("results", {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _probe_cache_put(key: str, ok: bool) -> None:
+    results = {**_probe_cache(), key: ok}
+    path = _probe_file()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"boot_id": _boot_id(), "results": results}, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def _remove(cg: Path) -> bool:
@@ -367,7 +450,8 @@ class Guard:
         return _tree(self.pid) if self.pid else []
 
     def check(self) -> bool:
-        """Look at the attempt; stop it if it is at its limit. True if it stopped it now."""
+        """Look at the attempt; stop it if it is at its limit. True if it stopped it now.
+        The watchdog looks twice as often once the attempt holds half its limit."""
         self.next_check = time.monotonic() + SAMPLE_INTERVAL
         if not self.active or self.pid is None or self.limit is None:
             return False
@@ -385,6 +469,8 @@ class Guard:
             used = sum(resident(p) for p in pids)
             self.peak = max(self.peak, used)
             over = used > self.limit
+            if used < self.limit // 2:
+                self.next_check += SAMPLE_INTERVAL
         if over:
             self._stop()
         return over

@@ -10,11 +10,15 @@ Contracts:
 
 - The cluster uses a temp dir of its own (``<base>/ray``, kept short: Ray puts
   Unix sockets there) and a port of its own, so it never touches a Ray the user runs.
-- :meth:`LocalRayCluster.stop` ends exactly the processes of this cluster: those
-  whose command line names its temp dir. It never runs ``ray stop``, which would
-  stop every Ray on the machine.
-- The state (address, nodes) is written to ``<base>/cluster.json`` so that another
-  process (``insitu cluster down`` / ``status``) can find and stop the cluster.
+  It does not depend on the user's Ray state either: its processes run without the
+  user's ``RAY_ADDRESS`` / ``RAY_AUTH_TOKEN*`` and with :data:`RAY_ENV`, which a driver
+  connecting to it uses too (so a token left in ``~/.ray/auth_token`` changes nothing).
+- :meth:`LocalRayCluster.down` ends exactly the processes of this cluster, known by
+  record (:meth:`LocalRayCluster.processes`), never by a name or pattern. It never runs
+  ``ray stop``, which would stop every Ray on the machine.
+- The state (address, nodes, sessions, processes) is written to ``<base>/cluster.json``
+  so that another process (``insitu cluster down`` / ``status``) can find and stop the
+  cluster; an unreadable one is a :class:`ClusterError` saying what to do.
 """
 
 from __future__ import annotations
@@ -92,18 +96,6 @@ RAY_ENV = {"RAY_AUTH_MODE": "disabled"}
 _USER_RAY_STATE = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 _MARKER = ".insitu-ray-cluster"
 _MAX_TEMP_DIR = 43   # Ray adds up to 64 characters to it for a socket path (107 at most)
-_PR_SET_CHILD_SUBREAPER = 36
-
-
-def _subreaper(on: bool) -> None:
-    """While on, processes that ``ray start`` leaves behind become this process's children
-    (instead of init's), so their PIDs are seen before anything else could reuse them."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _started(p: psutil.Process) -> float | None:
@@ -128,6 +120,10 @@ def _last_error(output: str) -> str:
         if head.endswith(("Error", "Exception")) and " " not in head:
             return ln[:400]
     return lines[-1][:400] if lines else "no output"
+
+
+def _leads_a_session(pid: int) -> bool:
+    return _sid(pid) == pid
 
 
 def _is_alive(p: psutil.Process) -> bool:
@@ -238,7 +234,10 @@ class LocalRayCluster:
             if t is not None and abs(t - r["started"]) < 0.5:
                 found[p.pid] = p
         if self.sessions and self.created is not None:
-            sessions = set(self.sessions)
+            # ``ray start``, each session's leader, has exited: a live leader with its PID
+            # is a newcomer that reused the number, and its session is not ours
+            sessions = {sid for sid in self.sessions
+                        if sid in found or not _leads_a_session(sid)}
             for p in psutil.process_iter(["uids", "create_time"]):
                 try:
                     if p.pid == os.getpid() or (p.info["uids"] and p.info["uids"].real != me):
@@ -323,14 +322,12 @@ class LocalRayCluster:
             self._save()
             for i, (node, wrap, ip) in enumerate(starts):
                 Path(node.data_dir).mkdir(parents=True, exist_ok=True)
-                _subreaper(True)
                 try:
                     self._start_node(ray_bin, node, i, port, object_store_memory, timeout,
                                      wrap=wrap, ip=ip, head=host)
                 finally:
                     self._record()
                     self._save()
-                    _subreaper(False)
             self._wait_for_nodes(len(starts), timeout)
             self._record()  # the agents each raylet started meanwhile
             self._save()
