@@ -117,6 +117,54 @@ def _engine(backend: str = "local", address: str | None = None) -> Any:
     return Engine(_store(), _executor(backend, address), config=load_config())
 
 
+def _check_target(target: str) -> None:
+    """A spec file that cannot be read as text is refused naming the file (a folder, a
+    binary file); the rest of TARGET's checks are the loader's."""
+    if not target.endswith(".json"):
+        return
+    p = Path(target)
+    if p.is_dir():
+        raise UserError(f"spec file {target} is a folder", hint="give a spec .json file, "
+                        "written by `insitu compile FILE -o spec.json`")
+    if not p.exists():
+        return  # the loader says it does not exist
+    try:
+        with open(p, "rb") as f:
+            f.read().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"spec file {target} is not text (byte {e.start} is not UTF-8)",
+                        hint="give a spec written by `insitu compile FILE -o spec.json`"
+                        ) from None
+
+
+def _check_params(spec: dict[str, Any], pairs: tuple[str, ...]) -> None:
+    """What the command line can get wrong beyond a value's type: a parameter given twice,
+    a number that is not one (nan, inf)."""
+    import math
+
+    from insitu.errors import ParameterError
+
+    seen: dict[str, str] = {}
+    types = {p["name"]: p.get("type") for p in spec.get("parameters", [])}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep:
+            continue  # parse_cli_params says how to write it
+        if name in seen:
+            raise ParameterError(f"parameter '{name}' is given twice (-p {name}={seen[name]} "
+                                 f"and -p {name}={value})", hint="give each parameter once")
+        seen[name] = value
+        if types.get(name) == "float":
+            try:
+                number = float(value)
+            except ValueError:
+                continue  # parse_cli_params says it is not a number
+            if not math.isfinite(number):
+                raise ParameterError(f"parameter '{name}' expects a finite float, got {value!r}",
+                                     hint=f"pass a number, e.g. -p {name}=0.5")
+
+
 @app.command()
 @click.argument("target")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
@@ -130,12 +178,18 @@ def _engine(backend: str = "local", address: str | None = None) -> Any:
 def run(target: str, params: tuple[str, ...], no_cache: bool, backend: str,
         address: str | None, plain: bool) -> None:
     """Run a pipeline: TARGET is FILE[:PIPELINE], a module[:PIPELINE], or a compiled spec.json."""
+    _check_target(target)
     executor = _executor(backend, address)  # a local one starts its server while we compile
     try:
         from insitu.engine import Engine, parse_cli_params
 
         spec = _spec_from(target)
         engine = Engine(_store(), executor, config=load_config())
+    except BaseException:
+        executor.close()
+        raise
+    try:
+        _check_params(spec, params)
     except BaseException:
         executor.close()
         raise
@@ -495,6 +549,7 @@ def compile_(target: str, output: str | None) -> None:
     """Compile FILE[:PIPELINE] to a PipelineSpec (JSON)."""
     if output is not None:
         check_output(output, "-o")
+    _check_target(target)
     spec = _spec_from(target)
     text = json.dumps(spec, indent=2)
     if output:
