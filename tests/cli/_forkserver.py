@@ -60,6 +60,11 @@ def _serve() -> None:
     ctx = click.Context(app)
     for name in app.list_commands(ctx):
         app.get_command(ctx, name)
+    import importlib
+
+    for module in ("insitu.store._sql", "insitu.engine", "insitu.models", "insitu.datasets",
+                   "insitu.cli._explain", "insitu.cli._tracking", "insitu.sdk", "insitu.spec"):
+        importlib.import_module(module)  # what most commands import, so each child is quick
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         req = json.loads(line)

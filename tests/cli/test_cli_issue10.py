@@ -6,7 +6,6 @@ import ast
 import json
 import os
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
@@ -83,7 +82,7 @@ def test_explain_names_the_users_line_not_the_librarys(cli, home: Path, tmp_path
     lib = out.index("raised inside library code")
     assert "pandas/core/indexes/base.py" in out[lib:]
     assert "site-packages" not in out  # neither location nor fix nor frames name it
-    assert f"insitu run tests/pipelines/cli_cases.py:map_fails" in out
+    assert "insitu run tests/pipelines/cli_cases.py:map_fails" in out
     elsewhere = cli("explain", rid, cwd=tmp_path).stdout  # not below: an absolute path
     assert f"insitu run {CASES}:map_fails" in elsewhere
     assert "../" not in elsewhere
@@ -111,7 +110,7 @@ def test_explain_shows_every_failed_step_and_takes_a_step(cli, home: Path) -> No
     assert item.returncode == 0 and "step 'evaluate[1]' of run" in item.stdout
     fine = cli("explain", mid, "items")
     assert fine.returncode == 0 and "nothing failed there" in fine.stdout
-    assert f"failed steps of this run: evaluate[1]" in fine.stdout
+    assert "failed steps of this run: evaluate[1]" in fine.stdout
 
 
 def test_frames_are_classified_by_path() -> None:

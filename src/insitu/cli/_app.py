@@ -280,7 +280,7 @@ def runs(pipeline: str | None, state: str | None, limit: int, as_json: bool) -> 
 
     from insitu.cli._render import clip, state_text
 
-    rows = []
+    rows: list[dict[str, Text | str]] = []
     for r in recs:
         st = r.state
         if st == S.RUN_RUNNING and not engine_alive(r):
@@ -564,9 +564,9 @@ def compile_(target: str, output: str | None) -> None:
 @click.option("--plain", is_flag=True, help="Print progress as lines instead of a live table.")
 def demo(plain: bool) -> None:
     """Run the demo: train and compare models on a dataset bundled with scikit-learn."""
+    engine = _engine()  # the store first: a broken one is reported before the long imports
     from insitu.demo import pipeline as demo_pipeline
 
-    engine = _engine()
     spec = demo_pipeline.classification.compile()
     rec = engine.submit(spec, {})
     console.print(f"insitu demo: run [bold]{rec.id}[/] (state in {load_config().home})")
