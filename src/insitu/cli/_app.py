@@ -354,6 +354,11 @@ def show(run_id: str, as_json: bool) -> None:
     console.print(f"created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rec.created_at))}"
                   f", took {format_duration((rec.ended_at or time.time()) - t0)}")
     console.print(summary_table(rec, tasks, attempts))
+    from insitu.cli._render import enforcement_line
+
+    line = enforcement_line(attempts)
+    if line:
+        console.print(esc(line))
     from insitu.cli._tracking import data_summary, metrics_table
 
     data = data_summary(store, rec)
