@@ -79,6 +79,7 @@ VALID_FOR: dict[tuple[str, str], list[str]] = {
     ("datasets add", "name"): ["newds"], ("datasets show", "name"): ["{DS}"],
     ("models register", "name"): ["newmodel"], ("tune run", "target"): ["{TUNE_TARGET}"],
     ("models register", "step"): ["quiet"], ("models register", "run_id"): ["{RUN}"],
+    ("delete", "run_id"): ["{FAILED}"],  # RUN holds a model version, so deleting it is refused
 }
 
 # Bad values by kind. Each is (label, argv values); "markup" values must never crash the
@@ -246,7 +247,7 @@ def _cases() -> list[Case]:
                 cases.append(Case(command, f"env:{variant}", variant, _argv(command, cmd, {}),
                                   markup_only=variant == "read-only-db"
                                   and command not in WRITERS))
-    cases.append(Case("delete", "env:locked-db", "locked-db", ["delete", "-y", "{RUN}"],
+    cases.append(Case("delete", "env:locked-db", "locked-db", ["delete", "-y", "{FAILED}"],
                       timeout=LOCK_TIMEOUT))
     # combinations no single bad value shows
     cases.append(Case("run", "params", "twice", ["run", "{PIPE}", "-p", "n=1", "-p", "n=2"]))
@@ -435,6 +436,8 @@ def test_bad_input_gets_one_clear_message(world: World, case: Case) -> None:
         return
     assert rc != 0, f"exit 0 for bad input:\n{shown}"
     assert "error" in err.lower(), f"no message on stderr:\n{shown}"
+    if case.param == "env:locked-db":
+        assert "is locked by another process" in err, shown
     if case.label == "bad-alias-leaves-nothing":
         r = _run(world, Case("models show", "name", "x", ["models", "show", "fresh"]))
         assert r[0] != 0 and "no model named 'fresh'" in r[3], r
