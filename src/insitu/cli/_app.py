@@ -374,8 +374,11 @@ def show(run_id: str, as_json: bool) -> None:
 
 def _step_tasks(tasks: list[Any], step: str) -> list[Any]:
     """The tasks STEP names: one task (``evaluate[1]``, or a plain step), or a map's items."""
-    exact = [t for t in tasks if t.id == step and t.map_size is None]
-    return exact or [t for t in tasks if t.step_id == step and t.map_index is not None]
+    exact = [t for t in tasks if t.id == step]
+    if exact and exact[0].map_size is None:
+        return exact
+    items = [t for t in tasks if t.step_id == step and t.map_index is not None]
+    return items or exact  # a map whose items were never made: the map itself
 
 
 @app.command()
@@ -444,7 +447,9 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
             err_console.print(f"run {esc(rec.id)} is no longer being run (its engine is gone); "
                               f"continue it with `insitu resume {esc(rec.id)}`")
             break
-    silent = [t for t in tasks if t.id not in printed and t.map_size is None]
+    items_of = {t.step_id for t in tasks if t.map_index is not None}
+    silent = [t for t in tasks if t.id not in printed  # a map with items speaks through them
+              and not (t.map_size is not None and t.map_index is None and t.id in items_of)]
     if step is not None or not printed:
         for t in silent[:20]:
             n = attempt or t.attempts
