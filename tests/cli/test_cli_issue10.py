@@ -265,7 +265,7 @@ def test_a_damaged_database_is_refused_and_left_as_it_was(cli, home: Path,
                  ["datasets", "add", "d", str(data)], ["run", f"{CASES}:scanned"]):
         r = cli(*args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
-        assert "is damaged" in r.stderr and ".recover" in r.stderr, r.stderr
+        assert "is corrupted" in r.stderr and ".recover" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
     assert db.read_bytes() == before
 
