@@ -54,7 +54,7 @@ def test_failed_run_exit_code_and_explain_user_error(cli, home: Path) -> None:  
     out = e.stdout
     assert "failed at step 'broken'" in out
     assert "ZeroDivisionError: integer division or modulo by zero" in out
-    assert f"{BASIC}:" in out and "return x // 0" in out
+    assert "pipelines/basic.py:" in out and "return x // 0" in out  # as the user can paste it
     assert "fix:" in out and "insitu run" in out
 
 

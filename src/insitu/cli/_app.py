@@ -122,6 +122,54 @@ def _engine(backend: str = "local", address: str | None = None) -> Any:
     return Engine(_store(), _executor(backend, address), config=load_config())
 
 
+def _check_target(target: str) -> None:
+    """A spec file that cannot be read as text is refused naming the file (a folder, a
+    binary file); the rest of TARGET's checks are the loader's."""
+    if not target.endswith(".json"):
+        return
+    p = Path(target)
+    if p.is_dir():
+        raise UserError(f"spec file {target} is a folder", hint="give a spec .json file, "
+                        "written by `insitu compile FILE -o spec.json`")
+    if not p.exists():
+        return  # the loader says it does not exist
+    try:
+        with open(p, "rb") as f:
+            f.read().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"spec file {target} is not text (byte {e.start} is not UTF-8)",
+                        hint="give a spec written by `insitu compile FILE -o spec.json`"
+                        ) from None
+
+
+def _check_params(spec: dict[str, Any], pairs: tuple[str, ...]) -> None:
+    """What the command line can get wrong beyond a value's type: a parameter given twice,
+    a number that is not one (nan, inf)."""
+    import math
+
+    from insitu.errors import ParameterError
+
+    seen: dict[str, str] = {}
+    types = {p["name"]: p.get("type") for p in spec.get("parameters", [])}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep:
+            continue  # parse_cli_params says how to write it
+        if name in seen:
+            raise ParameterError(f"parameter '{name}' is given twice (-p {name}={seen[name]} "
+                                 f"and -p {name}={value})", hint="give each parameter once")
+        seen[name] = value
+        if types.get(name) == "float":
+            try:
+                number = float(value)
+            except ValueError:
+                continue  # parse_cli_params says it is not a number
+            if not math.isfinite(number):
+                raise ParameterError(f"parameter '{name}' expects a finite float, got {value!r}",
+                                     hint=f"pass a number, e.g. -p {name}=0.5")
+
+
 @app.command()
 @click.argument("target")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
@@ -135,12 +183,18 @@ def _engine(backend: str = "local", address: str | None = None) -> Any:
 def run(target: str, params: tuple[str, ...], no_cache: bool, backend: str,
         address: str | None, plain: bool) -> None:
     """Run a pipeline: TARGET is FILE[:PIPELINE], a module[:PIPELINE], or a compiled spec.json."""
+    _check_target(target)
     executor = _executor(backend, address)  # a local one starts its server while we compile
     try:
         from insitu.engine import Engine, parse_cli_params
 
         spec = _spec_from(target, params, require=True)
         engine = Engine(_store(), executor, config=load_config())
+    except BaseException:
+        executor.close()
+        raise
+    try:
+        _check_params(spec, params)
     except BaseException:
         executor.close()
         raise
@@ -210,7 +264,7 @@ def runs(pipeline: str | None, state: str | None, limit: int, as_json: bool) -> 
 
     from insitu.cli._render import clip, state_text
 
-    rows = []
+    rows: list[dict[str, Text | str]] = []
     for r in recs:
         st = shown_state(r)
         dur = format_duration((r.ended_at or time.time()) - r.started_at) if r.started_at \
@@ -287,6 +341,11 @@ def show(run_id: str, as_json: bool) -> None:
     console.print(f"created {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(rec.created_at))}"
                   f", took {format_duration((rec.ended_at or time.time()) - t0)}")
     console.print(summary_table(rec, tasks, attempts))
+    from insitu.cli._render import enforcement_line
+
+    line = enforcement_line(attempts)
+    if line:
+        console.print(esc(line))
     from insitu.cli._tracking import data_summary, metrics_table
 
     data = data_summary(store, rec)
@@ -302,8 +361,11 @@ def show(run_id: str, as_json: bool) -> None:
 
 def _step_tasks(tasks: list[Any], step: str) -> list[Any]:
     """The tasks STEP names: one task (``evaluate[1]``, or a plain step), or a map's items."""
-    exact = [t for t in tasks if t.id == step and t.map_size is None]
-    return exact or [t for t in tasks if t.step_id == step and t.map_index is not None]
+    exact = [t for t in tasks if t.id == step]
+    if exact and exact[0].map_size is None:
+        return exact
+    items = [t for t in tasks if t.step_id == step and t.map_index is not None]
+    return items or exact  # a map whose items were never made: the map itself
 
 
 @app.command()
@@ -372,7 +434,9 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
             err_console.print(f"run {esc(rec.id)} is no longer being run (its engine is gone); "
                               f"continue it with `insitu resume {esc(rec.id)}`")
             break
-    silent = [t for t in tasks if t.id not in printed and t.map_size is None]
+    items_of = {t.step_id for t in tasks if t.map_index is not None}
+    silent = [t for t in tasks if t.id not in printed  # a map with items speaks through them
+              and not (t.map_size is not None and t.map_index is None and t.id in items_of)]
     if step is not None or not printed:
         for t in silent[:20]:
             n = attempt or t.attempts
@@ -485,6 +549,7 @@ def compile_(target: str, params: tuple[str, ...], output: str | None) -> None:
     (defaults for the others); a run of the spec uses exactly those values."""
     if output is not None:
         check_output(output, "-o")
+    _check_target(target)
     spec = _spec_from(target, params)
     text = json.dumps(spec, indent=2)
     if output:
@@ -499,9 +564,9 @@ def compile_(target: str, params: tuple[str, ...], output: str | None) -> None:
 @click.option("--plain", is_flag=True, help="Print progress as lines instead of a live table.")
 def demo(plain: bool) -> None:
     """Run the demo: train and compare models on a dataset bundled with scikit-learn."""
+    engine = _engine()  # the store first: a broken one is reported before the long imports
     from insitu.demo import pipeline as demo_pipeline
 
-    engine = _engine()
     spec = demo_pipeline.classification.compile()
     rec = engine.submit(spec, {})
     console.print(f"insitu demo: run [bold]{rec.id}[/] (state in {load_config().home})")

@@ -57,6 +57,7 @@ class StepRow:
     mapped: bool = False
     resources: dict[str, Any] | None = None
     nodes: set[str] = field(default_factory=set)
+    cached_from: set[str] = field(default_factory=set)  # runs whose results a cache hit reused
 
     def elapsed(self, now: float) -> float | None:
         if self.started is None:
@@ -76,6 +77,9 @@ def step_rows(tasks: list[TaskRecord], attempts: list[AttemptRecord] | None = No
                                  total=t.map_size or 0 if mapped else 1, resources=t.resources,
                                  cached=0 if mapped else int(t.state == S.TASK_CACHED),
                                  done=0 if mapped else int(t.state in S.TASK_DONE))
+            origin = getattr(t, "cached_from", None)  # "RUN/TASK" of a cache hit's source
+            if origin:
+                rows[t.id].cached_from.add(str(origin).split("/", 1)[0])
         else:
             r = rows[t.step_id]
             r.mapped = True
@@ -86,6 +90,9 @@ def step_rows(tasks: list[TaskRecord], attempts: list[AttemptRecord] | None = No
             r.cached += t.state == S.TASK_CACHED
             r.running += t.state == S.TASK_RUNNING
             r.failed += t.state == S.TASK_FAILED
+            origin = getattr(t, "cached_from", None)
+            if origin:
+                r.cached_from.add(str(origin).split("/", 1)[0])
             if t.started_at and (r.started is None or t.started_at < r.started):
                 r.started = t.started_at
             if t.ended_at and (r.ended is None or t.ended_at > r.ended):
@@ -115,6 +122,10 @@ def _note(r: StepRow) -> str:
             parts.append(f"{r.pruned} pruned")
     if r.cached:
         parts.append("all from cache" if r.cached == r.total else f"{r.cached} cache hits")
+        if r.cached_from:
+            runs = sorted(r.cached_from)
+            parts.append(f"from run {runs[0]}" + (f" (+{len(runs) - 1})" if len(runs) > 1
+                                                  else ""))
     return ", ".join(parts)
 
 
@@ -123,9 +134,22 @@ def progress_table(run: RunRecord, tasks: list[TaskRecord], now: float) -> Table
     for col in ("step", "state", "attempts", "elapsed", ""):
         tbl.add_column(col)
     for r in step_rows(tasks):
-        tbl.add_row(r.step, state_text(r.state), str(r.attempts or "-"),
+        tbl.add_row(Text(r.step), state_text(r.state), str(r.attempts or "-"),
                     format_duration(r.elapsed(now)), _note(r))
     return tbl
+
+
+def enforcement_line(attempts: list[AttemptRecord]) -> str | None:
+    """How memory limits were enforced on these attempts (recorded per attempt), or None."""
+    seen: dict[str, int] = {}
+    for a in attempts:
+        limits = getattr(a, "limits", None) or {}
+        if limits.get("enforcement"):
+            seen[str(limits["enforcement"])] = seen.get(str(limits["enforcement"]), 0) + 1
+    if not seen:
+        return None
+    return "memory limits enforced by " + ", ".join(
+        f"{k} ({n} attempt{'s' if n != 1 else ''})" for k, n in sorted(seen.items()))
 
 
 def summary_table(run: RunRecord, tasks: list[TaskRecord],
@@ -137,12 +161,12 @@ def summary_table(run: RunRecord, tasks: list[TaskRecord],
     now = time.time()
     for r in step_rows(tasks, attempts):
         res = r.resources or {}
-        tbl.add_row(r.step, state_text(r.state), str(r.attempts or "-"),
+        tbl.add_row(Text(r.step), state_text(r.state), str(r.attempts or "-"),
                     format_duration(r.elapsed(now)),
                     f"{res['cpu']:g}" if res.get("cpu") else "-",
                     format_duration(r.cpu_time) if r.cpu_time else "-",
                     format_bytes(res.get("memory")) if res.get("memory") else "-",
-                    format_bytes(r.peak), _note(r))
+                    format_bytes(r.peak), Text(_note(r)))
     return tbl
 
 

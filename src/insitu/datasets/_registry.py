@@ -199,6 +199,9 @@ def add(name: str, sources: list[str], *, node: str = "local", description: str 
 
 def dataset(name: str, *, store: Store | None = None) -> Dataset:
     """The registered dataset ``name`` (``NotFound`` with the closest name otherwise)."""
+    if len(name) > 128:
+        raise UserError(f"invalid dataset name {name[:40]!r}... ({len(name)} characters)",
+                        hint="dataset names have at most 128 characters")
     st = _store(store)
     recs = st.select(DatasetRecord, name=name)
     if not recs:

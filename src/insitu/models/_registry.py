@@ -171,6 +171,7 @@ def list_models(*, store: Store | None = None) -> list[ModelRecord]:
 
 
 def list_versions(name: str, *, store: Store | None = None) -> list[ModelVersion]:
+    _check_name("model name", name)  # no model can have a malformed name
     st = _store(store)
     if not st.select(ModelRecord, name=name):
         _unknown_model(st, name)

@@ -47,7 +47,7 @@ def quick_check(conn: Any, where: str) -> None:
     if rows != ["ok"]:
         said = [ln.strip() for r in rows for ln in r.splitlines()
                 if ln.strip() and not ln.startswith("***")]
-        raise StoreError(f"the database {where} is damaged (SQLite's integrity check: "
+        raise StoreError(f"the database {where} is corrupted (SQLite's integrity check: "
                          f"{'; '.join(said[:2])}); insitu will not read or write it",
                          hint=_recover_hint(where))
 
@@ -68,7 +68,7 @@ def describe(text: str, where: str) -> StoreError:
         return StoreError(f"the disk holding {where} is full ({text})",
                           hint="free some space on that disk, or set INSITU_HOME elsewhere")
     if "malformed" in low or "not a database" in low or "corrupt" in low:
-        return StoreError(f"the database {where} is damaged ({text})",
+        return StoreError(f"the database {where} is corrupted ({text})",
                           hint=_recover_hint(where))
     if "unable to open" in low:
         return StoreError(f"cannot open the database {where} ({text})",

@@ -255,10 +255,13 @@ class SQLStore(Store):
     def get_run(self, run_id: str) -> RunRecord:
         rows = self._rows(sa.select(t.runs).where(t.runs.c.id == run_id))
         if not rows and run_id and "%" not in run_id and "_" not in run_id:
-            rows = self._rows(sa.select(t.runs).where(t.runs.c.id.like(f"{run_id}%")).limit(2))
+            rows = self._rows(sa.select(t.runs).where(t.runs.c.id.like(f"{run_id}%"))
+                              .order_by(t.runs.c.created_at.desc()).limit(11))
             if len(rows) > 1:
-                raise NotFound(f"run id prefix {run_id!r} is ambiguous",
-                               hint="give more characters of the run id (see `insitu runs`)")
+                ids = ", ".join(f"{r.id} ({r.pipeline})" for r in rows[:10])
+                raise NotFound(f"run id prefix {run_id!r} is ambiguous: it starts "
+                               f"{'more than 10' if len(rows) > 10 else len(rows)} runs: {ids}",
+                               hint="give more characters of the run id")
         if not rows:
             raise NotFound(f"no run {run_id!r} in {self._describe()}",
                            hint="list runs with `insitu runs`")
@@ -341,7 +344,7 @@ def _make_engine(url: str) -> Engine:
     u = sa.engine.make_url(url)
     if u.drivername.startswith("sqlite"):
         path = u.database
-        if path and path != ":memory:":
+        if path and path != ":memory:" and not path.startswith("file:"):  # not a URI name
             p = Path(path)
             _integrity.check_location(p)
             if p.exists() and p.stat().st_size > 0:
@@ -370,10 +373,6 @@ def _make_engine(url: str) -> Engine:
 
 def _db_error(e: sa.exc.DatabaseError, where: str) -> StoreError:
     text = str(getattr(e, "orig", e))
-    if "not a database" in text or "malformed" in text:
-        return StoreError(f"{where} is corrupted or not an SQLite database ({text})",
-                          hint=f"move it aside (mv {where} {where}.bad) and insitu will create "
-                               "a fresh one")
     if "no such table" in text or "does not exist" in text:
         return StoreError(f"{where} is missing insitu's tables ({text})",
                           hint="point INSITU_HOME or INSITU_DB_URL at an insitu database")
