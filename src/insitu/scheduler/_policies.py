@@ -1,10 +1,11 @@
-"""Score plugins and the policies built from them.
+"""insitu's score plugins, and the policies by name (insitu's default and the published baselines).
 
-A policy is an ordered list of ``(plugin, weight)``. Each plugin scores the candidate nodes that
-passed every filter (higher is better); the policy adds the weighted scores and the cluster picks
-the best node, breaking exact ties at random with its seeded generator. A plugin may also choose
-the GPU on each node (for a shared, fractional request); otherwise the fullest GPU that still
-fits is used (best fit).
+A policy is an ordered list of ``(plugin, weight)`` (:class:`~insitu.scheduler._plugin.Policy`).
+Each plugin scores the candidate nodes that passed every filter (higher is better); the policy
+adds the weighted scores and the cluster picks the best node, breaking exact ties at random with
+its seeded generator, or by node order for the published baselines (``ties="first"``). A plugin
+may also choose the GPU on each node (for a shared, fractional request); otherwise the fullest
+GPU that still fits is used (best fit).
 
 A plugin whose score for a node depends only on that node's state and the request shape is
 ``node_local``; policies made only of such plugins let the cluster cache scores per request shape
