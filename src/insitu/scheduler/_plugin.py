@@ -109,15 +109,16 @@ class Policy:
     must be static: its answer may depend on the node's fixed attributes and the request, not on
     what is placed, as its masks are cached per request shape; its reasons join "why pending".
 
-    ``ties``: how nodes with the same best score are told apart: ``"random"`` (seeded), or
-    ``"first"``, the first in the cluster's node order (as the ATC'23 FGD paper's simulator does
-    in effect; see :mod:`insitu.scheduler._published`).
+    ``ties``: how nodes with the same best score are told apart: ``"random"`` (seeded, drawn
+    anew for each decision), ``"first"`` (the first in the cluster's node order) or ``"order"``
+    (the first in one random order of the nodes, drawn from the seed when the cluster is made:
+    what reproduces the ATC'23 FGD paper's simulator; see :mod:`insitu.scheduler._published`).
     """
 
     def __init__(self, name: str, plugins: Sequence[tuple[ScorePlugin, float]],
                  filters: Sequence[Filter] = (), *, ties: str = "random") -> None:
-        if ties not in ("random", "first"):
-            raise ValueError(f"ties must be 'random' or 'first', not {ties!r}")
+        if ties not in ("random", "first", "order"):
+            raise ValueError(f"ties must be 'random', 'first' or 'order', not {ties!r}")
         self.name = name
         self.plugins = list(plugins)
         self.filters = list(filters)

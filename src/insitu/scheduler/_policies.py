@@ -1,10 +1,11 @@
-"""Score plugins and the policies built from them.
+"""insitu's score plugins, and the policies by name (insitu's default and the published baselines).
 
-A policy is an ordered list of ``(plugin, weight)``. Each plugin scores the candidate nodes that
-passed every filter (higher is better); the policy adds the weighted scores and the cluster picks
-the best node, breaking exact ties at random with its seeded generator. A plugin may also choose
-the GPU on each node (for a shared, fractional request); otherwise the fullest GPU that still
-fits is used (best fit).
+A policy is an ordered list of ``(plugin, weight)`` (:class:`~insitu.scheduler._plugin.Policy`).
+Each plugin scores the candidate nodes that passed every filter (higher is better); the policy
+adds the weighted scores and the cluster picks the best node, breaking exact ties at random with
+its seeded generator, or, for the published baselines, by one random order of the nodes drawn
+from the seed (``ties="order"``). A plugin may also choose the GPU on each node (for a shared,
+fractional request); otherwise the fullest GPU that still fits is used (best fit).
 
 A plugin whose score for a node depends only on that node's state and the request shape is
 ``node_local``; policies made only of such plugins let the cluster cache scores per request shape
@@ -237,13 +238,13 @@ def _default() -> Policy:
 POLICIES: dict[str, Callable[[], Policy]] = {
     "insitu": _default,
     # the ATC'23 FGD paper's baselines, as its simulator runs them (see _published)
-    "fgd": lambda: Policy("fgd", [(PublishedFgd(), 1.0)], ties="first"),
+    "fgd": lambda: Policy("fgd", [(PublishedFgd(), 1.0)], ties="order"),
     "random": lambda: Policy("random", [(PublishedRandom(), 1.0)]),
-    "best_fit": lambda: Policy("best_fit", [(PublishedBestFit(), 1.0)], ties="first"),
-    "dot_prod": lambda: Policy("dot_prod", [(PublishedDotProd(), 1.0)], ties="first"),
-    "gpu_packing": lambda: Policy("gpu_packing", [(PublishedGpuPacking(), 1.0)], ties="first"),
+    "best_fit": lambda: Policy("best_fit", [(PublishedBestFit(), 1.0)], ties="order"),
+    "dot_prod": lambda: Policy("dot_prod", [(PublishedDotProd(), 1.0)], ties="order"),
+    "gpu_packing": lambda: Policy("gpu_packing", [(PublishedGpuPacking(), 1.0)], ties="order"),
     "gpu_clustering": lambda: Policy("gpu_clustering", [(PublishedGpuClustering(), 1.0)],
-                                     ties="first"),
+                                     ties="order"),
     # two more common heuristics
     "first_fit": lambda: Policy("first_fit", [(FirstFit(), 1.0)]),
     "least_allocated": lambda: Policy("least_allocated", [(LeastAllocated(), 1.0)]),

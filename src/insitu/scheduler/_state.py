@@ -90,6 +90,8 @@ class ClusterState:
             for sh in nd.shards:
                 self.shard_nodes.setdefault(sh, np.zeros(n, dtype=bool))[i] = True
         self.rng = np.random.default_rng(seed)
+        #: each node's rank for ties="order": one random order of the nodes, drawn from the seed
+        self.rank = np.random.default_rng([seed, 1]).permutation(n)
         #: compute the "why pending" text for every unplaced request (simulations turn it off)
         self.explain_pending = True
         #: nodes held back (a queue's reservation): place/place_one do not use them; place_on does
@@ -313,6 +315,8 @@ class ClusterState:
             return int(np.argmax(score))
         top = score.max()
         ties = np.flatnonzero(score == top)
+        if self.policy.ties == "order":
+            return int(ties[np.argmin(self.rank[ties])])
         if len(ties) == 1:
             return int(ties[0])
         return int(ties[self.rng.integers(len(ties))])
