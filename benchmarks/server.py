@@ -1,0 +1,159 @@
+"""The server's API under load: list runs (a page of 50) and get one run, with many concurrent
+clients, on a database holding many runs, SQLite and PostgreSQL side by side in one run; and
+the server's resident memory idle and under that load.
+
+    python benchmarks/server.py [--runs 100000] [--clients 50] [--requests 4000]
+
+PostgreSQL comes from Debian's package (scripts/test-deps), started as a throw-away cluster as
+the tests do. Prints a table and writes benchmarks/results/server.json.
+
+Not measured yet (the server does not accept submissions yet): submissions per second and
+time from submit to the first step running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent / "tests" / "server"))
+
+
+def fill(db_url: str, n: int) -> list[str]:
+    from insitu.store import RunRecord, open_store
+
+    store = open_store(db_url)
+    t0 = time.time() - n
+    ids = []
+    batch = []
+    for i in range(n):
+        rid = f"b{i:011d}"
+        ids.append(rid)
+        batch.append(RunRecord(id=rid, pipeline=f"pipe{i % 7}", state=("succeeded", "failed",
+                                                                      "running")[i % 3],
+                               spec={"name": "p", "steps": []}, params={"i": i},
+                               created_at=t0 + i, project="bench"))
+        if len(batch) == 2000:
+            store.put(*batch)
+            batch = []
+    if batch:
+        store.put(*batch)
+    store.close()
+    return ids
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    return float(psutil.Process(pid).memory_info().rss / 2**20)
+
+
+async def load(url: str, token: str, paths: list[str], clients: int) -> list[float]:
+    import httpx
+
+    lat: list[float] = []
+    queue = list(paths)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                                 timeout=120, limits=limits) as c:
+        async def worker() -> None:
+            while queue:
+                p = queue.pop()
+                t0 = time.perf_counter()
+                r = await c.get(p)
+                lat.append((time.perf_counter() - t0) * 1000)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{p}: {r.status_code} {r.text[:200]}")
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return lat
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * q))]
+
+
+def bench(kind: str, db_url: str, args: argparse.Namespace) -> dict[str, object]:
+    from conftest import start_server, stop_server
+
+    home = Path(tempfile.mkdtemp(prefix=f"insitu-bench-{kind}-"))
+    t0 = time.perf_counter()
+    ids = fill(db_url, args.runs)
+    fill_s = time.perf_counter() - t0
+    s = start_server(db_url, home)
+    try:
+        s.admin.post("/api/v1/projects", json={"name": "bench"})
+        idle = rss_mb(s.proc.pid)
+        rng = random.Random(42)
+        # list: first pages and pages deep in the list (cursor from a real walk)
+        first = ["/api/v1/projects/bench/runs?limit=50" for _ in range(args.requests // 2)]
+        deep = s.admin.get("/api/v1/projects/bench/runs", params={"limit": 500}).json()
+        for _ in range(min(20, args.runs // 500 - 2)):  # about 10,000 runs deep at most
+            deep = s.admin.get("/api/v1/projects/bench/runs",
+                               params={"limit": 500, "cursor": deep["next_cursor"]}).json()
+        cur = deep["next_cursor"]
+        lists = first[: args.requests // 4] + [
+            f"/api/v1/projects/bench/runs?limit=50&cursor={cur}"] * (args.requests // 4)
+        gets = [f"/api/v1/projects/bench/runs/{rng.choice(ids)}"
+                for _ in range(args.requests // 2)]
+        out: dict[str, object] = {"db": kind, "runs": args.runs, "fill_s": round(fill_s, 1),
+                                  "rss_idle_mb": round(idle, 1)}
+        for name, paths in (("list", lists), ("get", gets)):
+            asyncio.run(load(s.url, s.admin_token, paths[:200], args.clients))  # warm up
+            t1 = time.perf_counter()
+            lat = asyncio.run(load(s.url, s.admin_token, paths, args.clients))
+            wall = time.perf_counter() - t1
+            out[f"{name}_p50_ms"] = round(statistics.median(lat), 2)
+            out[f"{name}_p99_ms"] = round(pct(lat, 0.99), 2)
+            out[f"{name}_rps"] = round(len(lat) / wall, 1)
+        out["rss_loaded_mb"] = round(rss_mb(s.proc.pid), 1)
+        return out
+    finally:
+        stop_server(s)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=100_000)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--requests", type=int, default=4000)
+    args = ap.parse_args()
+    import pg_fixture
+
+    rows = []
+    home = Path(tempfile.mkdtemp(prefix="insitu-bench-sqlite-"))
+    rows.append(bench("sqlite", f"sqlite:///{home / 'server.db'}", args))
+    pg = pg_fixture._Cluster(pg_fixture._bin_dir())  # type: ignore[arg-type]
+    pg.start()
+    try:
+        rows.append(bench("postgresql", pg.create_database("b_" + secrets.token_hex(4)), args))
+    finally:
+        pg.stop()
+    cols = ["db", "runs", "list_p50_ms", "list_p99_ms", "list_rps", "get_p50_ms", "get_p99_ms",
+            "get_rps", "rss_idle_mb", "rss_loaded_mb"]
+    print(f"server API, {args.clients} concurrent clients, {args.requests} requests per kind, "
+          f"{os.cpu_count()} CPUs")
+    print("  ".join(f"{c:>13}" for c in cols))
+    for r in rows:
+        print("  ".join(f"{str(r[c]):>13}" for c in cols))
+    out = HERE / "results" / "server.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
