@@ -12,7 +12,7 @@ import pytest
 
 from conftest import Server
 from insitu.server._access import ACCESS, ADMIN, EDITOR, OWNER, PUBLIC, USER, VIEWER
-from insitu.server._routes import router
+from insitu.server._routes import metrics_router, router
 from insitu.store import ROLES, RunRecord, open_store
 
 CALLERS = ["none", "malformed", "expired", "revoked", "viewer", "editor", "owner",
@@ -21,7 +21,7 @@ CALLERS = ["none", "malformed", "expired", "revoked", "viewer", "editor", "owner
 
 def _routes() -> list[tuple[str, str]]:
     out = []
-    for r in router.routes:
+    for r in [*router.routes, *metrics_router.routes]:
         for m in sorted(getattr(r, "methods", set()) - {"HEAD"}):
             out.append((m, r.path))  # type: ignore[attr-defined]
     return sorted(out)
@@ -49,6 +49,7 @@ EXPECTED = {
     ("POST", "/api/v1/tokens"): USER,
     ("DELETE", "/api/v1/tokens/{token_id}"): USER,
     ("GET", "/api/v1/audit"): ADMIN,
+    ("GET", "/metrics"): ADMIN,
 }
 
 
@@ -145,7 +146,7 @@ def test_isolation_matrix(server: Server) -> None:
             c = server.client(tokens.get(caller))
             r = _call(c, method, path)
             want = _expected(rule, caller)
-            body = r.json() if r.content else {}
+            body = r.json() if "json" in r.headers.get("content-type", "") else {}
             if want == "401":
                 ok = r.status_code == 401 and body["status"] == 401
             elif want == "403":

@@ -153,3 +153,23 @@ def test_init_twice_and_an_unreachable_database_are_clear_errors(tmp_path: Path)
     down = cli(tmp_path, "server", "--db", "postgresql+psycopg://me:pw-secret@127.0.0.1:1/db")
     assert down.returncode == 2 and "Traceback" not in down.stderr
     assert "pw-secret" not in down.stderr and "127.0.0.1" in down.stderr
+
+
+def test_prometheus_metrics_count_runs_and_requests(server: Server) -> None:
+    project = _project(server)
+    store = open_store(server.db_url)
+    store.put(*[RunRecord(id=f"m{project[-8:]}{i:03d}", pipeline="p",
+                          state="failed" if i < 3 else "succeeded",
+                          spec={"name": "p", "steps": []}, params={}, created_at=time.time(),
+                          project=project) for i in range(7)])
+    store.close()
+    assert server.admin.get(f"/api/v1/projects/{project}/runs").status_code == 200
+    r = server.admin.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert f'insitu_runs{{project="{project}",state="failed"}} 3.0' in text
+    assert f'insitu_runs{{project="{project}",state="succeeded"}} 4.0' in text
+    assert ('insitu_api_requests_total{method="GET",route="/api/v1/projects/{project}/runs",'
+            'status="200"}') in text
+    assert 'insitu_api_request_seconds_bucket{le="0.001",method="GET"' in text
+    assert httpx.get(f"{server.url}/metrics").status_code == 401

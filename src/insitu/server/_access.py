@@ -39,6 +39,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", f"{API}/tokens"): USER,
     ("DELETE", f"{API}/tokens/{{token_id}}"): USER,
     ("GET", f"{API}/audit"): ADMIN,
+    ("GET", "/metrics"): ADMIN,
 }
 
 

@@ -9,7 +9,8 @@ from fastapi import FastAPI, Request
 
 from insitu.server import _domain, _problems
 from insitu.server._access import API
-from insitu.server._routes import router
+from insitu.server._metrics import Metrics
+from insitu.server._routes import metrics_router, router
 from insitu.store import Store
 
 log = logging.getLogger("insitu.server")
@@ -27,7 +28,10 @@ def create_app(store: Store) -> FastAPI:
                   description="The insitu platform API. Every error is an RFC 9457 problem "
                               "document; every change is in the audit log.")
     app.state.store = store
+    app.state.metrics = Metrics(store, __version__)
+    app.state.metrics.install(app)
     app.include_router(router)
+    app.include_router(metrics_router)
 
     def on_error(request: Request, status: int) -> None:
         """Refused or failed changes go to the audit log too (nothing else was written)."""

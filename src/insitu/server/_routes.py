@@ -87,6 +87,14 @@ class TokenIn(_Write):
 
 
 router = APIRouter(prefix=API, dependencies=[Depends(authorize)])
+metrics_router = APIRouter(dependencies=[Depends(authorize)])
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    """Prometheus metrics (text format); scrape with an administrator's token."""
+    rendered: Response = request.app.state.metrics.render()
+    return rendered
 
 
 @router.get("/health")

@@ -52,6 +52,10 @@ class Store(abc.ABC):
         """Audit records, newest first, filtered; ``before`` an audit id (a page cursor)."""
 
     @abc.abstractmethod
+    def count_runs(self) -> dict[tuple[str, str], int]:
+        """How many runs each (project, state) holds."""
+
+    @abc.abstractmethod
     def list_tasks(self, run_id: str) -> list[TaskRecord]:
         """Tasks of a run in creation order (``[]`` for a run without tasks)."""
 

@@ -301,6 +301,11 @@ class SQLStore(Store):
             q = q.where(t.audit.c.id < before)
         return [_from_row(AuditRecord, r) for r in self._rows(q)]
 
+    def count_runs(self) -> dict[tuple[str, str], int]:
+        q = sa.select(t.runs.c.project, t.runs.c.state, sa.func.count()).group_by(
+            t.runs.c.project, t.runs.c.state)
+        return {(p, st): int(n) for p, st, n in self._rows(q)}
+
     def list_tasks(self, run_id: str) -> list[TaskRecord]:
         q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.seq)
         return [_from_row(TaskRecord, r) for r in self._rows(q)]
