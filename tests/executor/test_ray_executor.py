@@ -193,7 +193,7 @@ def test_steps_run_on_the_nodes_that_hold_their_shards(cluster: LocalRayCluster,
     sys.path.insert(0, str(Path(__file__).parents[1] / "pipelines"))
     import scan
 
-    monkeypatch.setenv("INSITU_LINK_MBIT", "1")
+    monkeypatch.setenv("INSITU_LINK_MBIT", "0.01")  # moving a shard: ~2 min, never worth it
     ex = RayExecutor(cluster.address)
     try:
         dirs = {n.name: Path(n.labels["insitu.dev/data-dir"]) for n in ex.nodes()}

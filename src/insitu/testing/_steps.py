@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
 
 def add(x: int, y: int) -> int:
@@ -45,6 +46,19 @@ def unpicklable() -> object:
     import threading
 
     return threading.Lock()
+
+
+def meet(folder: str, me: str, other: str, timeout: float = 120.0) -> list[Any]:
+    """Say "I am running" (a file), then wait for ``other`` to say so too: both see each other
+    only if they run at the same time. Returns [pid, whether the other was seen]."""
+    os.makedirs(folder, exist_ok=True)
+    open(os.path.join(folder, me), "w").close()
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(os.path.join(folder, other)):
+        if time.monotonic() > deadline:
+            return [os.getpid(), False]
+        time.sleep(0.01)
+    return [os.getpid(), True]
 
 
 def pid_and_time() -> list[float]:
