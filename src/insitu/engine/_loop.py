@@ -27,6 +27,7 @@ from insitu.artifacts import digests_of
 from insitu.datasets import shards_in
 from insitu.datasets._registry import holders, with_cached_copy
 from insitu.engine import _moves, _outcome, _rules
+from insitu.engine._cache import carry_over
 from insitu.engine._launch import Launcher
 from insitu.engine._locality import WaitOrMove
 from insitu.engine._paths import metrics_path, result_path
@@ -38,9 +39,6 @@ from insitu.store import (
     AttemptRecord,
     CacheEntry,
     DataReadRecord,
-    LoggedArtifact,
-    MetricRecord,
-    ParamRecord,
     Record,
     RunRecord,
     TaskRecord,
@@ -457,7 +455,9 @@ class RunLoop:
                 if e is not None:
                     stale.append(e.key)
                 rest.append(tid)
-        logged = self._carry_over(hits)
+        logged = carry_over(self.store, self.run_id, hits)
+        for copies in logged.values():
+            self.record(*copies)
         for tid, e in hits:
             self.move(tid, T.CACHED, cache_key=e.key, output=e.output, started_at=now,
                       ended_at=now, error=None, cached_from=f"{e.run_id}/{e.task_id}")
@@ -470,30 +470,6 @@ class RunLoop:
         if stale:
             self.store.delete_cache(stale)
         return rest
-
-    def _carry_over(self, hits: list[tuple[str, CacheEntry]]) -> dict[str, list[Record]]:
-        """Copy what each hit's original task logged (metrics, params, artifacts of the
-        attempt that succeeded) to the task served from it; return them by task."""
-        out: dict[str, list[Record]] = {}
-        by_run: dict[str, list[tuple[str, CacheEntry]]] = {}
-        for tid, e in hits:
-            by_run.setdefault(e.run_id, []).append((tid, e))
-        for run_id, group in by_run.items():
-            wanted = {e.task_id for _, e in group}
-            done = {t.id: t.attempts for t in self.store.list_tasks(run_id) if t.id in wanted}
-            logged: dict[str, list[Any]] = {}
-            classes: tuple[type[Any], ...] = (MetricRecord, ParamRecord, LoggedArtifact)
-            for cls in classes:
-                for r in self.store.select(cls, run_id=run_id):
-                    if r.task_id in wanted and getattr(r, "attempt", done.get(r.task_id)) \
-                            == done.get(r.task_id):
-                        logged.setdefault(r.task_id, []).append(r)
-            for tid, e in group:
-                copies = [dataclasses.replace(r, run_id=self.run_id, task_id=tid)
-                          for r in logged.get(e.task_id, [])]
-                self.record(*copies)
-                out[tid] = copies
-        return out
 
     # -- outcomes -----------------------------------------------------------------------
     def _handle_exit(self, ex: AttemptExit, *, cancelled: bool = False) -> None:
