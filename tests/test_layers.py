@@ -1,5 +1,6 @@
 """The package layering: each package imports only packages below it, and no modules import
-each other in a circle (lazy, function-level imports included)."""
+each other in a circle (lazy, function-level imports included; imports for type annotations
+only, under ``if TYPE_CHECKING:``, are not imports at run time and are left out)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,13 @@ def _imports(mods: dict[str, Path]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for m, p in mods.items():
         pkg = m if p.name == "__init__.py" else m.rpartition(".")[0]
-        for node in ast.walk(ast.parse(p.read_text())):
+        tree = ast.parse(p.read_text())
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and ast.unparse(block.test).endswith("TYPE_CHECKING")
+                       for stmt in block.body for n in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:  # annotations only: no import at run time
+                continue
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
