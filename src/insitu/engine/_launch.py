@@ -31,13 +31,20 @@ class Running:
 
 
 class Launcher:
-    """What is ready to run, per step in spec order, and what runs."""
+    """What is ready to run, per step, and what runs. Steps are offered the free resources
+    by their ``priority`` (higher first), then in spec order."""
 
     def __init__(self, loop: RunLoop) -> None:
         self.loop = loop
-        # tasks whose inputs are ready, per step in spec order, waiting for resources
+
+        def priority(sid: str) -> int:
+            return int((loop.steps[sid].get("constraints") or {}).get("priority") or 0)
+
+        # tasks whose inputs are ready, per step (by priority, then spec order), waiting for
+        # resources
+        order = sorted(loop.order, key=lambda sid: -priority(sid))  # stable: spec order on ties
         self.ready: dict[str, collections.deque[str]] = {sid: collections.deque()
-                                                         for sid in loop.order}
+                                                         for sid in order}
         self.ready_set: set[str] = set()
         self.fresh: list[str] = []          # made ready since the last cache lookup
         self.running_per_step: dict[str, int] = {}
