@@ -35,7 +35,10 @@ class Run:
 
     @property
     def state(self) -> str:
-        return self._rec.state
+        """As every command shows it: a run whose engine is gone is ``interrupted``."""
+        from insitu.engine import shown_state
+
+        return shown_state(self._rec)
 
     @property
     def params(self) -> dict[str, Any]:

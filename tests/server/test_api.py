@@ -123,19 +123,35 @@ def test_errors_are_problem_documents_with_a_fix(server: Server) -> None:
     assert "lowercase" in cases[0].json()["hint"]
 
 
-def test_cancel_asks_the_engine_to_stop_a_running_run(server: Server) -> None:
+def test_cancel_asks_a_live_engine_and_marks_a_run_whose_engine_is_gone(server: Server
+                                                                        ) -> None:
+    import os
+    import socket
+
     project = _project(server)
     store = open_store(server.db_url)
-    store.put(RunRecord(id=f"c{uuid.uuid4().hex[:11]}", pipeline="p", state="running",
-                        spec={"name": "p", "steps": []}, params={}, created_at=time.time(),
-                        project=project))
-    run_id = store.list_runs(project=project)[0].id
-    r = server.admin.post(f"/api/v1/projects/{project}/runs/{run_id}/cancel")
-    assert r.status_code == 200, r.text
-    assert store.get_run(run_id).cancel_requested is True
+    now = time.time()
+    live, gone = f"l{uuid.uuid4().hex[:11]}", f"g{uuid.uuid4().hex[:11]}"
+    store.put(RunRecord(id=live, pipeline="p", state="running", spec={"name": "p", "steps": []},
+                        params={}, created_at=now, project=project, engine_pid=os.getpid(),
+                        engine_host=socket.gethostname(), heartbeat_at=now + 3600),
+              RunRecord(id=gone, pipeline="p", state="running", spec={"name": "p", "steps": []},
+                        params={}, created_at=now, project=project, engine_pid=2**22 + 7,
+                        engine_host=socket.gethostname(), heartbeat_at=now - 3600))
+    listed = {x["id"]: x["state"] for x in
+              server.admin.get(f"/api/v1/projects/{project}/runs").json()["items"]}
+    assert listed == {live: "running", gone: "interrupted"}
+    r = server.admin.post(f"/api/v1/projects/{project}/runs/{live}/cancel")
+    assert r.status_code == 200 and r.json()["cancel_requested"] is True, r.text
+    assert store.get_run(live).cancel_requested is True  # its engine stops it
+    r = server.admin.post(f"/api/v1/projects/{project}/runs/{gone}/cancel")
+    assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+    assert store.get_run(gone).state == "cancelled"  # nothing drives it: marked here
     store.close()
-    got = server.admin.get(f"/api/v1/projects/{project}/runs/{run_id}").json()
-    assert got["id"] == run_id and got["tasks"] == [] and "spec" not in got
+    log = server.admin.get("/api/v1/audit", params={"action": "run.cancel"}).json()["items"]
+    assert {x["object"] for x in log} >= {f"run/{live}", f"run/{gone}"}
+    got = server.admin.get(f"/api/v1/projects/{project}/runs/{gone}").json()
+    assert got["id"] == gone and got["tasks"] == [] and "spec" not in got
 
 
 def test_openapi_document_is_served(server: Server) -> None:

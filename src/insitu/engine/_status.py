@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Sequence
 
 from insitu.engine._moves import move
 from insitu.errors import UserError
@@ -50,13 +51,14 @@ def shown_task_state(run_state: str, task_state: str) -> str:
 
 
 def cancel_run(store: Store, run_id: str, *, wait_s: float = 60.0,
-               poll_s: float = 0.3) -> tuple[RunRecord, bool]:
+               poll_s: float = 0.3, also: Sequence[Record] = ()) -> tuple[RunRecord, bool]:
     """Cancel a run; return its record and whether an engine was driving it.
 
     A live engine is asked (``cancel_requested``) and stops its attempts itself; this
-    waits up to ``wait_s`` for the run to end. A run no engine drives is marked here:
-    its running attempts and open tasks become cancelled, with the same checked moves
-    the engine makes. A run already ended is returned as it is.
+    waits up to ``wait_s`` for the run to end (``wait_s=0``: ask and return). A run no
+    engine drives is marked here: its running attempts and open tasks become cancelled,
+    with the same checked moves the engine makes. A run already ended is returned as it is.
+    ``also`` (e.g. an audit record) is written in the same transaction as the change.
     """
     rec = store.get_run(run_id)
     if rec.state in RUN_TERMINAL:
@@ -72,17 +74,22 @@ def cancel_run(store: Store, run_id: str, *, wait_s: float = 60.0,
             if t.state in (T.PENDING, T.RUNNING):
                 recs.append(move(t, T.CANCELLED, ended_at=now))
         final = move(rec, R.CANCELLED, ended_at=now)
-        store.put(*recs, final)
+        store.put(*recs, final, *also)
         return final, False
+    if wait_s <= 0:
+        asked = move(rec, cancel_requested=True)
+        store.put(asked, *also)
+        return asked, True
     deadline = time.time() + wait_s
     while time.time() < deadline:
         cur = store.get_run(rec.id)
         if cur.state in RUN_TERMINAL:
             return cur, True
         if not engine_alive(cur):  # it died meanwhile: mark it here
-            return cancel_run(store, rec.id, wait_s=0)
+            return cancel_run(store, rec.id, wait_s=0, also=also)
         if not cur.cancel_requested:
-            store.put(move(cur, cancel_requested=True))
+            store.put(move(cur, cancel_requested=True), *also)
+            also = ()
         time.sleep(poll_s)
     raise UserError(f"run {rec.id} did not stop within {wait_s:g}s",
                     hint=f"its engine is process {rec.engine_pid} on {rec.engine_host}; "

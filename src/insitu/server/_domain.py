@@ -12,6 +12,8 @@ import secrets
 import time
 from typing import Any
 
+from insitu.engine import cancel_run as engine_cancel
+from insitu.engine import shown_state
 from insitu.errors import Conflict, NotFound, PermissionDenied, Unauthenticated, UserError
 from insitu.server import _tokens
 from insitu.server._access import Principal, no_project
@@ -279,6 +281,7 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 
 def run_view(run: RunRecord) -> dict[str, Any]:
     d = dataclasses.asdict(run)
+    d["state"] = shown_state(run)  # a run whose engine is gone is "interrupted", as everywhere
     d.pop("spec")
     d.pop("engine_pid")
     d.pop("engine_host")
@@ -322,9 +325,9 @@ def cancel_run(store: Store, who: Principal, project: str, run_id: str,
     if run.state in ("succeeded", "failed", "cancelled"):
         raise Conflict(f"run {run.id} has already ended ({run.state})",
                        hint="nothing to cancel")
-    store.put(dataclasses.replace(run, cancel_requested=True),
-              audit(who, "run.cancel", project=project, obj=f"run/{run.id}", client=client))
-    return {"id": run.id, "cancel_requested": True}
+    rec, live = engine_cancel(store, run.id, wait_s=0, also=[
+        audit(who, "run.cancel", project=project, obj=f"run/{run.id}", client=client)])
+    return {"id": rec.id, "state": shown_state(rec), "cancel_requested": live}
 
 
 def list_audit(store: Store, *, project: str | None, user: str | None, action: str | None,
