@@ -72,7 +72,7 @@ CREATES = {"models register": "name", "datasets add": "name"}
 VALID: dict[str, list[str]] = {
     "run_id": ["{RUN}"], "run_ids": ["{RUN}"], "step": ["quiet"], "target": ["{PIPE}"],
     "name": ["{MODEL}"], "alias": ["champion"], "version": ["1"], "sources": ["{DATA}"],
-    "study": ["{RUN}/quiet"], "trace": ["{TRACE}"], "space": ['{"x": "uniform(0, 1)"}'],
+    "study": ["{STUDY}"], "trace": ["{TRACE}"], "space": ['{"x": "uniform(0, 1)"}'],
     "metric": ["loss"], "n": ["1"],
 }
 VALID_FOR: dict[tuple[str, str], list[str]] = {
@@ -80,7 +80,15 @@ VALID_FOR: dict[tuple[str, str], list[str]] = {
     ("models register", "name"): ["newmodel"], ("tune run", "target"): ["{TUNE_TARGET}"],
     ("models register", "step"): ["quiet"], ("models register", "run_id"): ["{RUN}"],
     ("delete", "run_id"): ["{FAILED}"],  # RUN holds a model version, so deleting it is refused
+    ("tune run", "space"): ['{"x": "uniform(0, 1)", "y": "integer(0, 3)"}'],
 }
+# Options added to a command's valid base (unless the case is about that option): keeps a
+# bad value that is wrongly accepted from running a long study.
+BASE_EXTRA: dict[str, dict[str, list[str]]] = {"tune run": {"max_trials": ["--trials", "2"]}}
+# Commands whose valid base is not run by test_each_base_is_valid: they destroy the world,
+# take minutes, or start a Ray cluster.
+BASE_NOT_RUN = {"delete", "models delete", "demo", "cluster up", "cluster down",
+                "cluster status"}
 
 # Bad values by kind. Each is (label, argv values); "markup" values must never crash the
 # printer, but may be valid text (exit 0 allowed).
@@ -93,7 +101,8 @@ BAD_NEW_NAME = [("brackets", "[/]"), ("empty", ""), ("space", "bad name"),
                 ("long", "m" * 10_000)]
 BAD_ALIAS = [("empty", ""), ("space", "bad alias"), ("brackets", "[/]")]
 BAD_INT = [("text", "abc"), ("huge", "99999999999999999999"), ("negative", "-1"), ("zero", "0")]
-BAD_FLOAT = [("text", "abc"), ("nan", "nan"), ("inf", "inf"), ("negative", "-1")]
+BAD_FLOAT = [("text", "abc"), ("nan", "nan"), ("inf", "inf"), ("negative", "-1"),
+             ("zero", "0")]
 BAD_OUT_PATH = [("missing-folder", "{MISSING}/out.file"), ("full-disk", "/dev/full"),
                 ("folder", "{DIR}")]
 BAD_IN_PATH = [("missing", "{MISSING}/in.file"), ("folder", "{DIR}"), ("binary", "{BIN}")]
@@ -119,9 +128,8 @@ BAD_BY_NAME: dict[str, list[tuple[str, str]]] = {
 }
 # Values of these options are free text: "[/]" is valid there, but must print literally.
 FREE_TEXT = {"description", "address", "pipeline", "policies"}
-# Numbers where 0 or -1 is a valid choice (no case for those values).
-ZERO_OK = {"max_failed", "seed", "load"}
-NEGATIVE_OK: set[str] = set()
+# Numbers where 0 is a valid choice (no case for that value; a negative one is always bad).
+ZERO_OK = {"max_failed", "seed"}
 # Values that are bad only on some commands; (command, param, label) -> reason it is valid.
 VALID_ANYWAY = {
     ("runs", "pipeline", "brackets"): "a filter that matches nothing lists nothing",
@@ -193,6 +201,9 @@ def _argv(command: str, cmd: click.Command, override: dict[str, list[str]]) -> l
                 args += [p.opts[0], v]
         else:
             args += vals
+    for name, extra in BASE_EXTRA.get(command, {}).items():
+        if name not in override:
+            args += extra
     return args
 
 
@@ -208,9 +219,9 @@ def _bad_values(command: str, p: click.Parameter) -> list[tuple[str, str, bool]]
     elif name in BAD_BY_NAME:
         vals = BAD_BY_NAME[name]
     elif kind == "int":
-        vals = [v for v in BAD_INT if not (v[0] in ("zero", "negative") and name in ZERO_OK)]
+        vals = [v for v in BAD_INT if not (v[0] == "zero" and name in ZERO_OK)]
     elif kind == "float":
-        vals = [v for v in BAD_FLOAT if not (v[0] in ("zero", "negative") and name in ZERO_OK)]
+        vals = [v for v in BAD_FLOAT if not (v[0] == "zero" and name in ZERO_OK)]
     elif kind == "choice":
         vals = [("unknown", "bogus")]
     elif kind == "path":
@@ -325,6 +336,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     runs = json.loads(_insitu(home, "runs", "--json").stdout)
     ok = next(x["id"] for x in runs if x["state"] == "succeeded")
     failed = next(x["id"] for x in runs if x["state"] == "failed")
+    r = _insitu(home, "tune", "run", f"{PIPES / 'tuning.py'}:quadratic", "--space",
+                '{"x": "uniform(0, 1)", "y": "integer(0, 3)"}', "--metric", "loss",
+                "--trials", "2", "--plain")
+    assert r.returncode == 0, r.stdout + r.stderr
+    study = next(x["id"] for x in json.loads(_insitu(home, "runs", "--json").stdout)
+                 if x["pipeline"] == "tune-quadratic") + "/quadratic"
     data = root / "data.csv"
     data.write_text("a,b\n1,2\n")
     r = _insitu(home, "models", "register", "walkmodel", "--run", ok, "--step", "quiet",
@@ -351,7 +368,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     damaged = root / "damaged"
     shutil.copytree(home, damaged)
     _damage(damaged / "insitu.db")
-    tokens = {"RUN": ok, "FAILED": failed, "MODEL": "walkmodel", "DS": "walkds",
+    tokens = {"RUN": ok, "FAILED": failed, "STUDY": study, "MODEL": "walkmodel", "DS": "walkds",
               "DATA": str(data), "PIPE": f"{pipe_file}:scanned", "PIPE_FILE": str(pipe_file),
               "PIPE_FLOAT": f"{PIPES / 'tracked.py'}:tracked",
               "TUNE_TARGET": f"{PIPES / 'tuning.py'}:quadratic", "TRACE": str(trace),
@@ -441,6 +458,16 @@ def test_bad_input_gets_one_clear_message(world: World, case: Case) -> None:
     if case.label == "bad-alias-leaves-nothing":
         r = _run(world, Case("models show", "name", "x", ["models", "show", "fresh"]))
         assert r[0] != 0 and "no model named 'fresh'" in r[3], r
+
+
+@pytest.mark.parametrize("command", [c for c, _ in LEAVES if c not in BASE_NOT_RUN])
+def test_each_base_is_valid(world: World, command: str) -> None:
+    """Every case changes one value of a command line that works: so the bad value, not a
+    broken base, is what each case sees refused."""
+    cmd = dict(LEAVES)[command]
+    case = Case(command, "base", "valid", _argv(command, cmd, {}), timeout=120)
+    rc, hung, out, err = _run(world, case)
+    assert rc == 0 and not hung, f"{' '.join(world.fill(a) for a in case.args)}\n{out}\n{err}"
 
 
 def test_the_walk_covers_every_command() -> None:
