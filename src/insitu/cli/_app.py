@@ -92,6 +92,16 @@ def _execute(engine: Any, run_id: str, no_live: bool = False) -> int:
     console.print(f"[{style}]run {rec.id} {rec.state}[/] in {took}"
                   + (f", {hits} cache hit{'s' if hits != 1 else ''}" if hits else ""))
     if rec.state == S.RUN_FAILED:
+        first = next((t for t in tasks if t.state == S.TASK_FAILED and t.error
+                      and t.error.get("kind") != "item_failed"), None)
+        if first is not None:  # the cause in one line on stderr; explain has the rest
+            e = first.error or {}
+            what = f"{e['type']}: {e.get('message', '')}" if e.get("type") else \
+                str(e.get("message") or e.get("kind"))
+            err_console.print(f"[bold red]error:[/] step {esc(first.id)} failed: "
+                              f"{esc(what.strip().splitlines()[-1][:300] if what.strip() else '')}")
+            if e.get("hint"):
+                err_console.print(f"[bold]fix:[/] {esc(str(e['hint']))}")
         console.print(f"why: [bold]insitu explain {rec.id}[/]   logs: insitu logs {rec.id}")
         return 1
     if rec.state == S.RUN_CANCELLED:
