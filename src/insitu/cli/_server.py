@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from insitu.cli._app import console
+from insitu.cli._common import esc
 from insitu.errors import UserError
 
 if TYPE_CHECKING:
@@ -47,9 +48,27 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int) -> None
     if not any(u.admin for u in store.select(UserRecord)):
         console.print("[yellow]no administrator yet:[/] run `insitu server init` "
                       "(with the same --db) to create one and get its token")
-    console.print(f"insitu server on http://{host}:{port}/api/v1 "
-                  f"(database: {store._describe()})")
+    _check_listen(host, port)
+    console.print(f"insitu server on http://{esc(host)}:{port}/api/v1 "
+                  f"(database: {esc(store._describe())})")
     serve(store, host=host, port=port)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Refuse, before serving, an address this machine cannot listen on."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, addr = infos[0]
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+    except (OSError, UnicodeError) as e:
+        raise UserError(f"cannot listen on {host}:{port} ({e})",
+                        hint="give --host an address of this machine (127.0.0.1 for this "
+                             "machine only, 0.0.0.0 for every interface) and a free --port") \
+            from None
 
 
 @server.command("init")

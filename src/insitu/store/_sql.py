@@ -345,8 +345,20 @@ def _current_version(conn: Connection) -> str | None:
     return conn.execute(sa.text(f"SELECT version_num FROM {t.VERSION_TABLE}")).scalar()
 
 
+_URL_HINT = ("give sqlite:///PATH (a file) or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB "
+             "(pip install \"insitu[server]\" for PostgreSQL)")
+
+
 def _make_engine(url: str) -> Engine:
-    u = sa.engine.make_url(url)
+    try:
+        u = sa.engine.make_url(url)
+        u.get_dialect()
+    except sa.exc.ArgumentError:
+        raise StoreError(f"{url!r} is not a database URL", hint=_URL_HINT) from None
+    except (sa.exc.NoSuchModuleError, ImportError) as e:
+        shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+        raise StoreError(f"insitu cannot use the database {shown} ({e})",
+                         hint=_URL_HINT) from None
     if u.drivername.startswith("sqlite"):
         path = u.database
         if path and path != ":memory:" and not path.startswith("file:"):  # not a URI name
@@ -378,6 +390,13 @@ def _make_engine(url: str) -> Engine:
 
 def _db_error(e: sa.exc.DatabaseError, where: str) -> StoreError:
     text = str(getattr(e, "orig", e))
+    if isinstance(e, sa.exc.OperationalError) and "connection" in text and \
+            not where.startswith("/"):  # a database server, not a file
+        return StoreError(f"cannot connect to the database {where}: "
+                          f"{' '.join(text.split())}",
+                          hint="check that the database server runs at that host and port and "
+                               "accepts connections from here, and the URL's user, password "
+                               "and database name")
     if "no such table" in text or "does not exist" in text:
         return StoreError(f"{where} is missing insitu's tables ({text})",
                           hint="point INSITU_HOME or INSITU_DB_URL at an insitu database")
