@@ -1,7 +1,7 @@
 """The published baselines on small fixed cases, every score computed by hand from the ATC'23 FGD
-simulator's rules (integer 0-100 scores; capacities over 128 cores and 8 GPUs; ties to the
-first node of one random node order per seed; FGD's score ``int(100 * sigmoid(drop of fragmentation / 1000))``). A baseline that
-drifts from the published algorithm fails here."""
+simulator's rules (integer 0-100 scores; capacities over 128 cores and 8 GPUs; ties to the first
+node of one random node order per seed; FGD's score ``int(100 * sigmoid(drop / 1000))``, the drop
+of fragmentation in milli-GPU). A baseline that drifts from the published algorithm fails here."""
 
 from __future__ import annotations
 
