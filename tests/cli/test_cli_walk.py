@@ -44,6 +44,8 @@ def _leaves() -> list[tuple[str, click.Command]]:
 
     def walk(cmd: click.Command, path: list[str]) -> None:
         if isinstance(cmd, click.Group):
+            if cmd.invoke_without_command and path:  # a group that is a command itself
+                out.append((" ".join(path), cmd))
             ctx = click.Context(cmd)
             for name in cmd.list_commands(ctx):
                 sub = cmd.get_command(ctx, name)
@@ -59,7 +61,8 @@ def _leaves() -> list[tuple[str, click.Command]]:
 LEAVES = _leaves()
 
 # Commands that never open the store (the broken-state cases do not apply to them).
-STORELESS = {"cluster up", "cluster down", "cluster status", "sim", "compile"}
+STORELESS = {"cluster up", "cluster down", "cluster status", "sim", "compile",
+             "server"}  # server: with a usable database it serves until stopped
 # Commands that write to the store with their valid base arguments: a read-only database
 # must stop them (the others, e.g. `cancel` of a finished run, have nothing to write).
 WRITERS = {"run", "delete", "demo", "models register", "models alias", "datasets add",
@@ -88,7 +91,7 @@ BASE_EXTRA: dict[str, dict[str, list[str]]] = {"tune run": {"max_trials": ["--tr
 # Commands whose valid base is not run by test_each_base_is_valid: they destroy the world,
 # take minutes, or start a Ray cluster.
 BASE_NOT_RUN = {"delete", "models delete", "demo", "cluster up", "cluster down",
-                "cluster status"}
+                "cluster status", "server"}
 
 # Bad values by kind. Each is (label, argv values); "markup" values must never crash the
 # printer, but may be valid text (exit 0 allowed).
@@ -125,6 +128,10 @@ BAD_BY_NAME: dict[str, list[tuple[str, str]]] = {
     "base_dir": [("file", "{BIN}")],
     "memory_per_node": [("text", "lots"), ("zero", "0")],
     "policies": [("unknown", "nosuch")],
+    "db_url": [("not-a-url", "notaurl"), ("unknown-driver", "nope://x"),
+               ("unreachable", "postgresql+psycopg://u:pw@127.0.0.1:1/x")],
+    "host": [("unknown", "nosuchhost.invalid"), ("brackets", "[/]")],
+    "admin": [("brackets", "[/]"), ("empty", ""), ("space", "bad name")],
 }
 # Values of these options are free text: "[/]" is valid there, but must print literally.
 FREE_TEXT = {"description", "address", "pipeline", "policies"}

@@ -79,8 +79,17 @@ def plot_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: str |
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
     plt.close(fig)
+    try:  # written in one go, so a full disk is an error here, not a silent short file
+        with open(path, "wb", buffering=0) as f:
+            f.write(buf.getvalue())
+    except OSError as e:
+        raise UserError(f"could not write the plot to {path}: {e.strerror or e}",
+                        hint="free space on that disk or give another path") from None
 
 
 def mean_curve(results: Sequence[PackingResult]) -> list[tuple[float, float]]:

@@ -36,15 +36,23 @@ def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, st
         raise TraceError(f"trace file {path} does not exist",
                          hint="give the path of an openb CSV, e.g. "
                               "data/openb/openb_pod_list_default.csv")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        missing = [c for c in required if c not in cols]
-        if missing:
-            raise TraceError(f"{path}: missing column(s) {', '.join(missing)} "
-                             f"(found: {', '.join(cols) or 'none'})",
-                             hint=f"the header must include {', '.join(required)}")
-        return [(k + 2, row) for k, row in enumerate(reader)]
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            cols = reader.fieldnames or []
+            missing = [c for c in required if c not in cols]
+            if missing:
+                raise TraceError(f"{path}: missing column(s) {', '.join(missing)} "
+                                 f"(found: {', '.join(cols) or 'none'})",
+                                 hint=f"the header must include {', '.join(required)}")
+            return [(k + 2, row) for k, row in enumerate(reader)]
+    except UnicodeDecodeError as e:
+        raise TraceError(f"{path} is not a text CSV file (byte {e.start} is not UTF-8)",
+                         hint="give the path of an openb CSV, e.g. "
+                              "data/openb/openb_node_list_gpu_node.csv") from None
+    except csv.Error as e:
+        raise TraceError(f"{path} is not a CSV file this can read ({e})",
+                         hint="give the path of an openb CSV") from None
 
 
 def _num(path: Path, line: int, row: dict[str, str], field: str, *, minimum: float = 0,
