@@ -223,17 +223,7 @@ def _step_spec(call: StepCall, known: set[str], param_names: set[str],
                 "pipeline is compiled (a constant or a parameter with a value)",
                 "pass a constant; a step's output is known only at run time", at_def=False)
             call.tune = {k: (None if _contains_handle(v) else v) for k, v in call.tune.items()}
-        seed, limit = call.tune.get("seed"), call.tune.get("timeout")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
-                                 or not 0 <= seed < 2**32):
-            bad(f"insitu.tune's seed must be a whole number from 0 to 2**32 - 1, got {seed!r}",
-                "e.g. seed=0", at_def=False)
-            call.tune = {**call.tune, "seed": None}
-        if limit is not None and (not isinstance(limit, int | float) or isinstance(limit, bool)
-                                  or not 0 < limit < float("inf")):
-            bad(f"insitu.tune's timeout must be a positive number of seconds, got {limit!r}",
-                "e.g. timeout=3600, or None for no limit", at_def=False)
-            call.tune = {**call.tune, "timeout": None}
+        # the values of seed, timeout and the counts are checked by insitu.tune itself
 
     def quantity(label: str, value: Any, parse: Callable[[Any], Any]) -> Any:
         if isinstance(value, Handle):

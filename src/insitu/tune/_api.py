@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from insitu.errors import StepOutsidePipeline
-from insitu.sdk._handles import Output
+from insitu.sdk._handles import Handle, Output
 from insitu.sdk._trace import caller_location, current_trace
 from insitu.tune import _space
 from insitu.tune._study import ALGORITHMS, EARLY_STOPPING
@@ -51,6 +51,12 @@ class Tune:
                                            "@insitu.pipeline")
         name = getattr(step, "name", repr(step))
         problems = _space.check_space(space, step=name)
+        # an option given as a handle (a step's output, a parameter without a value) is
+        # reported by the compiler, at the same line, as not known at compile time
+
+        def known(v: Any) -> bool:
+            return not isinstance(v, Handle)
+
         if goal not in ("maximize", "minimize"):
             problems.append(f"goal must be 'maximize' or 'minimize', got {goal!r}")
         if algorithm not in ALGORITHMS:
@@ -61,12 +67,13 @@ class Tune:
                             "'hyperband' or None")
         for label, v, top in (("max_trials", max_trials, MAX_TRIALS),
                               ("parallel", parallel, MAX_PARALLEL)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= top:
+            if known(v) and (isinstance(v, bool) or not isinstance(v, int)
+                             or not 1 <= v <= top):
                 problems.append(f"{label} must be an int from 1 to {top:,}, got {v!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
-                                 or not 0 <= seed <= MAX_SEED):
+        if seed is not None and known(seed) and (
+                isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
             problems.append(f"seed must be an int from 0 to {MAX_SEED}, got {seed!r}")
-        if timeout is not None and (isinstance(timeout, bool)
+        if timeout is not None and known(timeout) and (isinstance(timeout, bool)
                                     or not isinstance(timeout, int | float)
                                     or not 0 < timeout < float("inf")):
             problems.append(f"timeout must be a positive number of seconds, got {timeout!r}")
