@@ -18,6 +18,7 @@ from rich.text import Text
 from insitu._config import Config
 from insitu._frames import frames_with_where
 from insitu._units import format_bytes
+from insitu.engine import shown_state
 from insitu.engine._paths import log_path
 from insitu.errors import not_found
 from insitu.store import RunRecord, Store, TaskRecord
@@ -236,8 +237,12 @@ def explain(run: RunRecord, store: Store, cfg: Config, console: Console,
                                    + ", ".join(t.id for t in failed_all)
                                    + f"  (insitu explain {run.id})"))
             return 0
-        if run.state in (S.RUN_SUCCEEDED, S.RUN_PENDING, S.RUN_RUNNING):
-            console.print(Text(f"{what} is {run.state}: nothing failed."))
+        state = shown_state(run)
+        if state == S.INTERRUPTED:
+            console.print(Text(f"{what} was interrupted (its engine is gone) and nothing "
+                               f"failed: continue it with `insitu resume {run.id}`."))
+        elif state in (S.RUN_SUCCEEDED, S.RUN_PENDING, S.RUN_RUNNING):
+            console.print(Text(f"{what} is {state}: nothing failed."))
         elif run.state == S.RUN_CANCELLED:
             console.print(Text(f"{what} was cancelled. Continue it with "
                                f"`insitu resume {run.id}`."))
@@ -255,7 +260,12 @@ def explain(run: RunRecord, store: Store, cfg: Config, console: Console,
                f"{n_failed}\n\n")
     fix = _describe(run, first, err, out)
     if last is not None:
-        lines = tail(log_path(cfg, run.id, first.id, last.number, "err"), 8)
+        lines = tail(log_path(cfg, run.id, first.id, last.number, "err"), 400)
+        if err.get("frames") and "Traceback (most recent call last):" in lines:
+            # the traceback is shown above, frame by frame: keep what the step printed
+            cut = len(lines) - 1 - lines[::-1].index("Traceback (most recent call last):")
+            lines = lines[:cut]
+        lines = lines[-8:]
         if lines:
             out.append(f"\nlast lines of stderr (attempt {last.number}):\n")
             for line in lines:
