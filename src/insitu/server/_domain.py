@@ -279,12 +279,14 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
                         hint="pass the next_cursor of the previous page unchanged") from None
 
 
+_RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord)
+                    if f.name not in ("spec", "engine_pid", "engine_host"))
+
+
 def run_view(run: RunRecord) -> dict[str, Any]:
-    d = dataclasses.asdict(run)
+    """What the API shows of a run (records are immutable: no copy is needed)."""
+    d = {name: getattr(run, name) for name in _RUN_FIELDS}
     d["state"] = shown_state(run)  # a run whose engine is gone is "interrupted", as everywhere
-    d.pop("spec")
-    d.pop("engine_pid")
-    d.pop("engine_host")
     return d
 
 
