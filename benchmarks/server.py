@@ -19,6 +19,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -123,6 +124,7 @@ def bench(kind: str, db_url: str, args: argparse.Namespace) -> dict[str, object]
         return out
     finally:
         stop_server(s)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> None:
@@ -135,7 +137,10 @@ def main() -> None:
 
     rows = []
     home = Path(tempfile.mkdtemp(prefix="insitu-bench-sqlite-"))
-    rows.append(bench("sqlite", f"sqlite:///{home / 'server.db'}", args))
+    try:
+        rows.append(bench("sqlite", f"sqlite:///{home / 'server.db'}", args))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     pg = pg_fixture._Cluster(pg_fixture._bin_dir())  # type: ignore[arg-type]
     pg.start()
     try:

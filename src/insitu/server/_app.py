@@ -58,5 +58,8 @@ def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
     """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully)."""
     import uvicorn
 
+    # idle keep-alive connections stay open longer than a client's pause between calls, so
+    # a client reusing one does not race the server closing it
+    uvicorn_options.setdefault("timeout_keep_alive", 75)
     uvicorn.run(create_app(store), host=host, port=port, log_level=log_level,
                 **uvicorn_options)
