@@ -5,11 +5,11 @@ from __future__ import annotations
 import ast
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+from _damage import damage_attempts_table
 
 PIPES = Path(__file__).parents[1] / "pipelines"
 CASES = str(PIPES / "cli_cases.py")
@@ -253,14 +253,7 @@ def test_a_damaged_database_is_refused_and_left_as_it_was(cli, home: Path,
     assert cli("run", f"{CASES}:scanned", "-p", "n=2").returncode == 0
     rid = _run_id(cli, "scanned")
     db = home / "insitu.db"
-    c = sqlite3.connect(db)
-    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    size = c.execute("PRAGMA page_size").fetchone()[0]
-    root = c.execute("SELECT rootpage FROM sqlite_master WHERE name='attempts'").fetchone()[0]
-    c.close()
-    with open(db, "r+b") as f:
-        f.seek((root - 1) * size)
-        f.write(b"\xff" * size)
+    damage_attempts_table(db)
     before = db.read_bytes()
     data = tmp_path / "d.csv"
     data.write_text("a\n")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 
 import click
 import pytest
+from _damage import damage_attempts_table
 
 from insitu.cli import app
 
@@ -310,17 +310,7 @@ def _insitu(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300, env=env)
 
 
-def _damage(db: Path) -> None:
-    """Overwrite the first page of the attempts table: a damage only an integrity check
-    sees before a command reads that table."""
-    c = sqlite3.connect(db)
-    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    size = c.execute("PRAGMA page_size").fetchone()[0]
-    root = c.execute("SELECT rootpage FROM sqlite_master WHERE name='attempts'").fetchone()[0]
-    c.close()
-    with open(db, "r+b") as f:
-        f.seek((root - 1) * size)
-        f.write(b"\xff" * size)
+_damage = damage_attempts_table
 
 
 @pytest.fixture(scope="module")
