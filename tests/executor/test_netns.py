@@ -37,7 +37,9 @@ def network() -> Iterator[NamespaceNetwork]:
         net.down()
 
 
-def test_each_node_has_its_own_limited_link(network: NamespaceNetwork, tmp_path: Path) -> None:
+def test_each_node_has_its_own_limited_link(network: NamespaceNetwork, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INSITU_TRANSFER_SECRET", "a-cluster-secret-for-this-test-0123")
     for i in range(2):
         qdisc = subprocess.run(["tc", "qdisc", "show", "dev", f"intstv{i}"],
                                capture_output=True, text=True).stdout

@@ -1,10 +1,13 @@
 """Moving a shard's bytes node to node: a small per-node HTTP service and its client.
 
 Each node of a cluster runs one :class:`TransferServer` (on Ray: an actor pinned to the
-node, started by the executor). It answers ``GET /shard?path=PATH`` with the file's
-bytes (``sendfile``), or, for a folder, an uncompressed tar of it. It serves only what
-lies under its roots: the node's data directory, its shard cache and any folder named in
-``INSITU_SERVE_ROOTS`` (``os.pathsep``-separated); anything else is 403.
+node, started by the executor). It answers ``GET /shard?path=PATH&expires=T&sig=HMAC``
+with the file's bytes (``sendfile``), or, for a folder, an uncompressed tar of it. Every
+request must be signed with the cluster's transfer secret (:mod:`insitu.datasets._signing`):
+an unsigned one is 401, an expired or tampered one 403, and neither touches the
+filesystem. It serves only what lies under its roots: the node's data directory, its shard
+cache and any folder named in ``INSITU_SERVE_ROOTS`` (``os.pathsep``-separated); anything
+else (``..`` and symbolic links are resolved first) is 403.
 
 :func:`fetch` streams a replica into a destination path, checking size and sha256 against
 the registry before the copy becomes visible (written to a temporary name, then renamed),
@@ -30,6 +33,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from insitu.datasets._signing import load_secret, sign, verify
+
 _CHUNK = 1024 * 1024
 
 
@@ -52,9 +57,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib's name
         url = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(url.query)
+        query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         if url.path != "/shard" or "path" not in query:
-            self.send_error(404, "GET /shard?path=PATH")
+            self.send_error(404, "GET /shard?path=PATH&expires=T&sig=HMAC")
+            return
+        if any(len(v) != 1 for v in query.values()):
+            self.send_error(400, "each query parameter may be given once")
+            return
+        if "sig" not in query or "expires" not in query:
+            self.send_error(401, "this service answers only signed requests")
+            return
+        why = verify(self.server.secret, query["path"][0], query["expires"][0],
+                     query["sig"][0])
+        if why is not None:
+            self.send_error(403, why)
             return
         path = os.path.realpath(query["path"][0])
         if not any(path == r or path.startswith(r + os.sep) for r in self.server.roots):
@@ -83,11 +99,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class TransferServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    """Serves files under ``roots`` on ``host:port`` (port 0: any free port) in a thread."""
+    """Serves files under ``roots`` on ``host:port`` (port 0: any free port) in a thread,
+    to requests signed with ``secret`` (None: this process's, see
+    :func:`~insitu.datasets._signing.load_secret`, which raises when there is none)."""
 
     daemon_threads = True
 
-    def __init__(self, host: str, roots: list[str], port: int = 0) -> None:
+    def __init__(self, host: str, roots: list[str], port: int = 0, *,
+                 secret: bytes | None = None) -> None:
+        self.secret = load_secret() if secret is None else secret
         self.roots = [os.path.realpath(r) for r in roots]
         super().__init__((host, port), _Handler)
         self._thread: threading.Thread | None = None
@@ -114,17 +134,19 @@ class TransferServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 def fetch(service: str, path: str, target: pathlib.Path, *, size: int, digest: str,
-          timeout: float = 30) -> None:
-    """Copy ``path`` from the node whose transfer service is ``service`` to ``target``.
+          timeout: float = 30, secret: bytes | None = None) -> None:
+    """Copy ``path`` from the node whose transfer service is ``service`` to ``target``,
+    with a request signed by ``secret`` (None: this process's transfer secret).
 
     Raises :class:`TransferError` if the service cannot be reached, refuses, or sends
     bytes that are not the registered ``size`` and ``digest``; ``target`` then does not exist.
     """
     from insitu.datasets._registry import hash_path
 
+    key = load_secret() if secret is None else secret
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".fetch-{os.getpid()}-{threading.get_ident()}-{target.name}"
-    url = f"{service}/shard?{urllib.parse.urlencode({'path': path})}"
+    url = f"{service}/shard?{urllib.parse.urlencode(sign(key, path))}"
     try:
         try:
             resp = urllib.request.urlopen(url, timeout=timeout)

@@ -16,6 +16,9 @@ Contracts:
 - :meth:`LocalRayCluster.down` ends exactly the processes of this cluster, known by
   record (:meth:`LocalRayCluster.processes`), never by a name or pattern. It never runs
   ``ray stop``, which would stop every Ray on the machine.
+- The nodes' transfer services (:mod:`insitu.datasets._transfer`) sign and check requests
+  with one secret, made once in ``<base>/transfer.key`` (mode 0600) and named to every node
+  by ``INSITU_TRANSFER_SECRET_FILE``; a secret already in ``INSITU_TRANSFER_SECRET`` wins.
 - The state (address, nodes, sessions, processes) is written to ``<base>/cluster.json``
   so that another process (``insitu cluster down`` / ``status``) can find and stop the
   cluster; an unreadable one is a :class:`ClusterError` saying what to do.
@@ -39,6 +42,7 @@ from typing import Any
 
 import psutil
 
+from insitu.datasets._signing import SECRET_FILE_ENV, write_secret_file
 from insitu.errors import UserError
 from insitu.executor._netns import NamespaceNetwork
 from insitu.executor._ray_connect import alive_nodes, connect_to
@@ -48,6 +52,7 @@ ZONE_LABEL = "insitu.dev/zone"
 SPOT_LABEL = "insitu.dev/spot"
 DATA_DIR_LABEL = "insitu.dev/data-dir"
 STATE_FILE = "cluster.json"
+SECRET_FILE = "transfer.key"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -358,6 +363,7 @@ class LocalRayCluster:
             cmd += [f"--address={head}:{port}"]
         env = {k: v for k, v in os.environ.items() if k not in _USER_RAY_STATE}
         env.update({"INSITU_DATA_DIR": node.data_dir, "INSITU_NODE": node.name,
+                    SECRET_FILE_ENV: str(write_secret_file(self.base / SECRET_FILE)),
                     "RAY_USAGE_STATS_ENABLED": "0", **self.ray_env,
                     # keep idle workers (Ray's default keeps num-cpus of them): attempts take
                     # no Ray CPU, so more run at once than a node has CPUs, and need not wait
