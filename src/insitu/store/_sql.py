@@ -34,14 +34,16 @@ from insitu.store._records import (
 )
 from insitu.store._tenancy import (
     AuditRecord,
+    LoginRecord,
     MemberRecord,
     ProjectRecord,
+    SessionRecord,
     TokenRecord,
     UserRecord,
 )
 
-HEAD = "0007"  # the newest migration; keep in step with migrations/versions
-_KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007"}
+HEAD = "0012"  # the newest migration; keep in step with migrations/versions
+_KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0012"}
 
 _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     RunRecord: (t.runs, ("id",)),
@@ -63,6 +65,8 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     MemberRecord: (t.members, ("project", "user")),
     TokenRecord: (t.tokens, ("id",)),
     AuditRecord: (t.audit, ("id",)),
+    SessionRecord: (t.sessions, ("id",)),
+    LoginRecord: (t.logins, ("id",)),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 

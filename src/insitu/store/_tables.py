@@ -222,6 +222,27 @@ tokens = sa.Table(
     sa.Column("revoked_at", sa.Float),
 )
 
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user", sa.String(100), nullable=False, index=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+    sa.Column("client", sa.String(100)),
+)
+
+logins = sa.Table(
+    "logins", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("nonce", sa.String(100), nullable=False),
+    sa.Column("verifier", sa.String(200), nullable=False),
+    sa.Column("next", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
 audit = sa.Table(
     "audit", metadata,
     sa.Column("id", sa.String(40), primary_key=True),

@@ -48,6 +48,33 @@ class TokenRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SessionRecord:
+    """A browser login (OIDC): the cookie holds ``<id>.<secret>``; only the secret's SHA-256
+    digest is stored."""
+
+    id: str
+    user: str
+    digest: str
+    created_at: float
+    expires_at: float
+    revoked_at: float | None = None
+    client: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoginRecord:
+    """A login begun and not finished: keyed by the SHA-256 of its ``state``, it keeps the
+    nonce and PKCE verifier until the identity provider sends the browser back."""
+
+    id: str                    # sha256 of the state, hex
+    nonce: str
+    verifier: str
+    next: str
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class AuditRecord:
     id: str                    # sortable: time, then a random suffix
     at: float
