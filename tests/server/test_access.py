@@ -12,6 +12,7 @@ import pytest
 
 from conftest import Server
 from insitu.server._access import ACCESS, ADMIN, EDITOR, OWNER, PUBLIC, USER, VIEWER
+from insitu.server._auth_routes import auth_router
 from insitu.server._routes import metrics_router, router
 from insitu.store import ROLES, RunRecord, open_store
 
@@ -21,7 +22,7 @@ CALLERS = ["none", "malformed", "expired", "revoked", "viewer", "editor", "owner
 
 def _routes() -> list[tuple[str, str]]:
     out = []
-    for r in [*router.routes, *metrics_router.routes]:
+    for r in [*router.routes, *metrics_router.routes, *auth_router.routes]:
         for m in sorted(getattr(r, "methods", set()) - {"HEAD"}):
             out.append((m, r.path))  # type: ignore[attr-defined]
     return sorted(out)
@@ -32,6 +33,9 @@ def _routes() -> list[tuple[str, str]]:
 EXPECTED = {
     ("GET", "/api/v1/health"): PUBLIC,
     ("GET", "/api/v1/whoami"): USER,
+    ("GET", "/api/v1/auth/login"): PUBLIC,
+    ("GET", "/api/v1/auth/callback"): PUBLIC,
+    ("POST", "/api/v1/auth/logout"): USER,
     ("GET", "/api/v1/projects"): USER,
     ("POST", "/api/v1/projects"): ADMIN,
     ("GET", "/api/v1/projects/{project}"): VIEWER,

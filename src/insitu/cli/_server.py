@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,6 +11,7 @@ from insitu.cli._common import esc
 from insitu.errors import UserError
 
 if TYPE_CHECKING:
+    from insitu.server._oidc import OIDCConfig
     from insitu.store import SQLStore
 
 _DB = click.option("--db", "db_url", default=None, metavar="URL",
@@ -36,11 +37,28 @@ def _open(db_url: str | None) -> SQLStore:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to listen on (every route but /health needs a token)")
 @click.option("--port", type=click.IntRange(1, 65535), default=8420, show_default=True)
+@click.option("--oidc-issuer", metavar="URL", default=None,
+              help="enable browser login with this OpenID Connect provider")
+@click.option("--oidc-client-id", metavar="ID", default=None,
+              help="this server's client id at the provider")
+@click.option("--oidc-client-secret-file", metavar="PATH", default=None,
+              type=click.Path(dir_okay=False),
+              help="file holding the client secret (else INSITU_OIDC_CLIENT_SECRET; none: a "
+                   "public client, PKCE only)")
+@click.option("--oidc-user-claim", default="email", show_default=True,
+              help="the ID token claim naming the insitu user: email matches a user's email, "
+                   "any other claim a user's name")
+@click.option("--oidc-auto-provision", is_flag=True,
+              help="create a plain user (never an administrator) for an unknown person")
+@click.option("--oidc-redirect-url", metavar="URL", default=None,
+              help="the callback URL as browsers reach it (default: this server's "
+                   "/api/v1/auth/callback); https makes the cookies Secure")
 @click.pass_context
-def server(ctx: click.Context, db_url: str | None, host: str, port: int) -> None:
+def server(ctx: click.Context, db_url: str | None, host: str, port: int, **oidc: Any) -> None:
     """The platform server: one shared insitu for a team (REST API under /api/v1)."""
     if ctx.invoked_subcommand is not None:
         return
+    oidc_config = _oidc_config(**oidc)
     from insitu.server import serve
     from insitu.store import UserRecord
 
@@ -51,7 +69,37 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int) -> None
     _check_listen(host, port)
     console.print(f"insitu server on http://{esc(host)}:{port}/api/v1 "
                   f"(database: {esc(store._describe())})")
-    serve(store, host=host, port=port)
+    serve(store, host=host, port=port, oidc=oidc_config)
+
+
+def _oidc_config(*, oidc_issuer: str | None, oidc_client_id: str | None,
+                 oidc_client_secret_file: str | None, oidc_user_claim: str,
+                 oidc_auto_provision: bool, oidc_redirect_url: str | None) -> OIDCConfig | None:
+    """The OIDC options as one config (None without --oidc-issuer)."""
+    import os
+
+    if not oidc_issuer:
+        if oidc_client_id or oidc_client_secret_file or oidc_auto_provision:
+            raise UserError("the --oidc-* options need --oidc-issuer",
+                            hint="add --oidc-issuer URL (the provider's issuer)")
+        return None
+    if not oidc_client_id:
+        raise UserError("--oidc-issuer needs --oidc-client-id",
+                        hint="add --oidc-client-id ID (this server's client at the provider)")
+    secret = os.environ.get("INSITU_OIDC_CLIENT_SECRET") or None
+    if oidc_client_secret_file:
+        try:
+            with open(oidc_client_secret_file) as f:
+                secret = f.read().strip() or None
+        except OSError as e:
+            raise UserError(f"cannot read the OIDC client secret file "
+                            f"{oidc_client_secret_file} ({e.strerror or e})",
+                            hint="give --oidc-client-secret-file a readable file") from None
+    from insitu.server._oidc import OIDCConfig
+
+    return OIDCConfig(issuer=oidc_issuer, client_id=oidc_client_id, client_secret=secret,
+                      user_claim=oidc_user_claim, auto_provision=oidc_auto_provision,
+                      redirect_url=oidc_redirect_url)
 
 
 def _check_listen(host: str, port: int) -> None:

@@ -22,6 +22,9 @@ API = "/api/v1"
 ACCESS: dict[tuple[str, str], str] = {
     ("GET", f"{API}/health"): PUBLIC,
     ("GET", f"{API}/whoami"): USER,
+    ("GET", f"{API}/auth/login"): PUBLIC,
+    ("GET", f"{API}/auth/callback"): PUBLIC,
+    ("POST", f"{API}/auth/logout"): USER,
     ("GET", f"{API}/projects"): USER,
     ("POST", f"{API}/projects"): ADMIN,
     ("GET", f"{API}/projects/{{project}}"): VIEWER,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 
@@ -13,14 +13,19 @@ from insitu.server._metrics import Metrics
 from insitu.server._routes import metrics_router, router
 from insitu.store import Store
 
+if TYPE_CHECKING:
+    from insitu.server._oidc import OIDCConfig
+
 log = logging.getLogger("insitu.server")
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, *, oidc: OIDCConfig | None = None) -> FastAPI:
     """The API over ``store`` (opened, schema at head). The app never reads the database but
-    through ``store``."""
+    through ``store``. ``oidc``: browser login through that provider (see ``_oidc``)."""
     from insitu import __version__
+    from insitu.server._auth_routes import auth_router
+    from insitu.server._oidc import Provider
 
     app = FastAPI(title="insitu", version=__version__, openapi_url=f"{API}/openapi.json",
                   docs_url=f"{API}/docs", redoc_url=None,
@@ -32,6 +37,8 @@ def create_app(store: Store) -> FastAPI:
     app.state.metrics.install(app)
     app.include_router(router)
     app.include_router(metrics_router)
+    app.state.oidc = Provider(oidc) if oidc is not None else None
+    app.include_router(auth_router)
 
     def on_error(request: Request, status: int) -> None:
         """Refused or failed changes go to the audit log too (nothing else was written)."""
@@ -54,12 +61,13 @@ def create_app(store: Store) -> FastAPI:
 
 
 def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
-          log_level: str = "info", **uvicorn_options: Any) -> None:
+          log_level: str = "info", oidc: OIDCConfig | None = None,
+          **uvicorn_options: Any) -> None:
     """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully)."""
     import uvicorn
 
     # idle keep-alive connections stay open longer than a client's pause between calls, so
     # a client reusing one does not race the server closing it
     uvicorn_options.setdefault("timeout_keep_alive", 75)
-    uvicorn.run(create_app(store), host=host, port=port, log_level=log_level,
+    uvicorn.run(create_app(store, oidc=oidc), host=host, port=port, log_level=log_level,
                 **uvicorn_options)

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from insitu.errors import InternalError, UserError
 from insitu.server import _domain as D
+from insitu.server import _sessions as S
 from insitu.server._access import ACCESS, API, PUBLIC, Principal, check
 from insitu.store import Store
 
@@ -32,7 +33,12 @@ def authorize(request: Request) -> Principal | None:
         raise InternalError(f"route {request.method} {path} has no access rule")
     if rule == PUBLIC:
         return None
-    who = D.authenticate(_store(request), request.headers.get("authorization"))
+    header, cookie = request.headers.get("authorization"), request.cookies.get(S.COOKIE)
+    if header is None and cookie:  # a browser's login session (see _sessions)
+        who = request.state.principal = S.identify(_store(request), cookie)
+        S.check_csrf(cookie, request.method, request.headers.get(S.CSRF_HEADER))
+    else:
+        who = D.authenticate(_store(request), header)
     request.state.principal = who
     check(rule, who, request.path_params.get("project"))
     return who
