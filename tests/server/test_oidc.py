@@ -301,3 +301,31 @@ def test_oidc_options_are_checked_before_serving(tmp_path: Path) -> None:
     assert r.returncode != 0 and "needs --oidc-client-id" in r.stderr + r.stdout
     r = cli(tmp_path, "server", "--oidc-issuer", "http://id.example", "--oidc-client-id", "x")
     assert r.returncode != 0 and "not an https URL" in r.stderr + r.stdout
+
+
+def test_expired_malformed_and_unknown_sessions_are_refused(setup: Setup) -> None:
+    from dataclasses import replace
+
+    from insitu.server import _sessions
+
+    store = open_store(setup.db_url)
+    try:
+        ses, cookie = _sessions.mint("alice", hours=1, client=None)
+        store.put(replace(ses, expires_at=time.time() - 1))
+    finally:
+        store.close()
+    for value, why in ((cookie, "expired"), ("not-a-session", "malformed"),
+                       (cookie.split(".")[0] + ".wrong-secret", "not known"),
+                       ("000000000000.x", "not known")):
+        r = httpx.get(f"{setup.url}/api/v1/whoami", cookies={"insitu_session": value},
+                      timeout=30)
+        _refused(r, 401, why)
+
+
+def test_login_sends_the_browser_back_only_to_this_server() -> None:
+    from insitu.server._oidc import safe_next
+
+    assert safe_next("/api/v1/projects?x=1") == "/api/v1/projects?x=1"
+    for bad in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:x",
+                "/a\r\nSet-Cookie: x=y", None, ""):
+        assert safe_next(bad) == "/api/v1/whoami", bad

@@ -148,6 +148,9 @@ def begin(provider: Provider, store: Store, *, redirect_uri: str, next_url: str 
     state, nonce, verifier = (secrets.token_urlsafe(32), secrets.token_urlsafe(32),
                               generate_token(64))
     now = time.time()
+    for old in store.select(LoginRecord):  # logins abandoned at the provider
+        if old.expires_at <= now:
+            store.delete(LoginRecord, id=old.id)
     store.put(LoginRecord(id=_digest(state), nonce=nonce, verifier=verifier,
                           next=safe_next(next_url), created_at=now,
                           expires_at=now + LOGIN_SECONDS))
