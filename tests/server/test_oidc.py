@@ -301,6 +301,12 @@ def test_oidc_options_are_checked_before_serving(tmp_path: Path) -> None:
     assert r.returncode != 0 and "needs --oidc-client-id" in r.stderr + r.stdout
     r = cli(tmp_path, "server", "--oidc-issuer", "http://id.example", "--oidc-client-id", "x")
     assert r.returncode != 0 and "not an https URL" in r.stderr + r.stdout
+    (tmp_path / "secret.bin").write_bytes(b"\xff\xfe\x00")
+    for path in (tmp_path / "secret.bin", tmp_path / "missing"):
+        r = cli(tmp_path, "server", "--oidc-issuer", "https://id.example", "--oidc-client-id",
+                "x", "--oidc-client-secret-file", str(path))
+        assert r.returncode != 0 and "cannot read the OIDC client secret file" in r.stderr
+        assert "Traceback" not in r.stderr
 
 
 def test_expired_malformed_and_unknown_sessions_are_refused(setup: Setup) -> None:

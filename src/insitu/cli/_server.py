@@ -91,10 +91,12 @@ def _oidc_config(*, oidc_issuer: str | None, oidc_client_id: str | None,
         try:
             with open(oidc_client_secret_file) as f:
                 secret = f.read().strip() or None
-        except OSError as e:
+        except (OSError, UnicodeDecodeError) as e:
+            why = getattr(e, "strerror", None) or str(e)
             raise UserError(f"cannot read the OIDC client secret file "
-                            f"{oidc_client_secret_file} ({e.strerror or e})",
-                            hint="give --oidc-client-secret-file a readable file") from None
+                            f"{oidc_client_secret_file} ({why})",
+                            hint="give --oidc-client-secret-file a readable text file holding "
+                                 "the secret") from None
     from insitu.server._oidc import OIDCConfig
 
     return OIDCConfig(issuer=oidc_issuer, client_id=oidc_client_id, client_secret=secret,
