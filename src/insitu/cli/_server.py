@@ -86,6 +86,12 @@ def _oidc_config(*, oidc_issuer: str | None, oidc_client_id: str | None,
     if not oidc_client_id:
         raise UserError("--oidc-issuer needs --oidc-client-id",
                         hint="add --oidc-client-id ID (this server's client at the provider)")
+    try:
+        import authlib  # noqa: F401
+        import joserfc  # noqa: F401
+    except ImportError:
+        raise UserError("OIDC login needs Authlib, which is not installed",
+                        hint='pip install "insitu[server]"') from None
     secret = os.environ.get("INSITU_OIDC_CLIENT_SECRET") or None
     if oidc_client_secret_file:
         try:
