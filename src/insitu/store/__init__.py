@@ -27,8 +27,10 @@ from insitu.store._records import (
 from insitu.store._tenancy import (
     ROLES,
     AuditRecord,
+    ClaimRecord,
     MemberRecord,
     ProjectRecord,
+    QuotaRecord,
     TokenRecord,
     UserRecord,
 )
@@ -37,10 +39,10 @@ if TYPE_CHECKING:
     from insitu.store._sql import SQLStore, open_store
 
 __all__ = ["ROLES", "AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry",
-           "DataReadRecord", "DatasetRecord", "LoggedArtifact", "MemberRecord", "MetricRecord",
-           "ModelRecord", "ModelVersionRecord", "ParamRecord", "ProjectRecord", "Record",
-           "RunRecord", "SQLStore", "ShardRecord", "Store", "TaskRecord", "TokenRecord",
-           "TrialRecord", "UserRecord", "open_store"]
+           "ClaimRecord", "DataReadRecord", "DatasetRecord", "LoggedArtifact", "MemberRecord",
+           "MetricRecord", "ModelRecord", "ModelVersionRecord", "ParamRecord", "ProjectRecord",
+           "QuotaRecord", "Record", "RunRecord", "SQLStore", "ShardRecord", "Store",
+           "TaskRecord", "TokenRecord", "TrialRecord", "UserRecord", "open_store"]
 
 
 def __getattr__(name: str) -> Any:

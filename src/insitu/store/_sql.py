@@ -34,14 +34,16 @@ from insitu.store._records import (
 )
 from insitu.store._tenancy import (
     AuditRecord,
+    ClaimRecord,
     MemberRecord,
     ProjectRecord,
+    QuotaRecord,
     TokenRecord,
     UserRecord,
 )
 
-HEAD = "0007"  # the newest migration; keep in step with migrations/versions
-_KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007"}
+HEAD = "0011"  # the newest migration; keep in step with migrations/versions
+_KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0011"}
 
 _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     RunRecord: (t.runs, ("id",)),
@@ -63,6 +65,8 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     MemberRecord: (t.members, ("project", "user")),
     TokenRecord: (t.tokens, ("id",)),
     AuditRecord: (t.audit, ("id",)),
+    QuotaRecord: (t.quotas, ("project",)),
+    ClaimRecord: (t.claims, ("run_id", "task_id")),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -243,6 +247,29 @@ class SQLStore(Store):
             q = q.where(table.c[k] == v)
         with self._engine.begin() as conn:
             conn.execute(q)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[Any]:
+        """One transaction that no other process's ``exclusive`` transaction overlaps (an
+        advisory transaction lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite): reads and
+        writes of quotas' claims inside it are atomic across engines. Yields a
+        :class:`~insitu.store._claims.ClaimsTx`."""
+        from insitu.store._claims import ClaimsTx
+
+        try:
+            with self._engine.connect() as conn:
+                if self._dialect == "sqlite":
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                elif self._dialect == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7249011)"))
+                try:
+                    yield ClaimsTx(conn)
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+        except sa.exc.DatabaseError as e:
+            raise _db_error(e, self._describe()) from None
 
     # -- reads ----------------------------------------------------------------
     def _rows(self, stmt: Any) -> list[Any]:
