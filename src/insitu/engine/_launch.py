@@ -82,8 +82,12 @@ class Launcher:
                     continue
                 base = self.requests.get(sid) or loop.resources(loop.steps[sid], loop.params)
                 self.requests[sid] = base
-                want.update({tid: base for tid in queue
-                             if loop.tasks[tid].state == T.PENDING})
+                mp = (loop.steps[sid].get("map") or {}).get("max_parallel")
+                room = len(queue) if mp is None else mp - self.running_per_step.get(sid, 0)
+                pending = [tid for tid in queue if loop.tasks[tid].state == T.PENDING]
+                # only what could start now claims quota (a map's items past max_parallel
+                # would hold quota they cannot use)
+                want.update({tid: base for tid in pending[:max(0, room)]})
             quota.sync(want)
         launches: list[LaunchRequest] = []
         loop.locality.new_pass()

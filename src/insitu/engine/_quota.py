@@ -253,7 +253,9 @@ class QuotaGate:
     def blocked(self, tid: str) -> str | None:
         """Why ``tid`` may not start now (its claim waits), or None if it may."""
         c = self.mine.get(tid)
-        if c is None or c.state == ADMITTED:
+        if c is None:  # no claim: limited only if the project has a quota
+            return "waiting for quota admission" if self._active else None
+        if c.state == ADMITTED:
             return None
         return c.reason or "waiting for quota admission"
 

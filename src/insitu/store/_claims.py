@@ -23,8 +23,9 @@ def _rec(cls: type[Any], row: Any) -> Any:
 class ClaimsTx:
     """The quotas and claims tables, in an open transaction that holds the claims lock."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, tables: dict[type, tuple[sa.Table, Any]]) -> None:
         self.conn = conn
+        self._tables = tables  # record class -> (table, primary key)
 
     def quotas(self) -> list[QuotaRecord]:
         q = sa.select(t.quotas).order_by(t.quotas.c.project)
@@ -70,8 +71,6 @@ class ClaimsTx:
 
     def put_records(self, *records: Any) -> None:
         """Other records (an audit line) written in this same transaction."""
-        from insitu.store._sql import _TABLE_OF
-
         for r in records:
-            table, _ = _TABLE_OF[type(r)]
+            table, _ = self._tables[type(r)]
             self.conn.execute(table.insert().values(**dataclasses.asdict(r)))

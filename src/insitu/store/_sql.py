@@ -263,7 +263,7 @@ class SQLStore(Store):
                 elif self._dialect == "postgresql":
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(7249011)"))
                 try:
-                    yield ClaimsTx(conn)
+                    yield ClaimsTx(conn, _TABLE_OF)
                 except BaseException:
                     conn.rollback()
                     raise
