@@ -30,15 +30,20 @@ class Runs:
         self.store: SQLStore = open_store(url)
         self.procs: list[subprocess.Popen[str]] = []
         (tmp / "gates").mkdir()
+        # a declared inventory: 16 CPUs and 8 A100 (the GPUs are never used by the steps)
         self.env = {**os.environ, "INSITU_HOME": str(home), "INSITU_DB_URL": url,
-                    "INSITU_NODE_CPUS": "16", "INSITU_NODE_MEMORY": "16GiB"}
+                    "INSITU_NODE_CPUS": "16", "INSITU_NODE_MEMORY": "16GiB",
+                    "INSITU_NODE_GPUS": "A100:8"}
 
-    def quota(self, project: str, cpu: float, *, cohort: str | None = None,
-              lend: float | None = None, borrow: float | None = None) -> None:
+    def quota(self, project: str, cpu: float | None = None, *, cohort: str | None = None,
+              lend: float | None = None, borrow: float | None = None,
+              **other: float) -> None:
+        q = {"cpu": cpu} if cpu is not None else dict(other)
+        key = "cpu" if cpu is not None else next(iter(other), "cpu")
         self.store.put(QuotaRecord(
-            project=project, quota={"cpu": cpu}, cohort=cohort,
-            lending_limit={} if lend is None else {"cpu": lend},
-            borrowing_limit={} if borrow is None else {"cpu": borrow}, updated_at=time.time()))
+            project=project, quota=q, cohort=cohort,
+            lending_limit={} if lend is None else {key: lend},
+            borrowing_limit={} if borrow is None else {key: borrow}, updated_at=time.time()))
 
     def gate(self, name: str) -> str:
         return str(self.tmp / "gates" / name)
@@ -96,9 +101,15 @@ def until(cond: Callable[[], Any], what: str, timeout: float = 180) -> Any:
     raise AssertionError(f"timed out waiting until {what}")
 
 
-@pytest.fixture
-def runs(home: Path, tmp_path: Path) -> Iterator[Runs]:
-    r = Runs(home, tmp_path, f"sqlite:///{home / 'insitu.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def runs(request: pytest.FixtureRequest, home: Path, tmp_path: Path) -> Iterator[Runs]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{home / 'insitu.db'}"
+    else:
+        import secrets
+
+        url = request.getfixturevalue("postgres").create_database("q_" + secrets.token_hex(6))
+    r = Runs(home, tmp_path, url)
     try:
         yield r
     finally:
@@ -196,4 +207,60 @@ def test_drf_between_the_projects_of_a_cohort(runs: Runs) -> None:
     assert (runs.reason(vw) or "").startswith("project vision uses 3 of its 1 CPU")
     for g in [*vg, gn, gnw, gvw]:
         runs.release(g)
+    runs.finish()
+
+
+def test_the_why_of_a_step_over_its_gpu_quota(runs: Runs) -> None:
+    runs.quota("vision", cohort="research", **{"gpu:A100": 4})
+    runs.quota("nlp", cohort="research", lend=1, **{"gpu:A100": 2})
+    gates = [runs.gate(f"g{i}") for i in range(4)]
+    runs.start("a100s", "vision", gates=gates)
+    until(lambda: all(runs.starts(g) == 1 for g in gates), "vision's four A100 steps run")
+    g2 = runs.gate("two")
+    r = runs.start("two_a100", "vision", gate=g2)
+    want = ("project vision uses 4 of its 4 A100 and the step asks for 2 more; cohort "
+            "research has 2 idle A100 it may borrow, limited to 1 by its lending limit")
+    until(lambda: runs.reason(r) == want, "the step asking for 2 more A100 waits")
+    why = subprocess.run([sys.executable, "-m", "insitu", "why", r, "hold"], text=True,
+                         capture_output=True, timeout=120, env={**runs.env, "COLUMNS": "300"})
+    assert want in " ".join(why.stdout.split()), why.stdout
+    runs.release(gates[0])
+    runs.release(gates[1])  # vision uses 2 of its 4: the step fits in its own quota
+    until(lambda: runs.starts(g2) == 1, "the step starts once two A100 free")
+    for g in [*gates, g2]:
+        runs.release(g)
+    runs.finish()
+
+
+def test_engines_never_admit_past_the_quota_together(runs: Runs) -> None:
+    runs.quota("vision", cpu=1)
+    gates = [runs.gate(f"r{i}") for i in range(4)]
+    ids = [runs.start("one", "vision", gate=g) for g in gates]  # four engines at once
+    for left in range(4, 0, -1):
+        running = until(lambda: [g for g in gates if runs.starts(g) and not Path(g).exists()],
+                        "one step runs")
+        others = [i for i, g in zip(ids, gates, strict=True) if not runs.starts(g)]
+        until(lambda others=others: all(
+            (runs.reason(i) or "").startswith("project vision uses 1 of its 1 CPU")
+            for i in others), "every other engine was refused by a pass")
+        assert len(running) == 1 and len(others) == left - 1
+        runs.release(running[0])
+    runs.finish()
+
+
+def test_a_higher_priority_run_is_admitted_first(runs: Runs) -> None:
+    runs.quota("vision", cpu=1)
+    ga, gl, gh = runs.gate("a"), runs.gate("low"), runs.gate("high")
+    runs.start("one", "vision", gate=ga)
+    until(lambda: runs.starts(ga) == 1, "the first run holds the quota")
+    low = runs.start("one", "vision", gate=gl)
+    until(lambda: runs.reason(low), "the low-priority run waits")
+    high = runs.start("one", "vision", labels={"priority": 5}, gate=gh)
+    until(lambda: runs.reason(high), "the high-priority run waits")
+    runs.release(ga)
+    until(lambda: runs.starts(gh) == 1, "the high-priority run starts first")
+    assert runs.starts(gl) == 0
+    runs.release(gh)
+    until(lambda: runs.starts(gl) == 1, "then the low-priority one")
+    runs.release(gl)
     runs.finish()

@@ -36,3 +36,13 @@ def two_cpu(gate: str):
 @insitu.pipeline
 def many(gates: list):
     hold.map(gates)
+
+
+@insitu.pipeline
+def a100s(gates: list):
+    hold.options(gpu=1, gpu_type="A100").map(gates)
+
+
+@insitu.pipeline
+def two_a100(gate: str):
+    hold.options(gpu=2, gpu_type="A100")(gate)
