@@ -45,7 +45,7 @@ POLL_S = 0.5       # how often an engine with claims looks at the shared state
 CHECK_S = 2.0      # how often an engine without claims looks whether its project got a quota
 COHORT_LABEL = "insitu.dev/cohort"
 _BIG_CPU = 1_000_000.0         # cores: "no CPU quota" on a virtual cohort node
-_BIG_MEMORY = 1 << 60
+_BIG_MEMORY = 1 << 50         # bytes (1 PiB)
 _BIG_GPUS = 64                 # devices per model for a cohort where some project has no limit
 
 
@@ -289,8 +289,11 @@ class QuotaGate:
             for c in claims:
                 state, beat = runs.get(c.run_id, (None, None))
                 if c.run_id == self.run_id:
-                    if c.task_id not in self.want and c.task_id not in busy:
-                        gone.append(c)  # started and ended, served from the cache, ...
+                    if c.task_id not in busy and (c.task_id not in self.want
+                                                  or c.state == EVICTED):
+                        # started and ended, served from the cache, ...; or evicted before
+                        # it started (it claims again, waiting)
+                        gone.append(c)
                 elif state != R.RUNNING or beat is None or now - beat > STALE_S:
                     gone.append(c)
             tx.delete((c.run_id, c.task_id) for c in gone)
