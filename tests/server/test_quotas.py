@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import Server
 
+from conftest import Server
 from insitu.engine import bind_params
 from insitu.sdk import compile_pipeline, load_pipeline
 from insitu.server._submit import run_records
