@@ -84,3 +84,21 @@ def test_a_higher_priority_run_goes_first() -> None:
     changed = decide(quotas, [claim("low", "vision", at=1, cpu=1),
                               claim("high", "vision", at=2, cpu=1, priority=5)])
     assert states(changed) == {"high": ADMITTED, "low": WAITING}
+
+
+def test_gpu_quotas_count_by_model_and_in_total() -> None:
+    quotas = [QuotaRecord(project="vision", quota={"gpu": 3, "gpu:A100": 2})]
+    running = [claim("a", "vision", state=ADMITTED, gpu=2, gpu_type="A100")]
+    # a third A100 is over the A100 quota; a T4 is within the total of 3 GPUs
+    changed = decide(quotas, [*running, claim("b", "vision", at=1, gpu=1, gpu_type="A100"),
+                              claim("c", "vision", at=2, gpu=1, gpu_type="T4")])
+    assert states(changed) == {"b": WAITING, "c": ADMITTED}
+    (b,) = [c for c in changed if c.run_id == "b"]
+    assert (b.reason or "").startswith("project vision uses 2 of its 2 A100 and the step asks "
+                                       "for 1 more")
+    # milli-GPUs: half a GPU more than the total of 3 waits
+    changed = decide(quotas, [*running, claim("c", "vision", state=ADMITTED, gpu=1),
+                              claim("d", "vision", at=3, gpu=0.5)])
+    (d,) = changed
+    assert d.reason == ("project vision uses 3 of its 3 GPU and the step asks for 0.5 more; "
+                        "it is in no cohort, so it cannot borrow")

@@ -44,6 +44,7 @@ STALE_S = 30.0     # a claim whose run's engine has not beaten for this long is 
 POLL_S = 0.5       # how often an engine with claims looks at the shared state
 CHECK_S = 2.0      # how often an engine without claims looks whether its project got a quota
 COHORT_LABEL = "insitu.dev/cohort"
+ANY_GPU = "gpu"    # the model of a cohort node's devices for steps that name no quota's model
 _BIG_CPU = 1_000_000.0         # cores: "no CPU quota" on a virtual cohort node
 _BIG_MEMORY = 1 << 50         # bytes (1 PiB)
 _BIG_GPUS = 64                 # devices per model for a cohort where some project has no limit
@@ -84,17 +85,16 @@ def _cohort_node(group: str, quotas: list[QuotaRecord], running: list[ClaimRecor
     models = sorted({k[4:] for q in quotas for k in q.quota if k.startswith("gpu:")}
                     | {c.gpu_type for c in running if c.gpu_type and c.gpu})
     gpus: list[Any] = []
-    typed = 0
     for m in models:
         want = total(f"gpu:{m}", _BIG_GPUS)
         used = sum(c.gpu for c in running if c.gpu_type == m) / 1000
         n = math.ceil(max(min(want, _BIG_GPUS), used))
-        typed += n
         gpus += [Gpu(model=m) for _ in range(n)]
+    # steps asking for no model, or one no quota names, go to devices of the model "gpu"
     anyn = total("gpu", _BIG_GPUS)
     used_any = sum(c.gpu for c in running if not c.gpu_type or c.gpu_type not in models) / 1000
-    rest = math.ceil(max(min(anyn, _BIG_GPUS) - typed, used_any, 0))
-    gpus += [Gpu(model="gpu") for _ in range(rest)]
+    rest = math.ceil(max(min(anyn, _BIG_GPUS), used_any, 0))
+    gpus += [Gpu(model=ANY_GPU) for _ in range(rest)]
     return Node(name=group, cpu=max(cpu, 0.001), memory=max(memory, 1), gpus=tuple(gpus),
                 labels={COHORT_LABEL: group})
 
@@ -102,7 +102,9 @@ def _cohort_node(group: str, quotas: list[QuotaRecord], running: list[ClaimRecor
 def _request(c: ClaimRecord, group: str, models: set[str]) -> Any:
     from insitu.scheduler import Request as SRequest
 
-    typed = (c.gpu_type,) if c.gpu and c.gpu_type and c.gpu_type in models else ()
+    typed: tuple[str, ...] = ()
+    if c.gpu:
+        typed = (c.gpu_type,) if c.gpu_type and c.gpu_type in models else (ANY_GPU,)
     return SRequest(name=claim_name(c), cpu=c.cpu / 1000, memory=c.memory, gpu=c.gpu / 1000,
                     gpu_types=typed, node_selector={COHORT_LABEL: group}, priority=c.priority,
                     queue=c.project, restartable=c.restartable)
@@ -141,7 +143,7 @@ def decide(quotas: Iterable[QuotaRecord], claims: Iterable[ClaimRecord]) -> list
     running = [c for c in mine if c.state != WAITING]
     nodes = [_cohort_node(g, qs, [c for c in running if _group(by_project[c.project]) == g])
              for g, qs in sorted(groups.items())]
-    models = {g.model for n in nodes for g in n.gpus}
+    models = {g.model for n in nodes for g in n.gpus} - {ANY_GPU}
     sched = QueueScheduler(ClusterState(nodes), [_queue(q) for q in by_project.values()])
     for c in running:
         sched.admit_running(_request(c, _group(by_project[c.project]), models))
@@ -176,7 +178,8 @@ def explain(sched: Any, quotas: Mapping[str, QuotaRecord], c: ClaimRecord, req: 
     cohort = quotas[p].cohort
     demand = _demand(req, sched.resources)
     nom, use = sched.nominal[p], sched.usage[p]
-    for k in sched.resources:
+    # a model's GPUs first: the most specific quota a step is over
+    for k in sorted(sched.resources, key=lambda k: not k.startswith("gpu:")):
         if demand[k] <= 0 or use[k] + demand[k] <= nom[k]:
             continue
         u = _unit(k)
