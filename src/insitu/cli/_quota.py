@@ -19,7 +19,11 @@ from insitu.errors import Conflict, NotFound, PermissionDenied, Unauthenticated,
 
 def _call(server: str | None, token: str | None, method: str, path: str,
           body: dict[str, Any] | None = None) -> Any:
-    import httpx
+    try:
+        import httpx
+    except ImportError:
+        raise UserError("insitu quota talks to the server over HTTP, and httpx is not "
+                        "installed", hint='pip install "insitu[server]"') from None
 
     url = server or os.environ.get("INSITU_SERVER")
     tok = token or os.environ.get("INSITU_TOKEN")
