@@ -159,3 +159,13 @@ def test_a_quota_below_current_use_is_refused_unless_forced(server: Server,
                 os.kill(proc.pid, signal.SIGTERM)
                 proc.communicate(timeout=60)
         store.close()
+
+
+def test_quota_without_a_server_says_how_to_name_one(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("INSITU_SERVER", "INSITU_TOKEN")}
+    out = subprocess.run([sys.executable, "-m", "insitu", "quota", "show", "vision"],
+                         text=True, capture_output=True, timeout=120,
+                         env={**env, "INSITU_HOME": str(tmp_path)})
+    assert out.returncode != 0
+    said = " ".join(out.stderr.split())
+    assert "no server to talk to" in said and "INSITU_SERVER" in said, out.stderr
