@@ -14,6 +14,7 @@ from conftest import Server
 from insitu.server._access import ACCESS, ADMIN, EDITOR, OWNER, PUBLIC, USER, VIEWER
 from insitu.server._auth_routes import auth_router
 from insitu.server._routes import metrics_router, router
+from insitu.server._routes_quotas import router as quotas_router
 from insitu.store import ROLES, RunRecord, open_store
 
 CALLERS = ["none", "malformed", "expired", "revoked", "viewer", "editor", "owner",
@@ -22,7 +23,7 @@ CALLERS = ["none", "malformed", "expired", "revoked", "viewer", "editor", "owner
 
 def _routes() -> list[tuple[str, str]]:
     out = []
-    for r in [*router.routes, *metrics_router.routes, *auth_router.routes]:
+    for r in [*router.routes, *metrics_router.routes, *auth_router.routes, *quotas_router.routes]:
         for m in sorted(getattr(r, "methods", set()) - {"HEAD"}):
             out.append((m, r.path))  # type: ignore[attr-defined]
     return sorted(out)
@@ -47,6 +48,9 @@ EXPECTED = {
     ("GET", "/api/v1/projects/{project}/runs/{run_id}"): VIEWER,
     ("POST", "/api/v1/projects/{project}/runs/{run_id}/cancel"): EDITOR,
     ("GET", "/api/v1/projects/{project}/audit"): OWNER,
+    ("GET", "/api/v1/projects/{project}/quota"): VIEWER,
+    ("PUT", "/api/v1/projects/{project}/quota"): OWNER,
+    ("DELETE", "/api/v1/projects/{project}/quota"): OWNER,
     ("GET", "/api/v1/users"): ADMIN,
     ("POST", "/api/v1/users"): ADMIN,
     ("GET", "/api/v1/tokens"): USER,

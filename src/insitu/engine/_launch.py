@@ -74,6 +74,21 @@ class Launcher:
                 if tid not in loop.args_cache:
                     loop.args_for(loop.tasks[tid])
             loop.lookup_cache([tid for tid in fresh if loop.tasks[tid].state == T.PENDING])
+        quota = loop.quota
+        if quota.active(now) or quota.mine:  # register the ready tasks' claims, admit
+            want = {}
+            for sid, queue in self.ready.items():
+                if loop.failing and sid != loop.exit_step:
+                    continue
+                base = self.requests.get(sid) or loop.resources(loop.steps[sid], loop.params)
+                self.requests[sid] = base
+                mp = (loop.steps[sid].get("map") or {}).get("max_parallel")
+                room = len(queue) if mp is None else mp - self.running_per_step.get(sid, 0)
+                pending = [tid for tid in queue if loop.tasks[tid].state == T.PENDING]
+                # only what could start now claims quota (a map's items past max_parallel
+                # would hold quota they cannot use)
+                want.update({tid: base for tid in pending[:max(0, room)]})
+            quota.sync(want)
         launches: list[LaunchRequest] = []
         loop.locality.new_pass()
         for sid, queue in self.ready.items():
@@ -106,6 +121,11 @@ class Launcher:
 
         def place(tid: str, req: Request) -> Placement | None:
             t = loop.tasks[tid]
+            over = loop.quota.blocked(tid)
+            if over is not None:  # its project's quota: wait, and say which and by how much
+                if t.pending_reason != over:
+                    loop.move(tid, pending_reason=over)
+                return None
             placement = placer.place(req, f"{t.run_id}/{tid}/{t.attempts + 1}")
             if isinstance(placement, str):  # nothing fits now: say why, once
                 if t.pending_reason != placement:
@@ -203,6 +223,7 @@ class Launcher:
             return None
         loop.placer.release(r.placement)
         self.running_per_step[loop.tasks[r.task_id].step_id] -= 1
+        loop.quota.release(r.task_id)
         return r
 
     def forget_dead_nodes(self) -> None:

@@ -32,6 +32,7 @@ from insitu.engine._launch import Launcher
 from insitu.engine._locality import WaitOrMove
 from insitu.engine._paths import metrics_path, result_path
 from insitu.engine._placement import Placer, Request
+from insitu.engine._quota import POLL_S, QuotaGate
 from insitu.engine._refs import cache_key, concretize, condition_steps, evaluate, upstream_steps
 from insitu.engine._tuning import TuneController
 from insitu.executor import AttemptExit, read_result
@@ -103,6 +104,7 @@ class RunLoop:
                 self.placer.note_data(shard_id, node)
         self.locality = WaitOrMove(self.placer)
         self.launcher = Launcher(self)
+        self.quota = QuotaGate(self)
         self._last_beat = 0.0
         self.started = time.time()
         self.cache_hits = 0
@@ -186,6 +188,7 @@ class RunLoop:
             if t.map_index is not None:
                 self.items.setdefault(t.step_id, []).append(t.id)
         self._recover()
+        self.quota.close()  # claims a stopped engine of this run left behind
         now = time.time()
         self._set_run(R.RUNNING, started_at=run.started_at or now, ended_at=None,
                       engine_pid=os.getpid(), engine_host=socket.gethostname(),
@@ -202,6 +205,8 @@ class RunLoop:
         except BaseException:
             self._drain()
             raise
+        finally:
+            self.quota.close()
         return self._finish()
 
     def _drive(self) -> None:
@@ -222,6 +227,8 @@ class RunLoop:
             exits = self.executor.poll(self._poll_timeout())
             for ex in exits:  # recorded by the flush at the top of the loop, before acting
                 self._handle_exit(ex)
+            if self.quota.mine:  # others' passes may have admitted or evicted our work
+                self.quota.sync()
             self._beat()
 
     def _drain(self) -> None:
@@ -274,6 +281,11 @@ class RunLoop:
         self.flush()
 
     def _poll_timeout(self) -> float:
+        if self.quota.mine:  # admission is decided by any engine's pass: look again soon
+            wait = POLL_S
+            if self.backoff and not self.failing:
+                wait = min(wait, max(0.0, self.backoff[0][0] - time.time()))
+            return wait
         if self.backoff and not self.failing:
             return max(0.0, min(self.backoff[0][0] - time.time(), HEARTBEAT_S))
         if self.locality.since:  # a task waits for its data's node: look again soon
@@ -281,8 +293,8 @@ class RunLoop:
         return HEARTBEAT_S if self.running else 0.0
 
     def _waiting(self) -> bool:
-        """Is some task waiting only for its retry backoff?"""
-        return bool(self.backoff) and not self.stopping
+        """Is some task waiting for its retry backoff, or for its project's quota?"""
+        return (bool(self.backoff) or self.quota.waiting()) and not self.stopping
 
     # -- recovery -------------------------------------------------------------------------
     def _adoptable(self, a: AttemptRecord) -> dict[str, Any] | None:
@@ -481,6 +493,10 @@ class RunLoop:
         if cancelled and not ex.cancelled and (ex.result is None or not ex.result.get("ok")):
             ex = dataclasses.replace(ex, cancelled=True)
         err = _outcome.classify(ex, memory_limit=r.request.memory, timeout=step.get("timeout"))
+        why = self.quota.preempted.pop(ex.key, None)
+        if why is not None and not cancelled and (err or {}).get("kind") == K.CANCELLED:
+            # its borrowed capacity was reclaimed: it runs again (no retry used up)
+            err = {"kind": K.LOST.value, "message": why, "preempted": True}
         enforcement = getattr(ex, "memory_enforcement", None)
         att = self._end_attempt(
             r.attempt, _rules.attempt_state(err), pid=ex.pid, ended_at=ex.ended_at,

@@ -52,12 +52,18 @@ RESOURCES = ("cpu", "memory", "gpu")
 INF = float("inf")
 
 
-def _amounts(q: Mapping[str, object] | None, *, default: float, what: str) -> dict[str, float]:
-    out = dict.fromkeys(RESOURCES, default)
+def _typed(k: str) -> bool:
+    """``gpu:A100``: GPUs of one model (a request asking for that model only is charged)."""
+    return k.startswith("gpu:") and len(k) > 4
+
+
+def _amounts(q: Mapping[str, object] | None, *, default: float, what: str,
+             keys: Sequence[str] = RESOURCES) -> dict[str, float]:
+    out = dict.fromkeys(keys, default)
     for k, v in (q or {}).items():
-        if k not in RESOURCES:
+        if k not in RESOURCES and not _typed(k):
             raise ResourceError(f"{what}: unknown resource {k!r}",
-                                hint=f"use {', '.join(RESOURCES)}")
+                                hint=f"use {', '.join(RESOURCES)} or gpu:MODEL (e.g. gpu:A100)")
         if k == "memory":
             out[k] = float(parse_memory(v, what=f"{what} memory")) if v != 0 else 0.0
         else:
@@ -81,8 +87,12 @@ class Queue:
     lending_limit: Mapping[str, object] | None = None
 
 
-def _demand(r: Request) -> dict[str, float]:
-    return {"cpu": float(r.cpu_milli), "memory": float(r.memory), "gpu": float(r.total_gpu_milli)}
+def _demand(r: Request, keys: Sequence[str] = RESOURCES) -> dict[str, float]:
+    d = dict.fromkeys(keys, 0.0)
+    d.update(cpu=float(r.cpu_milli), memory=float(r.memory), gpu=float(r.total_gpu_milli))
+    if len(r.gpu_types) == 1 and f"gpu:{r.gpu_types[0]}" in d:
+        d[f"gpu:{r.gpu_types[0]}"] = float(r.total_gpu_milli)
+    return d
 
 
 class QueueScheduler:
@@ -101,18 +111,24 @@ class QueueScheduler:
         self.reserved_for: str | None = None
         self.reservation: dict[str, str] = {}
         self.queues = {q.name: q for q in queues}
-        self.nominal = {q.name: _amounts(q.quota, default=INF, what=f"queue {q.name!r} quota")
-                        for q in queues}
+        #: the resources accounted: cpu, memory, gpu, and gpu:MODEL for each model a quota or
+        #: limit names
+        self.resources: tuple[str, ...] = RESOURCES + tuple(sorted(
+            {k for q in queues for m in (q.quota, q.borrowing_limit, q.lending_limit)
+             for k in (m or {}) if _typed(k)}))
+        res = self.resources
+        self.nominal = {q.name: _amounts(q.quota, default=INF, what=f"queue {q.name!r} quota",
+                                         keys=res) for q in queues}
         for q in queues:  # quota given for some resources only: the others are unlimited
-            for r in RESOURCES:
+            for r in res:
                 if r not in q.quota:
                     self.nominal[q.name][r] = INF
-        self.borrow = {q.name: _amounts(q.borrowing_limit, default=INF,
+        self.borrow = {q.name: _amounts(q.borrowing_limit, default=INF, keys=res,
                                         what=f"queue {q.name!r} borrowing_limit")
                        for q in queues}
-        self.lend = {q.name: _amounts(q.lending_limit, default=INF,
+        self.lend = {q.name: _amounts(q.lending_limit, default=INF, keys=res,
                                       what=f"queue {q.name!r} lending_limit") for q in queues}
-        self.usage = {q.name: dict.fromkeys(RESOURCES, 0.0) for q in queues}
+        self.usage = {q.name: dict.fromkeys(res, 0.0) for q in queues}
         #: queues with no quota and no cohort: never quota-blocked
         self._free_queues = {q.name for q in queues if q.cohort is None
                              and all(v == INF for v in self.nominal[q.name].values())}
@@ -126,6 +142,9 @@ class QueueScheduler:
         self._order: dict[str, int] = {}
         self.total = {"cpu": float(cluster.cpu_cap.sum()), "memory": float(cluster.mem_cap.sum()),
                       "gpu": float(max(1, cluster.gpu_capacity))}
+        for k in res[len(RESOURCES):]:  # a model's devices, in milli-GPU
+            self.total[k] = float(max(1000, 1000 * sum(
+                g.model == k[4:] for n in cluster.nodes for g in n.gpus)))
 
     # ------------------------------------------------------------------ public
     def submit(self, *requests: Request) -> None:
@@ -147,9 +166,27 @@ class QueueScheduler:
         self._charge(r, -1)
         self._freed = True
 
+    def admit_running(self, r: Request) -> bool:
+        """``r`` already runs (it was admitted by an earlier pass of another scheduler over
+        the same queues): place it and charge its queue, without checking quotas. Returns
+        whether it found room; if not, its queue is charged all the same."""
+        if r.queue not in self.queues:
+            raise NotFound(f"request {r.name!r} names unknown queue {r.queue!r}",
+                           hint=f"use one of {', '.join(sorted(self.queues))}")
+        self._order[r.name] = self._seq
+        self._seq += 1
+        d = self.cluster.place_one(r)
+        if d.placed:
+            self.running[r.name] = r
+            self._charge(r, +1)
+            return True
+        for k, v in _demand(r, self.resources).items():
+            self.usage[r.queue][k] += v
+        return False
+
     def dominant_share(self, queue: str) -> float:
         u = self.usage[queue]
-        return max(u[r] / self.total[r] for r in RESOURCES)
+        return max(u[r] / self.total[r] for r in self.resources)
 
     def schedule(self) -> list[Decision]:
         """One pass over the pending work; a decision for each request it considered.
@@ -247,9 +284,9 @@ class QueueScheduler:
     def _quota_blocked(self, unit: list[Request]) -> bool:
         if unit[0].queue in self._free_queues:
             return False
-        total = dict.fromkeys(RESOURCES, 0.0)
+        total = dict.fromkeys(self.resources, 0.0)
         for r in unit:
-            for k, v in _demand(r).items():
+            for k, v in _demand(r, self.resources).items():
                 total[k] += v
         return self.quota_problem(unit[0].queue, total) is not None
 
@@ -353,8 +390,8 @@ class QueueScheduler:
 
     def _charge(self, r: Request, sign: int) -> None:
         """``r`` starts (+1) or stops (-1) running: its quota and the running table."""
-        d = _demand(r)
-        for k in RESOURCES:
+        d = _demand(r, self.resources)
+        for k in self.resources:
             self.usage[r.queue][k] += sign * d[k]
         if sign > 0:
             st = self.cluster
@@ -369,7 +406,7 @@ class QueueScheduler:
             return None
         nom, use = self.nominal[queue], self.usage[queue]
         cohort = self.queues[queue].cohort
-        for k in RESOURCES:
+        for k in self.resources:
             want = use[k] + demand[k]
             if want <= nom[k]:
                 continue
@@ -401,9 +438,9 @@ class QueueScheduler:
             why = (f"gang {head.gang!r} has {len(unit)} of its {head.gang_size} members; it is "
                    "placed only when all are submitted")
             return [Decision(request=r, reason=why) for r in unit]
-        total = dict.fromkeys(RESOURCES, 0.0)
+        total = dict.fromkeys(self.resources, 0.0)
         for r in unit:
-            for k, v in _demand(r).items():
+            for k, v in _demand(r, self.resources).items():
                 total[k] += v
         problem = self.quota_problem(head.queue, total)
         if problem is not None:
@@ -436,13 +473,13 @@ class QueueScheduler:
         q = self.queues[preemptor.queue]
         if q.cohort is None:
             return mask
-        d = demand or _demand(preemptor)
-        if not all(self.usage[preemptor.queue][k] + d[k] <= self.nominal[preemptor.queue][k]
-                   for k in RESOURCES):
+        d = demand or _demand(preemptor, self.resources)
+        if not all(self.usage[preemptor.queue][k] + d.get(k, 0.0)
+                   <= self.nominal[preemptor.queue][k] for k in self.resources):
             return mask
         lenders = [t.queue_id[p] for p, pq in self.queues.items()
                    if p != preemptor.queue and pq.cohort == q.cohort
-                   and any(self.usage[p][k] > self.nominal[p][k] for k in RESOURCES)]
+                   and any(self.usage[p][k] > self.nominal[p][k] for k in self.resources)]
         if lenders:
             mask |= base & (t.prio <= preemptor.priority) & np.isin(t.queue, lenders)
         return mask

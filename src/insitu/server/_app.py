@@ -11,6 +11,7 @@ from insitu.server import _domain, _problems
 from insitu.server._access import API
 from insitu.server._metrics import Metrics
 from insitu.server._routes import metrics_router, router
+from insitu.server._routes_quotas import router as quotas_router
 from insitu.store import Store
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ def create_app(store: Store, *, oidc: OIDCConfig | None = None) -> FastAPI:
     app.state.metrics = Metrics(store, __version__)
     app.state.metrics.install(app)
     app.include_router(router)
+    app.include_router(quotas_router)
     app.include_router(metrics_router)
     app.state.oidc = Provider(oidc) if oidc is not None else None
     app.include_router(auth_router)

@@ -27,9 +27,11 @@ from insitu.store._records import (
 from insitu.store._tenancy import (
     ROLES,
     AuditRecord,
+    ClaimRecord,
     LoginRecord,
     MemberRecord,
     ProjectRecord,
+    QuotaRecord,
     SessionRecord,
     TokenRecord,
     UserRecord,
@@ -38,11 +40,12 @@ from insitu.store._tenancy import (
 if TYPE_CHECKING:
     from insitu.store._sql import SQLStore, open_store
 
-__all__ = ["ROLES", "AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry",
+__all__ = ["AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry", "ClaimRecord",
            "DataReadRecord", "DatasetRecord", "LoggedArtifact", "LoginRecord", "MemberRecord",
            "MetricRecord", "ModelRecord", "ModelVersionRecord", "ParamRecord", "ProjectRecord",
-           "Record", "RunRecord", "SQLStore", "SessionRecord", "ShardRecord", "Store",
-           "TaskRecord", "TokenRecord", "TrialRecord", "UserRecord", "open_store"]
+           "QuotaRecord", "ROLES", "Record", "RunRecord", "SQLStore", "SessionRecord",
+           "ShardRecord", "Store", "TaskRecord", "TokenRecord", "TrialRecord", "UserRecord",
+           "open_store"]
 
 
 def __getattr__(name: str) -> Any:

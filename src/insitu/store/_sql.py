@@ -34,16 +34,19 @@ from insitu.store._records import (
 )
 from insitu.store._tenancy import (
     AuditRecord,
+    ClaimRecord,
     LoginRecord,
     MemberRecord,
     ProjectRecord,
+    QuotaRecord,
     SessionRecord,
     TokenRecord,
     UserRecord,
 )
 
 HEAD = "0012"  # the newest migration; keep in step with migrations/versions
-_KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0012"}
+_KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011",
+          "0012"}
 
 _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     RunRecord: (t.runs, ("id",)),
@@ -67,6 +70,8 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     AuditRecord: (t.audit, ("id",)),
     SessionRecord: (t.sessions, ("id",)),
     LoginRecord: (t.logins, ("id",)),
+    QuotaRecord: (t.quotas, ("project",)),
+    ClaimRecord: (t.claims, ("run_id", "task_id")),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -247,6 +252,29 @@ class SQLStore(Store):
             q = q.where(table.c[k] == v)
         with self._engine.begin() as conn:
             conn.execute(q)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[Any]:
+        """One transaction that no other process's ``exclusive`` transaction overlaps (an
+        advisory transaction lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite): reads and
+        writes of quotas' claims inside it are atomic across engines. Yields a
+        :class:`~insitu.store._claims.ClaimsTx`."""
+        from insitu.store._claims import ClaimsTx
+
+        try:
+            with self._engine.connect() as conn:
+                if self._dialect == "sqlite":
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                elif self._dialect == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7249011)"))
+                try:
+                    yield ClaimsTx(conn, _TABLE_OF)
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+        except sa.exc.DatabaseError as e:
+            raise _db_error(e, self._describe()) from None
 
     # -- reads ----------------------------------------------------------------
     def _rows(self, stmt: Any) -> list[Any]:

@@ -256,3 +256,33 @@ audit = sa.Table(
     sa.Column("client", sa.String(100)),
     sa.Column("detail", sa.JSON, nullable=False),
 )
+
+# -- quotas and the claims on them (see engine/_quota.py) ------------------------------
+
+quotas = sa.Table(
+    "quotas", metadata,
+    sa.Column("project", sa.String(100), primary_key=True),
+    sa.Column("quota", sa.JSON, nullable=False),
+    sa.Column("cohort", sa.String(100), index=True),
+    sa.Column("borrowing_limit", sa.JSON, nullable=False),
+    sa.Column("lending_limit", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("updated_by", sa.String(100)),
+)
+
+claims = sa.Table(
+    "claims", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("task_id", sa.String(300), primary_key=True),
+    sa.Column("project", sa.String(100), nullable=False, index=True),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("cpu", sa.BigInteger, nullable=False),
+    sa.Column("memory", sa.BigInteger, nullable=False),
+    sa.Column("gpu", sa.BigInteger, nullable=False),
+    sa.Column("gpu_type", sa.String(100)),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("restartable", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("by", sa.String(400)),
+)

@@ -86,3 +86,41 @@ class AuditRecord:
     object: str | None = None
     client: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuotaRecord:
+    """A project's quota: amounts per resource (``cpu`` cores, ``memory`` bytes, ``gpu``
+    GPUs of any type, fractions allowed, ``gpu:<TYPE>`` GPUs of one type); a resource left
+    out is not limited. Projects of one ``cohort`` lend each other unused quota, within each
+    one's ``lending_limit`` and ``borrowing_limit`` (same keys; left out: unlimited)."""
+
+    project: str
+    quota: dict[str, float]
+    cohort: str | None = None
+    borrowing_limit: dict[str, float] = field(default_factory=dict)
+    lending_limit: dict[str, float] = field(default_factory=dict)
+    updated_at: float = 0.0
+    updated_by: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimRecord:
+    """A ready task's claim on its project's quota, shared by every engine through the
+    database: ``waiting`` (with the ``reason``), ``admitted`` (it may start, and counts
+    against the quota until its attempt ends) or ``evicted`` (its engine stops it: the
+    capacity it borrowed is reclaimed). Amounts are milli-cores, bytes and milli-GPUs."""
+
+    run_id: str
+    task_id: str
+    project: str
+    state: str
+    created_at: float
+    cpu: int = 0
+    memory: int = 0
+    gpu: int = 0
+    gpu_type: str | None = None
+    priority: int = 0
+    restartable: bool = False
+    reason: str | None = None
+    by: str | None = None       # evicted: the claim (run/task of another project) it made room for

@@ -1,0 +1,168 @@
+"""``insitu quota``: a project's quota on an ``insitu server`` (set, show, delete).
+
+Talks to the server named by ``INSITU_SERVER`` with the token in ``INSITU_TOKEN`` (or
+``--server`` / ``--token``). The server answers errors as problem documents; their message
+and fix are printed as insitu's own errors.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+from rich.table import Table
+
+from insitu.cli._common import console, esc
+from insitu.errors import Conflict, NotFound, PermissionDenied, Unauthenticated, UserError
+
+
+def _call(server: str | None, token: str | None, method: str, path: str,
+          body: dict[str, Any] | None = None) -> Any:
+    try:
+        import httpx
+    except ImportError:
+        raise UserError("insitu quota talks to the server over HTTP, and httpx is not "
+                        "installed", hint='pip install "insitu[server]"') from None
+
+    url = server or os.environ.get("INSITU_SERVER")
+    tok = token or os.environ.get("INSITU_TOKEN")
+    if not url:
+        raise UserError("no server to talk to",
+                        hint="set INSITU_SERVER=http://HOST:PORT and INSITU_TOKEN, or give "
+                             "--server and --token")
+    headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+    try:
+        r = httpx.request(method, f"{url.rstrip('/')}/api/v1{path}", json=body,
+                          headers=headers, timeout=60)
+    except httpx.TransportError as e:
+        raise UserError(f"cannot reach the server at {url} ({e})",
+                        hint="check that `insitu server` runs there and the URL") from None
+    if r.status_code >= 400:
+        try:
+            doc = r.json()
+        except ValueError:
+            doc = {"detail": r.text[:500]}
+        cls = {401: Unauthenticated, 403: PermissionDenied, 404: NotFound,
+               409: Conflict}.get(r.status_code, UserError)
+        raise cls(str(doc.get("detail") or f"the server answered {r.status_code}"),
+                  hint=doc.get("hint"))
+    return r.json() if r.content else None
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for v in values:
+        k, sep, amount = v.partition("=")
+        if not sep or not k.strip() or not amount.strip():
+            raise UserError(f"{what} {v!r} is not RESOURCE=AMOUNT",
+                            hint=f"e.g. {what} cpu=4, {what} memory=16GiB or "
+                                 f"{what} gpu:A100=1")
+        out[k.strip()] = _number(k.strip(), amount.strip(), what)
+    return out
+
+
+def _number(k: str, v: str, what: str) -> Any:
+    if k == "memory":
+        return v
+    try:
+        return float(v)
+    except ValueError:
+        raise UserError(f"{what} {k}={v}: {v!r} is not a number",
+                        hint=f"e.g. {k}=4") from None
+
+
+@click.group()
+def quota() -> None:
+    """A project's quota on the server: CPU, memory, GPUs (by type), cohort limits."""
+
+
+_server = click.option("--server", default=None, help="The server (default: $INSITU_SERVER).")
+_token = click.option("--token", default=None, help="An API token (default: $INSITU_TOKEN).")
+
+
+@quota.command("set")
+@click.argument("project")
+@click.option("--cpu", type=float, default=None, help="CPU cores.")
+@click.option("--memory", default=None, help="Memory, e.g. 64GiB.")
+@click.option("--gpu", type=float, default=None,
+              help="GPUs of any type (fractions count milli-GPUs, e.g. 2.5).")
+@click.option("--gpu-type", "gpu_types", multiple=True, metavar="MODEL=N",
+              help="GPUs of one model, e.g. A100=4 (repeatable).")
+@click.option("--cohort", default=None, help="The cohort it borrows from and lends to.")
+@click.option("--borrow", "borrow", multiple=True, metavar="RESOURCE=AMOUNT",
+              help="Borrowing limit, e.g. cpu=8 or gpu:A100=1 (repeatable).")
+@click.option("--lend", "lend", multiple=True, metavar="RESOURCE=AMOUNT",
+              help="Lending limit, e.g. cpu=8 or gpu:A100=1 (repeatable).")
+@click.option("--force", is_flag=True,
+              help="Set it even below what runs now: running work continues, new work waits.")
+@_server
+@_token
+def set_cmd(project: str, cpu: float | None, memory: str | None, gpu: float | None,
+            gpu_types: tuple[str, ...], cohort: str | None, borrow: tuple[str, ...],
+            lend: tuple[str, ...], force: bool, server: str | None, token: str | None) -> None:
+    """Set PROJECT's quota (resources left out are not limited)."""
+    q: dict[str, Any] = {}
+    if cpu is not None:
+        q["cpu"] = cpu
+    if memory is not None:
+        q["memory"] = memory
+    if gpu is not None:
+        q["gpu"] = gpu
+    for model, n in _pairs(gpu_types, "--gpu-type").items():
+        q[f"gpu:{model}"] = n
+    body = {"quota": q, "cohort": cohort, "borrowing_limit": _pairs(borrow, "--borrow"),
+            "lending_limit": _pairs(lend, "--lend"), "force": force}
+    view = _call(server, token, "PUT", f"/projects/{project}/quota", body)
+    console.print(f"quota of project {esc(project)} set")
+    _print(view)
+
+
+@quota.command("show")
+@click.argument("project")
+@_server
+@_token
+def show_cmd(project: str, server: str | None, token: str | None) -> None:
+    """Show PROJECT's quota and what its running work uses."""
+    _print(_call(server, token, "GET", f"/projects/{project}/quota"))
+
+
+@quota.command("delete")
+@click.argument("project")
+@_server
+@_token
+def delete_cmd(project: str, server: str | None, token: str | None) -> None:
+    """Remove PROJECT's quota: its work is no longer limited."""
+    _call(server, token, "DELETE", f"/projects/{project}/quota")
+    console.print(f"project {esc(project)} has no quota now (not limited)")
+
+
+def _amount(k: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if k == "memory":
+        from insitu._units import format_bytes
+
+        return format_bytes(int(v))
+    return f"{float(v):g}"
+
+
+def _print(view: dict[str, Any]) -> None:
+    p = view["project"]
+    if view.get("quota") is None:
+        console.print(f"project {esc(p)} has no quota (not limited); its running work uses "
+                      + ", ".join(f"{_amount(k, v)} {k}" for k, v in view["use"].items()))
+        return
+    cohort = view.get("cohort")
+    console.print(f"project {esc(p)}" + (f", cohort {esc(cohort)}" if cohort else
+                                          ", no cohort") +
+                  f": {view['running']} steps admitted, {view['waiting']} waiting")
+    t = Table("resource", "quota", "in use", "borrowing limit", "lending limit")
+    keys = list(dict.fromkeys([*view["quota"], *view["borrowing_limit"],
+                               *view["lending_limit"]]))
+    for k in keys:
+        t.add_row(esc(k), _amount(k, view["quota"].get(k)) if k in view["quota"]
+                  else "unlimited", _amount(k, view["use"].get(k, 0)),
+                  _amount(k, view["borrowing_limit"].get(k)),
+                  _amount(k, view["lending_limit"].get(k)))
+    console.print(t)
