@@ -47,7 +47,8 @@ class _Group(click.Group):
             "tune": ("insitu.cli._tune", "tune"),
             "datasets": ("insitu.cli._datasets", "datasets"),
             "cluster": ("insitu.cli._cluster", "cluster"),
-            "server": ("insitu.cli._server", "server")}
+            "server": ("insitu.cli._server", "server"),
+            "schedule": ("insitu.cli._schedule", "schedule")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])

@@ -36,8 +36,15 @@ def _open(db_url: str | None) -> SQLStore:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to listen on (every route but /health needs a token)")
 @click.option("--port", type=click.IntRange(1, 65535), default=8420, show_default=True)
+@click.option("--schedule-interval", type=click.FloatRange(0.01, 3600), default=5.0,
+              show_default=True, metavar="SECONDS",
+              help="how often due schedule ticks are looked for")
+@click.option("--clock-file", default=None, metavar="PATH",
+              help="for tests: the schedules' current time is read from this file "
+                   "(epoch seconds or ISO 8601) instead of the system clock")
 @click.pass_context
-def server(ctx: click.Context, db_url: str | None, host: str, port: int) -> None:
+def server(ctx: click.Context, db_url: str | None, host: str, port: int,
+           schedule_interval: float, clock_file: str | None) -> None:
     """The platform server: one shared insitu for a team (REST API under /api/v1)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -51,7 +58,11 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int) -> None
     _check_listen(host, port)
     console.print(f"insitu server on http://{esc(host)}:{port}/api/v1 "
                   f"(database: {esc(store._describe())})")
-    serve(store, host=host, port=port)
+    if clock_file:
+        console.print(f"[yellow]schedules read the time from {esc(clock_file)}[/] "
+                      "(--clock-file: for tests only)")
+    serve(store, host=host, port=port, clock_file=clock_file,
+          schedule_interval=schedule_interval)
 
 
 def _check_listen(host: str, port: int) -> None:

@@ -11,6 +11,7 @@ from insitu.server import _domain, _problems
 from insitu.server._access import API
 from insitu.server._metrics import Metrics
 from insitu.server._routes import metrics_router, router
+from insitu.server._routes_schedules import router as schedules_router
 from insitu.store import Store
 
 log = logging.getLogger("insitu.server")
@@ -32,6 +33,7 @@ def create_app(store: Store) -> FastAPI:
     app.state.metrics.install(app)
     app.include_router(router)
     app.include_router(metrics_router)
+    app.include_router(schedules_router)
 
     def on_error(request: Request, status: int) -> None:
         """Refused or failed changes go to the audit log too (nothing else was written)."""
@@ -54,12 +56,26 @@ def create_app(store: Store) -> FastAPI:
 
 
 def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
-          log_level: str = "info", **uvicorn_options: Any) -> None:
-    """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully)."""
+          log_level: str = "info", backend: str = "local", clock_file: str | None = None,
+          schedule_interval: float = 5.0, **uvicorn_options: Any) -> None:
+    """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully), firing the
+    schedules' ticks meanwhile (every ``schedule_interval`` s, by the system clock or, for
+    tests, by the time written in ``clock_file``)."""
     import uvicorn
 
+    from insitu.server._schedule_loop import ScheduleLoop
+    from insitu.server._schedules import Clock
+
+    app = create_app(store)
+    app.state.clock = Clock(clock_file)
+    app.state.backend = backend
+    schedules = ScheduleLoop(store, backend=backend, clock=app.state.clock,
+                             interval=schedule_interval)
     # idle keep-alive connections stay open longer than a client's pause between calls, so
     # a client reusing one does not race the server closing it
     uvicorn_options.setdefault("timeout_keep_alive", 75)
-    uvicorn.run(create_app(store), host=host, port=port, log_level=log_level,
-                **uvicorn_options)
+    schedules.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options)
+    finally:
+        schedules.stop()

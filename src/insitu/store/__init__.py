@@ -24,6 +24,7 @@ from insitu.store._records import (
     TaskRecord,
     TrialRecord,
 )
+from insitu.store._schedules import CATCHUP, ScheduleRecord, TickRecord
 from insitu.store._tenancy import (
     ROLES,
     AuditRecord,
@@ -36,11 +37,11 @@ from insitu.store._tenancy import (
 if TYPE_CHECKING:
     from insitu.store._sql import SQLStore, open_store
 
-__all__ = ["ROLES", "AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry",
+__all__ = ["CATCHUP", "ROLES", "AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry",
            "DataReadRecord", "DatasetRecord", "LoggedArtifact", "MemberRecord", "MetricRecord",
            "ModelRecord", "ModelVersionRecord", "ParamRecord", "ProjectRecord", "Record",
-           "RunRecord", "SQLStore", "ShardRecord", "Store", "TaskRecord", "TokenRecord",
-           "TrialRecord", "UserRecord", "open_store"]
+           "RunRecord", "SQLStore", "ScheduleRecord", "ShardRecord", "Store", "TaskRecord",
+           "TickRecord", "TokenRecord", "TrialRecord", "UserRecord", "open_store"]
 
 
 def __getattr__(name: str) -> Any:

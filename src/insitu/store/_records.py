@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from insitu.store._schedules import ScheduleRecord, TickRecord
 from insitu.store._states import (  # noqa: F401 - re-exported
     ATT_TERMINAL,
     INTERRUPTED,
@@ -246,4 +247,4 @@ class DataReadRecord:
 Record = (RunRecord | TaskRecord | AttemptRecord | CacheEntry | MetricRecord | ParamRecord
           | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord | TrialRecord
           | DatasetRecord | ShardRecord | DataReadRecord | ProjectRecord | UserRecord
-          | MemberRecord | TokenRecord | AuditRecord)
+          | MemberRecord | TokenRecord | AuditRecord | ScheduleRecord | TickRecord)
