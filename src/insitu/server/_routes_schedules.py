@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
 from insitu.server import _schedules as S
@@ -62,8 +62,10 @@ def schedules(request: Request, project: str) -> list[dict[str, Any]]:
 
 
 @router.get("/{name}")
-def schedule(request: Request, project: str, name: str) -> dict[str, Any]:
-    return S.get(_store(request), project, name, _now(request))
+def schedule(request: Request, project: str, name: str,
+             ticks: int = Query(default=20, ge=0, le=1000)) -> dict[str, Any]:
+    """The schedule and its newest ``ticks`` ticks (fired, or skipped and why)."""
+    return S.get(_store(request), project, name, _now(request), ticks=ticks)
 
 
 @router.post("/{name}/pause")

@@ -4,8 +4,8 @@ Every ``interval`` seconds it reads the clock (the system's, or ``--clock-file``
 for each schedule not paused, decides the ticks that came due since the last decided one:
 
 - catch-up after downtime: ``latest`` fires only the newest due tick, ``all`` fires every
-  one, ``none`` fires one only if it is less than a minute late; the others are recorded
-  as skipped, with why (the newest :data:`KEEP_SKIPPED` of them);
+  one, ``none`` fires one only if it is at most 30 s (or three intervals) late; the others
+  are recorded as skipped, with why (the newest :data:`KEEP_SKIPPED` of them);
 - overlap: a tick that finds ``max_concurrent`` runs of the schedule still going is
   recorded as skipped, naming them;
 - a fired tick's record and its pending run are written in one transaction keyed by
@@ -29,7 +29,8 @@ KEEP_SKIPPED = 100      # missed ticks recorded one by one after downtime (the n
 MAX_PER_PASS = 1000     # ticks decided per schedule per pass (the rest on the next ones)
 
 
-def decide(store: Store, s: ScheduleRecord, now: float, *, backend: str) -> list[str]:
+def decide(store: Store, s: ScheduleRecord, now: float, *, backend: str,
+           late_after: float = S.LATE_AFTER) -> list[str]:
     """Fire or skip ``s``'s ticks due at ``now``; return one line per tick decided here."""
     due = S.ticks_between(s.cron, s.timezone, S.cursor(store, s), now, limit=MAX_PER_PASS)
     if not due:
@@ -39,7 +40,7 @@ def decide(store: Store, s: ScheduleRecord, now: float, *, backend: str) -> list
     elif s.catchup == "latest":
         fire, missed = due[-1:], due[:-1]
     else:
-        late = now - due[-1] > S.LATE_AFTER
+        late = now - due[-1] > late_after
         fire, missed = ([], due) if late else (due[-1:], due[:-1])
     out = []
     for at in missed[-KEEP_SKIPPED:]:
@@ -97,7 +98,8 @@ class ScheduleLoop:
         out = []
         for s in self.store.select(ScheduleRecord, paused=False):
             try:
-                out += decide(self.store, s, now, backend=self.backend)
+                out += decide(self.store, s, now, backend=self.backend,
+                              late_after=max(S.LATE_AFTER, 3 * self.interval))
             except Exception:  # noqa: BLE001 - one schedule's failure stops no other
                 log.exception("schedule %s/%s: deciding its ticks failed", s.project, s.name)
         return out

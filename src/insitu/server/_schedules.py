@@ -33,7 +33,7 @@ from insitu.store import CATCHUP, ScheduleRecord, Store, TickRecord
 
 MAX_CONCURRENT = 100
 MAX_BACKFILL = 1000          # ticks one backfill may create
-LATE_AFTER = 60.0            # catchup=none: a tick seen later than this after its time missed
+LATE_AFTER = 30.0            # catchup=none: a tick seen later than this after its time missed
 _ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 _CRON_FIX = ("give five fields (minute hour day-of-month month day-of-week), e.g. "
              "'0 3 * * *' for 03:00 every day or '*/15 * * * *' every 15 minutes "
@@ -224,7 +224,8 @@ def tick_view(t: TickRecord, tz: str) -> dict[str, Any]:
     return {**dataclasses.asdict(t), "time": iso(t.at, tz)}
 
 
-def view(store: Store, s: ScheduleRecord, now: float, *, ticks: int = 0) -> dict[str, Any]:
+def view(store: Store, s: ScheduleRecord, now: float, *, ticks: int | None = None
+         ) -> dict[str, Any]:
     d = dataclasses.asdict(s)
     d.pop("spec")
     nxt = None if s.paused else next_tick(s, max(cursor(store, s), s.start_at))
@@ -235,7 +236,7 @@ def view(store: Store, s: ScheduleRecord, now: float, *, ticks: int = 0) -> dict
              last_fire=iso(last.at, s.timezone) if last else None,
              last_run_id=last.run_id if last else None,
              overdue=nxt is not None and nxt <= now)
-    if ticks:
+    if ticks is not None:
         d["ticks"] = [tick_view(t, s.timezone)
                       for t in store.list_ticks(s.project, s.name, limit=ticks)]
     return d
@@ -279,8 +280,9 @@ def list_schedules(store: Store, project: str, now: float) -> list[dict[str, Any
     return [view(store, s, now) for s in store.select(ScheduleRecord, project=project)]
 
 
-def get(store: Store, project: str, name: str, now: float) -> dict[str, Any]:
-    return view(store, _schedule(store, project, name), now, ticks=20)
+def get(store: Store, project: str, name: str, now: float, *, ticks: int = 20
+        ) -> dict[str, Any]:
+    return view(store, _schedule(store, project, name), now, ticks=ticks)
 
 
 def set_paused(store: Store, who: Principal, project: str, name: str, paused: bool,
