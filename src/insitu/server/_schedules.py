@@ -86,7 +86,7 @@ def check_timezone(tz: str) -> ZoneInfo:
 
 
 def check_cron(cron: str) -> None:
-    from croniter import croniter
+    from croniter import CroniterBadDateError, croniter
 
     text = " ".join(cron.split())
     fields = text.split(" ")
@@ -97,8 +97,10 @@ def check_cron(cron: str) -> None:
         ok, reason = False, f"it has {len(fields)} field(s), not 5"
     else:
         try:
-            croniter(text)
+            croniter(text, datetime(2000, 1, 1)).get_next(float)  # 28 years hold every date
             ok, reason = True, ""
+        except CroniterBadDateError:
+            ok, reason = False, "no date matches it (e.g. 31 February)"
         except (ValueError, KeyError, TypeError) as e:  # croniter's errors are ValueErrors
             ok, reason = False, ("a field is out of range (minute 0-59, hour 0-23, day "
                                  "1-31, month 1-12, weekday 0-6)" if "range" in str(e) else
@@ -124,6 +126,8 @@ def parse_time(text: str, tz: str) -> float:
                              "time zone) or 2026-03-01T02:00:00Z") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=check_timezone(tz))
+    if not 1970 < dt.year < 9999:
+        raise UserError(f"{text!r} is out of range", hint="give a time between 1971 and 9998")
     return dt.timestamp()
 
 
@@ -136,7 +140,7 @@ def iso(at: float | None, tz: str) -> str | None:
 def ticks_between(cron: str, tz: str, after: float, until: float, *,
                   limit: int = MAX_BACKFILL) -> list[float]:
     """The schedule's tick times in ``(after, until]``, oldest first, at most ``limit``."""
-    from croniter import croniter
+    from croniter import CroniterBadDateError, croniter
 
     zone = ZoneInfo(tz)
     text = " ".join(cron.split())
@@ -145,7 +149,10 @@ def ticks_between(cron: str, tz: str, after: float, until: float, *,
     out: list[float] = []
     last = after
     while len(out) < limit:
-        at = float(it.get_next(float))
+        try:
+            at = float(it.get_next(float))
+        except CroniterBadDateError:  # no more dates match
+            break
         if at > until:
             break
         if at <= last:  # croniter never goes back, but a tick is never repeated here
