@@ -350,6 +350,45 @@ def test_daily_and_hourly_schedules_across_dst_in_berlin(deployment: Deployment,
     assert len(hourly) == 4 + 23  # 04:00 on the 25th up to 02:00 on the 26th
 
 
+def test_a_scheduled_run_from_a_code_package_executes_on_the_server(
+        tmp_path: Path, spec: dict[str, Any]) -> None:
+    """A tick's run is executed by the server's supervisor, with the code package's files."""
+    pytest.importorskip("insitu.server._supervisor", reason="the server runs no runs yet")
+    import copy
+    import hashlib
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        info = zipfile.ZipInfo("basic.py", date_time=(1980, 1, 1, 0, 0, 0))
+        z.writestr(info, (PIPELINES / "basic.py").read_bytes())
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    packaged = copy.deepcopy(spec)  # its refs relative to the package, as the client sends
+    for ref in [packaged["source"], *(s["function"] for s in packaged["steps"])]:
+        if ref.get("file"):
+            ref["file"] = "basic.py"
+    d = Deployment(f"sqlite:///{tmp_path / 'server.db'}", tmp_path)
+    try:
+        d.set_clock("2026-03-02T10:00:30Z")
+        d.start()
+        c = d.client()
+        r = c.put(f"{P}/packages/{digest}", content=data,
+                  headers={"Content-Type": "application/zip"})
+        assert r.status_code == 201, r.text
+        _create(c, packaged, "packaged", package=f"sha256:{digest}")
+        d.set_clock("2026-03-02T10:01:05Z")
+        tick = _decided(c, "packaged", "2026-03-02T10:01:00+00:00")[-1]
+        assert tick["state"] == "fired"
+        run = _until(lambda: (v := c.get(f"{P}/runs/{tick['run_id']}").json())["state"]
+                     in ("succeeded", "failed", "cancelled") and v, "the run to end")
+        assert run["state"] == "succeeded", run
+        assert run["labels"]["package"] == f"sha256:{digest}"
+    finally:
+        d.stop()
+
+
 # -- bad input, backfill and the command line ------------------------------------------------
 
 def test_bad_cron_and_time_zone_and_the_cli(tmp_path: Path, spec: dict[str, Any]) -> None:
