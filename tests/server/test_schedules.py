@@ -401,6 +401,7 @@ def test_bad_cron_and_time_zone_and_the_cli(tmp_path: Path, spec: dict[str, Any]
         for field, value, names, fix in (
                 ("cron", "61 * * * *", "'61 * * * *'", "0 3 * * *"),
                 ("cron", "0 3 * *", "'0 3 * *'", "five fields"),
+                ("cron", "0 0 31 2 *", "no date matches it", "0 3 * * *"),
                 ("timezone", "Europe/Berln", "'Europe/Berln'", "did you mean 'Europe/Berlin'"),
                 ("timezone", "Mars/Olympus", "'Mars/Olympus'", "Europe/Berlin"),
                 ("catchup", "some", "'some'", "latest"),

@@ -72,6 +72,16 @@ class _Client:
             raise cls(str(detail), hint=body.get("hint"))
         return r.json() if r.content else None
 
+    # the same calls as ``insitu.client.Client``'s
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, json=body)
+
+    def delete(self, path: str) -> None:
+        self.request("DELETE", path)
+
 
 _PROJECT = click.option("--project", default=None,
                         help="the server project (default: INSITU_PROJECT, else 'default')")
@@ -112,7 +122,7 @@ def create(name: str, target: str, cron: str, tz: str, params: tuple[str, ...],
     spec = _spec_from(target, params)
     given = parse_cli_params(list(params))
     values = bind_params(spec, given, from_text=True)
-    view = c.request("POST", c.in_project("schedules"), json={
+    view = c.post(c.in_project("schedules"), {
         "name": name, "spec": spec, "package": None,
         "params": {k: v for k, v in values.items() if k in given}, "cron": cron,
         "timezone": tz, "catchup": catchup, "max_concurrent": max_concurrent,
@@ -128,7 +138,7 @@ def create(name: str, target: str, cron: str, tz: str, params: tuple[str, ...],
 def ls(project: str | None) -> None:
     """The project's schedules, with their next and last fire times."""
     c = _Client(project)
-    rows = c.request("GET", c.in_project("schedules"))
+    rows = c.get(c.in_project("schedules"))
     if not rows:
         console.print(f"no schedules in project {esc(c.project)}")
         return
@@ -150,7 +160,7 @@ def ls(project: str | None) -> None:
 def show(name: str, project: str | None) -> None:
     """A schedule and its latest ticks (fired, or skipped and why)."""
     c = _Client(project)
-    s = c.request("GET", c.in_project("schedules", name))
+    s = c.get(c.in_project("schedules", name))
     for label, value in (
             ("schedule", s["name"]), ("pipeline", s["pipeline"]), ("cron", s["cron"]),
             ("timezone", s["timezone"]), ("catchup", s["catchup"]),
@@ -177,9 +187,9 @@ def _simple(action: str, done: str) -> click.Command:
     def cmd(name: str, project: str | None) -> None:
         c = _Client(project)
         if action == "delete":
-            c.request("DELETE", c.in_project("schedules", name))
+            c.delete(c.in_project("schedules", name))
         else:
-            c.request("POST", c.in_project("schedules", name, action))
+            c.post(c.in_project("schedules", name, action))
         console.print(f"schedule [bold]{esc(name)}[/] {done}")
 
     cmd.__doc__ = {"pause": "Stop firing NAME's ticks (until resume).",
@@ -201,8 +211,7 @@ for _action, _done in (("pause", "paused"), ("resume", "resumed"), ("delete", "d
 def backfill(name: str, start: str, end: str, project: str | None) -> None:
     """Run NAME for every tick from --from to --to that has not run yet."""
     c = _Client(project)
-    out = c.request("POST", c.in_project("schedules", name, "backfill"),
-                    json={"from": start, "to": end})
+    out = c.post(c.in_project("schedules", name, "backfill"), {"from": start, "to": end})
     for t in out["created"]:
         console.print(f"  {_when(t['time'])}  run {esc(t['run_id'])}")
     console.print(f"{len(out['created'])} run(s) created; {len(out['existing'])} tick(s) "
