@@ -15,7 +15,7 @@ from urllib.parse import quote
 import click
 from rich.table import Table
 
-from insitu.cli._app import _spec_from, console
+from insitu.cli._app import _check_target, _spec_from, console
 from insitu.cli._common import esc
 from insitu.errors import (
     Conflict,
@@ -109,7 +109,7 @@ def schedule() -> None:
               help="a pipeline parameter for every run (repeatable)")
 @click.option("--catchup", type=click.Choice(["latest", "all", "none"]), default="latest",
               show_default=True, help="after downtime, which missed ticks run")
-@click.option("--max-concurrent", type=int, default=1, show_default=True,
+@click.option("--max-concurrent", type=click.IntRange(1, 100), default=1, show_default=True,
               help="runs of this schedule that may go at once (a tick beyond it is skipped)")
 @click.option("--paused", is_flag=True, help="create it paused")
 @_PROJECT
@@ -118,10 +118,11 @@ def create(name: str, target: str, cron: str, tz: str, params: tuple[str, ...],
     """Run FILE[:PIPELINE] on a cron, e.g. --cron "0 3 * * *" --timezone Europe/Berlin."""
     from insitu.engine import bind_params, parse_cli_params
 
-    c = _Client(project)
+    _check_target(target)  # the file's errors first, before the server's
     spec = _spec_from(target, params)
     given = parse_cli_params(list(params))
     values = bind_params(spec, given, from_text=True)
+    c = _Client(project)
     view = c.post(c.in_project("schedules"), {
         "name": name, "spec": spec, "package": None,
         "params": {k: v for k, v in values.items() if k in given}, "cron": cron,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import click
@@ -48,6 +49,9 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int,
     """The platform server: one shared insitu for a team (REST API under /api/v1)."""
     if ctx.invoked_subcommand is not None:
         return
+    if not math.isfinite(schedule_interval):
+        raise UserError(f"--schedule-interval {schedule_interval} is not a number of seconds",
+                        hint="give e.g. --schedule-interval 5")
     from insitu.server import serve
     from insitu.store import UserRecord
 
