@@ -60,9 +60,15 @@ def _leaves() -> list[tuple[str, click.Command]]:
 
 LEAVES = _leaves()
 
+# Commands that act on an insitu server (INSITU_SERVER): the walk has none, so their bad
+# values must be refused before the server is asked, or as "no server"; their valid bases run
+# against a real server in tests/server/test_schedules.py.
+SCHEDULE = {"schedule create", "schedule ls", "schedule show", "schedule pause",
+            "schedule resume", "schedule delete", "schedule backfill"}
 # Commands that never open the store (the broken-state cases do not apply to them).
 STORELESS = {"cluster up", "cluster down", "cluster status", "sim", "compile",
-             "server"}  # server: with a usable database it serves until stopped
+             "server",  # server: with a usable database it serves until stopped
+             *SCHEDULE}
 # Commands that write to the store with their valid base arguments: a read-only database
 # must stop them (the others, e.g. `cancel` of a finished run, have nothing to write).
 WRITERS = {"run", "delete", "demo", "models register", "models alias", "datasets add",
@@ -84,6 +90,9 @@ VALID_FOR: dict[tuple[str, str], list[str]] = {
     ("models register", "step"): ["quiet"], ("models register", "run_id"): ["{RUN}"],
     ("delete", "run_id"): ["{FAILED}"],  # RUN holds a model version, so deleting it is refused
     ("tune run", "space"): ['{"x": "uniform(0, 1)", "y": "integer(0, 3)"}'],
+    **{(c, "name"): ["nightly"] for c in SCHEDULE},
+    ("schedule create", "cron"): ["0 3 * * *"],
+    ("schedule backfill", "start"): ["2026-03-01"], ("schedule backfill", "end"): ["2026-03-02"],
 }
 # Options added to a command's valid base (unless the case is about that option): keeps a
 # bad value that is wrongly accepted from running a long study.
@@ -91,7 +100,7 @@ BASE_EXTRA: dict[str, dict[str, list[str]]] = {"tune run": {"max_trials": ["--tr
 # Commands whose valid base is not run by test_each_base_is_valid: they destroy the world,
 # take minutes, or start a Ray cluster.
 BASE_NOT_RUN = {"delete", "models delete", "demo", "cluster up", "cluster down",
-                "cluster status", "server"}
+                "cluster status", "server", *SCHEDULE}
 
 # Bad values by kind. Each is (label, argv values); "markup" values must never crash the
 # printer, but may be valid text (exit 0 allowed).
@@ -262,6 +271,7 @@ def _cases() -> list[Case]:
     cases.append(Case("delete", "env:locked-db", "locked-db", ["delete", "-y", "{FAILED}"],
                       timeout=LOCK_TIMEOUT))
     # combinations no single bad value shows
+    cases.append(Case("schedule ls", "env:no-server", "no-server", ["schedule", "ls"]))
     cases.append(Case("run", "params", "twice", ["run", "{PIPE}", "-p", "n=1", "-p", "n=2"]))
     cases.append(Case("run", "params", "nan", ["run", "{PIPE_FLOAT}", "-p", "lr=nan"]))
     cases.append(Case("logs", "attempt", "without-step", ["logs", "{RUN}", "--attempt", "1"]))

@@ -12,9 +12,7 @@ import pytest
 
 from conftest import Server
 from insitu.server._access import ACCESS, ADMIN, EDITOR, OWNER, PUBLIC, USER, VIEWER
-from insitu.server._auth_routes import auth_router
-from insitu.server._routes import metrics_router, router
-from insitu.server._routes_quotas import router as quotas_router
+from insitu.server._app import routers
 from insitu.store import ROLES, RunRecord, open_store
 
 CALLERS = ["none", "malformed", "expired", "revoked", "viewer", "editor", "owner",
@@ -23,7 +21,7 @@ CALLERS = ["none", "malformed", "expired", "revoked", "viewer", "editor", "owner
 
 def _routes() -> list[tuple[str, str]]:
     out = []
-    for r in [*router.routes, *metrics_router.routes, *auth_router.routes, *quotas_router.routes]:
+    for r in [route for router in routers() for route in router.routes]:
         for m in sorted(getattr(r, "methods", set()) - {"HEAD"}):
             out.append((m, r.path))  # type: ignore[attr-defined]
     return sorted(out)
@@ -58,6 +56,13 @@ EXPECTED = {
     ("DELETE", "/api/v1/tokens/{token_id}"): USER,
     ("GET", "/api/v1/audit"): ADMIN,
     ("GET", "/metrics"): ADMIN,
+    ("GET", "/api/v1/projects/{project}/schedules"): VIEWER,
+    ("POST", "/api/v1/projects/{project}/schedules"): EDITOR,
+    ("GET", "/api/v1/projects/{project}/schedules/{name}"): VIEWER,
+    ("POST", "/api/v1/projects/{project}/schedules/{name}/pause"): EDITOR,
+    ("POST", "/api/v1/projects/{project}/schedules/{name}/resume"): EDITOR,
+    ("DELETE", "/api/v1/projects/{project}/schedules/{name}"): EDITOR,
+    ("POST", "/api/v1/projects/{project}/schedules/{name}/backfill"): EDITOR,
 }
 
 
@@ -133,7 +138,8 @@ def _expected(rule: str, caller: str) -> str:
 
 def _call(c: httpx.Client, method: str, path: str) -> httpx.Response:
     url = (path.replace("{project}", "alpha").replace("{user}", "ghost")
-           .replace("{token_id}", "000000000000").replace("{run_id}", "run0alpha001"))
+           .replace("{token_id}", "000000000000").replace("{run_id}", "run0alpha001")
+           .replace("{name}", "ghost"))
     body = {
         ("POST", "/api/v1/projects"): {"name": f"p-{uuid.uuid4().hex[:8]}"},
         ("POST", "/api/v1/users"): {"name": f"u-{uuid.uuid4().hex[:8]}"},

@@ -48,7 +48,8 @@ class _Group(click.Group):
             "datasets": ("insitu.cli._datasets", "datasets"),
             "cluster": ("insitu.cli._cluster", "cluster"),
             "server": ("insitu.cli._server", "server"),
-            "quota": ("insitu.cli._quota", "quota")}
+            "quota": ("insitu.cli._quota", "quota"),
+            "schedule": ("insitu.cli._schedule", "schedule")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -37,6 +38,12 @@ def _open(db_url: str | None) -> SQLStore:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to listen on (every route but /health needs a token)")
 @click.option("--port", type=click.IntRange(1, 65535), default=8420, show_default=True)
+@click.option("--schedule-interval", type=click.FloatRange(0.01, 3600), default=5.0,
+              show_default=True, metavar="SECONDS",
+              help="how often due schedule ticks are looked for")
+@click.option("--clock-file", default=None, metavar="PATH",
+              help="for tests: the schedules' current time is read from this file "
+                   "(epoch seconds or ISO 8601) instead of the system clock")
 @click.option("--oidc-issuer", metavar="URL", default=None,
               help="enable browser login with this OpenID Connect provider")
 @click.option("--oidc-client-id", metavar="ID", default=None,
@@ -54,10 +61,14 @@ def _open(db_url: str | None) -> SQLStore:
               help="the callback URL as browsers reach it (default: this server's "
                    "/api/v1/auth/callback); https makes the cookies Secure")
 @click.pass_context
-def server(ctx: click.Context, db_url: str | None, host: str, port: int, **oidc: Any) -> None:
+def server(ctx: click.Context, db_url: str | None, host: str, port: int,
+           schedule_interval: float, clock_file: str | None, **oidc: Any) -> None:
     """The platform server: one shared insitu for a team (REST API under /api/v1)."""
     if ctx.invoked_subcommand is not None:
         return
+    if not math.isfinite(schedule_interval):
+        raise UserError(f"--schedule-interval {schedule_interval} is not a number of seconds",
+                        hint="give e.g. --schedule-interval 5")
     oidc_config = _oidc_config(**oidc)
     from insitu.server import serve
     from insitu.store import UserRecord
@@ -69,7 +80,11 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int, **oidc:
     _check_listen(host, port)
     console.print(f"insitu server on http://{esc(host)}:{port}/api/v1 "
                   f"(database: {esc(store._describe())})")
-    serve(store, host=host, port=port, oidc=oidc_config)
+    if clock_file:
+        console.print(f"[yellow]schedules read the time from {esc(clock_file)}[/] "
+                      "(--clock-file: for tests only)")
+    serve(store, host=host, port=port, clock_file=clock_file,
+          schedule_interval=schedule_interval, oidc=oidc_config)
 
 
 def _oidc_config(*, oidc_issuer: str | None, oidc_client_id: str | None,

@@ -46,6 +46,14 @@ ACCESS: dict[tuple[str, str], str] = {
     ("DELETE", f"{API}/tokens/{{token_id}}"): USER,
     ("GET", f"{API}/audit"): ADMIN,
     ("GET", "/metrics"): ADMIN,
+    # schedules: viewers read them, editors make, pause, resume, delete and backfill them
+    ("GET", f"{API}/projects/{{project}}/schedules"): VIEWER,
+    ("POST", f"{API}/projects/{{project}}/schedules"): EDITOR,
+    ("GET", f"{API}/projects/{{project}}/schedules/{{name}}"): VIEWER,
+    ("POST", f"{API}/projects/{{project}}/schedules/{{name}}/pause"): EDITOR,
+    ("POST", f"{API}/projects/{{project}}/schedules/{{name}}/resume"): EDITOR,
+    ("DELETE", f"{API}/projects/{{project}}/schedules/{{name}}"): EDITOR,
+    ("POST", f"{API}/projects/{{project}}/schedules/{{name}}/backfill"): EDITOR,
 }
 
 

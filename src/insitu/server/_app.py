@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 
 from insitu.server import _domain, _problems
 from insitu.server._access import API
 from insitu.server._metrics import Metrics
 from insitu.server._routes import metrics_router, router
 from insitu.server._routes_quotas import router as quotas_router
+from insitu.server._routes_schedules import router as schedules_router
 from insitu.store import Store
 
 if TYPE_CHECKING:
@@ -21,11 +22,17 @@ log = logging.getLogger("insitu.server")
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def routers() -> list[APIRouter]:
+    """Every router the app serves (each route in them has a rule in ``_access.ACCESS``)."""
+    from insitu.server._auth_routes import auth_router
+
+    return [router, quotas_router, schedules_router, auth_router, metrics_router]
+
+
 def create_app(store: Store, *, oidc: OIDCConfig | None = None) -> FastAPI:
     """The API over ``store`` (opened, schema at head). The app never reads the database but
     through ``store``. ``oidc``: browser login through that provider (see ``_oidc``)."""
     from insitu import __version__
-    from insitu.server._auth_routes import auth_router
     from insitu.server._oidc import Provider
 
     app = FastAPI(title="insitu", version=__version__, openapi_url=f"{API}/openapi.json",
@@ -36,11 +43,9 @@ def create_app(store: Store, *, oidc: OIDCConfig | None = None) -> FastAPI:
     app.state.store = store
     app.state.metrics = Metrics(store, __version__)
     app.state.metrics.install(app)
-    app.include_router(router)
-    app.include_router(quotas_router)
-    app.include_router(metrics_router)
+    for r in routers():
+        app.include_router(r)
     app.state.oidc = Provider(oidc) if oidc is not None else None
-    app.include_router(auth_router)
 
     def on_error(request: Request, status: int) -> None:
         """Refused or failed changes go to the audit log too (nothing else was written)."""
@@ -64,12 +69,26 @@ def create_app(store: Store, *, oidc: OIDCConfig | None = None) -> FastAPI:
 
 def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
           log_level: str = "info", oidc: OIDCConfig | None = None,
-          **uvicorn_options: Any) -> None:
-    """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully)."""
+          backend: str = "local", clock_file: str | None = None,
+          schedule_interval: float = 5.0, **uvicorn_options: Any) -> None:
+    """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully), firing the
+    schedules' ticks meanwhile (every ``schedule_interval`` s, by the system clock or, for
+    tests, by the time written in ``clock_file``)."""
     import uvicorn
 
+    from insitu.server._schedule_loop import ScheduleLoop
+    from insitu.server._schedules import Clock
+
+    app = create_app(store, oidc=oidc)
+    app.state.clock = Clock(clock_file)
+    app.state.backend = backend
+    schedules = ScheduleLoop(store, backend=backend, clock=app.state.clock,
+                             interval=schedule_interval)
     # idle keep-alive connections stay open longer than a client's pause between calls, so
     # a client reusing one does not race the server closing it
     uvicorn_options.setdefault("timeout_keep_alive", 75)
-    uvicorn.run(create_app(store, oidc=oidc), host=host, port=port, log_level=log_level,
-                **uvicorn_options)
+    schedules.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options)
+    finally:
+        schedules.stop()

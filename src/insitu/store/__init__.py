@@ -24,6 +24,7 @@ from insitu.store._records import (
     TaskRecord,
     TrialRecord,
 )
+from insitu.store._schedules import CATCHUP, ScheduleRecord, TickRecord
 from insitu.store._tenancy import (
     ROLES,
     AuditRecord,
@@ -40,12 +41,12 @@ from insitu.store._tenancy import (
 if TYPE_CHECKING:
     from insitu.store._sql import SQLStore, open_store
 
-__all__ = ["AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry", "ClaimRecord",
-           "DataReadRecord", "DatasetRecord", "LoggedArtifact", "LoginRecord", "MemberRecord",
-           "MetricRecord", "ModelRecord", "ModelVersionRecord", "ParamRecord", "ProjectRecord",
-           "QuotaRecord", "ROLES", "Record", "RunRecord", "SQLStore", "SessionRecord",
-           "ShardRecord", "Store", "TaskRecord", "TokenRecord", "TrialRecord", "UserRecord",
-           "open_store"]
+__all__ = ["CATCHUP", "ROLES", "AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry",
+           "ClaimRecord", "DataReadRecord", "DatasetRecord", "LoggedArtifact", "LoginRecord",
+           "MemberRecord", "MetricRecord", "ModelRecord", "ModelVersionRecord", "ParamRecord",
+           "ProjectRecord", "QuotaRecord", "Record", "RunRecord", "SQLStore", "ScheduleRecord",
+           "SessionRecord", "ShardRecord", "Store", "TaskRecord", "TickRecord", "TokenRecord",
+           "TrialRecord", "UserRecord", "open_store"]
 
 
 def __getattr__(name: str) -> Any:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from insitu.store._records import AttemptRecord, CacheEntry, Record, RunRecord, TaskRecord
+from insitu.store._schedules import TickRecord
 from insitu.store._tenancy import AuditRecord
 
 R = TypeVar("R")
@@ -50,6 +51,11 @@ class Store(abc.ABC):
                    until: float | None = None, before: str | None = None,
                    limit: int = 100) -> list[AuditRecord]:
         """Audit records, newest first, filtered; ``before`` an audit id (a page cursor)."""
+
+    @abc.abstractmethod
+    def list_ticks(self, project: str, schedule: str, *, limit: int = 20,
+                   state: str | None = None) -> list[TickRecord]:
+        """A schedule's ticks, newest first (``state``: only "fired" or "skipped" ones)."""
 
     @abc.abstractmethod
     def count_runs(self) -> dict[tuple[str, str], int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from insitu.store._schedules import ScheduleRecord, TickRecord
 from insitu.store._states import (  # noqa: F401 - re-exported
     ATT_TERMINAL,
     INTERRUPTED,
@@ -22,6 +23,8 @@ from insitu.store._states import (  # noqa: F401 - re-exported
 )
 from insitu.store._tenancy import (
     AuditRecord,
+    ClaimRecord,
+    QuotaRecord,
     LoginRecord,
     MemberRecord,
     ProjectRecord,
@@ -248,4 +251,5 @@ class DataReadRecord:
 Record = (RunRecord | TaskRecord | AttemptRecord | CacheEntry | MetricRecord | ParamRecord
           | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord | TrialRecord
           | DatasetRecord | ShardRecord | DataReadRecord | ProjectRecord | UserRecord
-          | MemberRecord | TokenRecord | AuditRecord | SessionRecord | LoginRecord)
+          | MemberRecord | TokenRecord | AuditRecord | SessionRecord | LoginRecord
+          | QuotaRecord | ClaimRecord | ScheduleRecord | TickRecord)

@@ -32,6 +32,7 @@ from insitu.store._records import (
     TaskRecord,
     TrialRecord,
 )
+from insitu.store._schedules import ScheduleRecord, TickRecord
 from insitu.store._tenancy import (
     AuditRecord,
     ClaimRecord,
@@ -72,6 +73,8 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     LoginRecord: (t.logins, ("id",)),
     QuotaRecord: (t.quotas, ("project",)),
     ClaimRecord: (t.claims, ("run_id", "task_id")),
+    ScheduleRecord: (t.schedules, ("project", "name")),
+    TickRecord: (t.ticks, ("project", "schedule", "at")),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -332,6 +335,15 @@ class SQLStore(Store):
         if before is not None:
             q = q.where(t.audit.c.id < before)
         return [_from_row(AuditRecord, r) for r in self._rows(q)]
+
+    def list_ticks(self, project: str, schedule: str, *, limit: int = 20,
+                   state: str | None = None) -> list[TickRecord]:
+        q = (sa.select(t.ticks).where(t.ticks.c.project == project,
+                                      t.ticks.c.schedule == schedule)
+             .order_by(t.ticks.c.at.desc()).limit(limit))
+        if state is not None:
+            q = q.where(t.ticks.c.state == state)
+        return [_from_row(TickRecord, r) for r in self._rows(q)]
 
     def count_runs(self) -> dict[tuple[str, str], int]:
         q = sa.select(t.runs.c.project, t.runs.c.state, sa.func.count()).group_by(
