@@ -24,10 +24,10 @@ from insitu.store._states import (  # noqa: F401 - re-exported
 from insitu.store._tenancy import (
     AuditRecord,
     ClaimRecord,
-    QuotaRecord,
     LoginRecord,
     MemberRecord,
     ProjectRecord,
+    QuotaRecord,
     SessionRecord,
     TokenRecord,
     UserRecord,

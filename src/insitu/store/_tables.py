@@ -285,14 +285,19 @@ claims = sa.Table(
     sa.Column("restartable", sa.Boolean, nullable=False),
     sa.Column("reason", sa.Text),
     sa.Column("by", sa.String(400)),
+)
+
 # -- schedules: a pipeline on a cron, and its ticks (the key is the idempotency key) --------
+
 schedules = sa.Table(
     "schedules", metadata,
+    sa.Column("project", sa.String(100), primary_key=True),
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("pipeline", sa.String(200), nullable=False),
     sa.Column("spec", sa.JSON, nullable=False),
     sa.Column("cron", sa.String(200), nullable=False),
     sa.Column("timezone", sa.String(100), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("start_at", sa.Float, nullable=False),
     sa.Column("package", sa.String(80)),
     sa.Column("params", sa.JSON, nullable=False),
@@ -300,12 +305,17 @@ schedules = sa.Table(
     sa.Column("max_concurrent", sa.Integer, nullable=False),
     sa.Column("paused", sa.Boolean, nullable=False),
     sa.Column("created_by", sa.String(100)),
+)
+
 ticks = sa.Table(
     "ticks", metadata,
+    sa.Column("project", sa.String(100), primary_key=True),
     sa.Column("schedule", sa.String(100), primary_key=True),
     sa.Column("at", sa.Float, primary_key=True),
+    sa.Column("state", sa.String(20), nullable=False),
     sa.Column("kind", sa.String(20), nullable=False),
     sa.Column("run_id", sa.String(64)),
+    sa.Column("reason", sa.Text),
     sa.Column("recorded_at", sa.Float, nullable=False),
     sa.Column("by", sa.String(300), nullable=False),
 )
