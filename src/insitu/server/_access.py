@@ -48,6 +48,17 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/explain"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/why"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/metrics"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/artifacts"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/artifacts/{{digest}}"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/artifacts/{{digest}}/preview"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/studies/{{step}}"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/models"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/models/{{name}}"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/models/{{name}}/versions/{{version}}"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/datasets"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/datasets/{{name}}"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/studies"): VIEWER,
+    ("GET", f"{API}/cluster"): USER,
 }
 
 

@@ -1,21 +1,22 @@
-"""The read routes of a run beyond its record: steps, attempts, logs (a range, and live over
-Server-Sent Events), ``explain`` and ``why``. Each reads its inputs, calls one function of
-``_reads`` (or ``_logstream``), and returns what it returns; who may call it is decided in
-``_access.ACCESS``."""
+"""The read routes beyond a run's record: its steps, attempts, logs (a range, and live over
+Server-Sent Events), ``explain`` and ``why``, metrics and params, artifacts; a project's
+models, datasets and tuning studies; the cluster. Each reads its inputs, calls one domain
+function (``_reads``, ``_logstream``, ``_artifacts``, ``_catalog``, ``_cluster``), and
+returns what it returns; who may call it is decided in ``_access.ACCESS``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from insitu._config import Config, load_config
-from insitu.server import _logstream, _reads
+from insitu.server import _artifacts, _catalog, _cluster, _logstream, _reads
 from insitu.server._access import API
 from insitu.server._domain import _run
-from insitu.server._routes import _store, authorize
+from insitu.server._routes import _store, _who, authorize
 
 read_router = APIRouter(prefix=API, dependencies=[Depends(authorize)])
 RUN = "/projects/{project}/runs/{run_id}"
@@ -143,3 +144,95 @@ def why(request: Request, project: str, run_id: str, step: str | None = StepQuer
 def metrics(request: Request, project: str, run_id: str,
             name: str | None = Query(default=None, max_length=200)) -> dict[str, Any]:
     return _reads.metrics(_store(request), project, run_id, name)
+
+
+# -- artifacts ------------------------------------------------------------------------------
+
+Digest = Path(pattern="^[0-9a-f]{64}$", description="the artifact's sha256 (64 hex digits)")
+
+
+@read_router.get(RUN + "/artifacts", summary="The stored values of the run",
+                 response_description="each step's output (a map's items one by one) and "
+                                      "what steps logged: digest, serializer, type, size, "
+                                      "content type")
+def artifacts(request: Request, project: str, run_id: str) -> list[dict[str, Any]]:
+    return _artifacts.list_artifacts(_store(request), project, run_id)
+
+
+@read_router.get(RUN + "/artifacts/{digest}", response_class=Response,
+                 summary="The bytes of one of the run's artifacts",
+                 responses={200: {"description": "the bytes (JSON for an inline value, a tar "
+                                                 "for a folder)",
+                                  "content": {"application/octet-stream": {}}}})
+def artifact(request: Request, project: str, run_id: str, digest: str = Digest) -> Response:
+    data, ctype, name = _artifacts.download(_store(request), _config(request), project,
+                                            run_id, digest)
+    quoted = name.replace("\\", "_").replace('"', "_")
+    return Response(data, media_type=ctype,
+                    headers={"Content-Disposition": f'attachment; filename="{quoted}"'})
+
+
+@read_router.get(RUN + "/artifacts/{digest}/preview", summary="A look at one artifact",
+                 response_description="preview 'table' (columns, first rows), 'json', "
+                                      "'text', 'image' (content type), 'array', 'files' or "
+                                      "'none' (pickled objects are never loaded)")
+def artifact_preview(request: Request, project: str, run_id: str, digest: str = Digest
+                     ) -> dict[str, Any]:
+    return _artifacts.preview(_store(request), _config(request), project, run_id, digest)
+
+
+# -- models, datasets, studies --------------------------------------------------------------
+
+NAME = Path(max_length=200)
+
+
+@read_router.get("/projects/{project}/models", summary="The project's models")
+def models(request: Request, project: str) -> list[dict[str, Any]]:
+    return _catalog.list_models(_store(request), project)
+
+
+@read_router.get("/projects/{project}/models/{name}",
+                 summary="A model with its versions, aliases and lineage")
+def model(request: Request, project: str, name: str = NAME) -> dict[str, Any]:
+    return _catalog.get_model(_store(request), project, name)
+
+
+@read_router.get("/projects/{project}/models/{name}/versions/{version}",
+                 summary="One version of a model: its run, step, aliases and lineage")
+def model_version(request: Request, project: str, name: str = NAME,
+                  version: int = Path(ge=1, le=2**31 - 1)) -> dict[str, Any]:
+    return _catalog.get_model_version(_store(request), project, name, version)
+
+
+@read_router.get("/projects/{project}/datasets", summary="The project's datasets")
+def datasets(request: Request, project: str) -> list[dict[str, Any]]:
+    return _catalog.list_datasets(_store(request), project)
+
+
+@read_router.get("/projects/{project}/datasets/{name}",
+                 summary="A dataset with every shard and where its replicas live")
+def dataset(request: Request, project: str, name: str = NAME) -> dict[str, Any]:
+    return _catalog.get_dataset(_store(request), project, name)
+
+
+@read_router.get("/projects/{project}/studies", summary="The project's tuning studies")
+def studies(request: Request, project: str) -> list[dict[str, Any]]:
+    return _catalog.list_studies(_store(request), project)
+
+
+@read_router.get(RUN + "/studies/{step}",
+                 summary="A tuning study (RUN/STEP): best trial and every trial")
+def study(request: Request, project: str, run_id: str, step: str = Path(max_length=200)
+          ) -> dict[str, Any]:
+    return _catalog.get_study(_store(request), project, run_id, step)
+
+
+# -- the cluster ----------------------------------------------------------------------------
+
+
+@read_router.get("/cluster", summary="Nodes, allocations and pending work with its reasons",
+                 response_description="nodes with capacity, allocated and free (every "
+                                      "project's work counts); allocations and pending work "
+                                      "of the projects the caller sees")
+def cluster(request: Request) -> dict[str, Any]:
+    return _cluster.cluster(_store(request), _who(request))
