@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from insitu._config import Config
 from insitu.engine import shown_state
 from insitu.engine._paths import log_path
-from insitu.errors import not_found
+from insitu.errors import NotFound, not_found
 from insitu.store import RunRecord, Store, TaskRecord
 from insitu.store import _records as S
 
@@ -118,7 +118,11 @@ async def stream(store: Store, cfg: Config, run: RunRecord, step: str | None, *,
     yield ": following the logs of run " + run.id + "\n\n"
     quiet_since = time.monotonic()
     while True:
-        events, ended = await run_in_threadpool(follower.poll)
+        try:
+            events, ended = await run_in_threadpool(follower.poll)
+        except NotFound:  # the run was deleted meanwhile
+            yield event("end", {"state": "deleted"})
+            return
         for e in events:
             yield e
         if ended is not None:

@@ -93,8 +93,9 @@ def read_log(cfg: Config, run_id: str, task_id: str, attempt: int, stream: str,
             data = f.read(limit)
     except (FileNotFoundError, IsADirectoryError):
         return b"", 0
-    if offset + len(data) < size or len(data) == limit:
-        data = data[:_utf8_cut(data)] if data else data
+    whole = _utf8_cut(data)
+    if whole:  # a character being written (or cut by the limit) comes with the next read
+        data = data[:whole]
     return data, size
 
 
