@@ -3,6 +3,7 @@ server's database and INSITU_HOME: each answer checked against what the CLI show
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -22,7 +23,8 @@ from rich.console import Console
 from conftest import Server
 from insitu.artifacts import ArtifactStore, load
 from insitu.cli._explain import render_explain, render_why
-from insitu.store import ModelRecord, ModelVersionRecord, open_store
+from insitu.models import register
+from insitu.store import ModelRecord, open_store
 
 PIPES = Path(__file__).parents[1] / "pipelines"
 SERVED = str(PIPES / "served.py")
@@ -339,15 +341,20 @@ def test_another_projects_objects_are_not_found(world: World) -> None:
     assert c.get(f"/api/v1/projects/{project}/models").json() == []
     assert c.get(f"/api/v1/projects/{project}/datasets").json() == []
     assert c.get(f"/api/v1/projects/{project}/studies").json() == []
-    # a model of their project is theirs alone, and its name is not suggested to others
+    # a model registered from a run of their project is theirs alone, and its name is not
+    # suggested to others
     store = open_store(s.db_url)
+    run = store.get_run(rid)
+    copy = f"{rid[:6]}{uuid.uuid4().hex[:6]}"
+    store.put(dataclasses.replace(run, id=copy, project=project),
+              *(dataclasses.replace(t, run_id=copy) for t in store.list_tasks(rid)))
     theirs = f"t-{uuid.uuid4().hex[:6]}"
-    store.put(ModelRecord(name=theirs, created_at=time.time(), project=project),
-              ModelVersionRecord(name=theirs, version=1, run_id=rid, task_id="fit",
-                                 output={"kind": "inline", "value": 1, "digest": "x"},
-                                 created_at=time.time()))
+    register(theirs, run=copy, step="fit", store=store)
+    assert store.select(ModelRecord, name=theirs)[0].project == project
     store.close()
     assert [m["name"] for m in c.get(f"/api/v1/projects/{project}/models").json()] == [theirs]
+    got = c.get(f"/api/v1/projects/{project}/models/{theirs}").json()
+    assert got["versions"][0]["run_id"] == copy
     assert theirs not in {m["name"] for m in _get(world, f"{P}/models")}
     r = s.admin.get(f"{P}/models/{theirs}")
     assert r.status_code == 404 and theirs[:-1] not in r.json()["hint"]
