@@ -63,6 +63,24 @@ EXPECTED = {
     ("POST", "/api/v1/projects/{project}/schedules/{name}/resume"): EDITOR,
     ("DELETE", "/api/v1/projects/{project}/schedules/{name}"): EDITOR,
     ("POST", "/api/v1/projects/{project}/schedules/{name}/backfill"): EDITOR,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/steps"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/steps/{task_id}/attempts"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/logs"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/logs/stream"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/explain"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/why"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/metrics"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/artifacts"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/artifacts/{digest}"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/artifacts/{digest}/preview"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/studies/{step}"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/models"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/models/{name}"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/models/{name}/versions/{version}"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/datasets"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/datasets/{name}"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/studies"): VIEWER,
+    ("GET", "/api/v1/cluster"): USER,
 }
 
 
@@ -139,7 +157,8 @@ def _expected(rule: str, caller: str) -> str:
 def _call(c: httpx.Client, method: str, path: str) -> httpx.Response:
     url = (path.replace("{project}", "alpha").replace("{user}", "ghost")
            .replace("{token_id}", "000000000000").replace("{run_id}", "run0alpha001")
-           .replace("{name}", "ghost"))
+           .replace("{task_id}", "nope").replace("{digest}", "0" * 64)
+           .replace("{name}", "nope").replace("{version}", "1").replace("{step}", "nope"))
     body = {
         ("POST", "/api/v1/projects"): {"name": f"p-{uuid.uuid4().hex[:8]}"},
         ("POST", "/api/v1/users"): {"name": f"u-{uuid.uuid4().hex[:8]}"},

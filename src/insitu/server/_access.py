@@ -54,6 +54,25 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", f"{API}/projects/{{project}}/schedules/{{name}}/resume"): EDITOR,
     ("DELETE", f"{API}/projects/{{project}}/schedules/{{name}}"): EDITOR,
     ("POST", f"{API}/projects/{{project}}/schedules/{{name}}/backfill"): EDITOR,
+    # what a run shows beyond its record (server/_routes_read.py)
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/steps"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/steps/{{task_id}}/attempts"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/logs"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/logs/stream"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/explain"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/why"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/metrics"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/artifacts"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/artifacts/{{digest}}"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/artifacts/{{digest}}/preview"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/studies/{{step}}"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/models"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/models/{{name}}"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/models/{{name}}/versions/{{version}}"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/datasets"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/datasets/{{name}}"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/studies"): VIEWER,
+    ("GET", f"{API}/cluster"): USER,
 }
 
 

@@ -12,6 +12,7 @@ from insitu.server._access import API
 from insitu.server._metrics import Metrics
 from insitu.server._routes import metrics_router, router
 from insitu.server._routes_quotas import router as quotas_router
+from insitu.server._routes_read import read_router
 from insitu.server._routes_schedules import router as schedules_router
 from insitu.store import Store
 
@@ -26,7 +27,7 @@ def routers() -> list[APIRouter]:
     """Every router the app serves (each route in them has a rule in ``_access.ACCESS``)."""
     from insitu.server._auth_routes import auth_router
 
-    return [router, quotas_router, schedules_router, auth_router, metrics_router]
+    return [router, read_router, quotas_router, schedules_router, auth_router, metrics_router]
 
 
 def create_app(store: Store, *, oidc: OIDCConfig | None = None) -> FastAPI:
