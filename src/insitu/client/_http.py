@@ -163,12 +163,13 @@ class Client:
         hint = doc.get("hint")
         hint = str(hint) if hint else None
         if status == 401:
-            origin = "INSITU_TOKEN" if self.creds.source == "INSITU_TOKEN" \
-                else f"insitu login, kept in {self.creds.source}"
+            src = self.creds.source
+            origin = "from INSITU_TOKEN" if src == "INSITU_TOKEN" else \
+                f"from insitu login, kept in {src}" if src.endswith(".toml") else src
             return Unauthenticated(
                 f"the server at {self.server} refused the token ({origin}): {detail}",
                 hint=f"log in again with a valid token: insitu login {self.server}"
-                     + (" (or set INSITU_TOKEN to one)" if origin == "INSITU_TOKEN" else ""))
+                     + (" (or set INSITU_TOKEN to one)" if src == "INSITU_TOKEN" else ""))
         cls: type[InsituError] = {403: PermissionDenied, 404: NotFound, 409: Conflict,
                                   503: StoreError}.get(status, UserError)
         if status >= 500 and status != 503:
