@@ -13,6 +13,7 @@ import pytest
 from conftest import Server
 from insitu.server._access import ACCESS, ADMIN, EDITOR, OWNER, PUBLIC, USER, VIEWER
 from insitu.server._routes import metrics_router, router
+from insitu.server._routes_read import read_router
 from insitu.store import ROLES, RunRecord, open_store
 
 CALLERS = ["none", "malformed", "expired", "revoked", "viewer", "editor", "owner",
@@ -21,7 +22,7 @@ CALLERS = ["none", "malformed", "expired", "revoked", "viewer", "editor", "owner
 
 def _routes() -> list[tuple[str, str]]:
     out = []
-    for r in [*router.routes, *metrics_router.routes]:
+    for r in [*router.routes, *metrics_router.routes, *read_router.routes]:
         for m in sorted(getattr(r, "methods", set()) - {"HEAD"}):
             out.append((m, r.path))  # type: ignore[attr-defined]
     return sorted(out)
@@ -50,6 +51,13 @@ EXPECTED = {
     ("DELETE", "/api/v1/tokens/{token_id}"): USER,
     ("GET", "/api/v1/audit"): ADMIN,
     ("GET", "/metrics"): ADMIN,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/steps"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/steps/{task_id}/attempts"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/logs"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/logs/stream"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/explain"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/why"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/runs/{run_id}/metrics"): VIEWER,
 }
 
 

@@ -543,52 +543,10 @@ def explain(run_id: str, step: str | None) -> None:
 @click.argument("step", required=False)
 def why(run_id: str, step: str | None) -> None:
     """Why a run's steps are waiting: inputs not ready, or what the scheduler says."""
-    from insitu.engine._refs import condition_steps, upstream_steps
+    from insitu.cli._explain import why as do_why
 
     store = _store()
-    rec = store.get_run(run_id)
-    tasks = store.list_tasks(rec.id)
-    by_id = {t.id: t for t in tasks}
-    steps = {s["id"]: s for s in rec.spec["steps"]}
-    if step is not None and step not in steps:
-        raise not_found("step", step, steps, where=f"run {rec.id}")
-    shown = 0
-    for sid in [step] if step else list(steps):
-        t = by_id[sid]
-        items = [x for x in tasks if x.step_id == sid and x.map_index is not None]
-        waiting = [x for x in (items or [t]) if x.state == S.TASK_PENDING]
-        if not waiting and step is None:
-            continue
-        shown += 1
-        if not waiting:
-            console.print(f"[bold]{esc(sid)}[/]: {t.state}, not waiting")
-            continue
-        reasons = sorted({x.pending_reason for x in waiting if x.pending_reason})
-        if reasons:
-            head = f"{len(waiting)} of {len(items)} items" if items else "it"
-            console.print(f"[bold]{esc(sid)}[/]: {head} cannot be placed now: {esc(reasons[0])}")
-            for more in reasons[1:3]:
-                console.print(f"    also: {esc(more)}")
-            continue
-        s = steps[sid]
-        deps = set().union(*(upstream_steps(r) for r in s["args"].values())) \
-            if s["args"] else set()
-        if s.get("map"):
-            deps |= upstream_steps(s["map"]["over"])
-        deps |= condition_steps(s.get("when"))
-        open_deps = sorted(d for d in deps if by_id[d].state not in S.TASK_DONE)
-        if open_deps:
-            console.print(f"[bold]{esc(sid)}[/]: waiting for its inputs from "
-                          + esc(", ".join(f"{d} ({by_id[d].state})" for d in open_deps)))
-        elif s.get("exit_handler"):
-            console.print(f"[bold]{esc(sid)}[/]: the exit handler runs after every other step")
-        elif rec.state in S.RUN_TERMINAL:
-            console.print(f"[bold]{esc(sid)}[/]: not run: the run is {rec.state} "
-                          f"(`insitu resume {rec.id}` runs it)")
-        else:
-            console.print(f"[bold]{esc(sid)}[/]: ready, about to be placed")
-    if shown == 0:
-        console.print(f"run {rec.id} is {rec.state}: no step is waiting.")
+    do_why(store.get_run(run_id), store, console, step)
 
 
 @app.command(name="compile")

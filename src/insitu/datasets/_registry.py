@@ -151,11 +151,12 @@ class Dataset:
 
 
 def add(name: str, sources: list[str], *, node: str = "local", description: str = "",
-        store: Store | None = None) -> Dataset:
+        store: Store | None = None, project: str = "default") -> Dataset:
     """Register shards (files or folders, globs allowed, or fsspec URLs) of dataset ``name``.
 
     Local paths are replicas on ``node``. A shard already registered with the same
-    content gains a replica; with different content it is refused.
+    content gains a replica; with different content it is refused. A new dataset belongs
+    to ``project``.
     """
     import re
 
@@ -172,7 +173,7 @@ def add(name: str, sources: list[str], *, node: str = "local", description: str 
     records: list[Any] = []
     if not st.select(DatasetRecord, name=name):  # written with the shards, once all are checked
         records.append(DatasetRecord(name=name, created_at=time.time(),
-                                     description=description))
+                                     description=description, project=project))
     nxt = len(existing)
     for shard, size, digest, replica in found:
         old = existing.get(shard)

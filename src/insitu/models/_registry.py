@@ -137,7 +137,8 @@ def register(name: str, *, run: str, step: str, description: str = "",
     now = time.time()
     if not st.select(ModelRecord, name=name):
         try:
-            st.insert(ModelRecord(name=name, created_at=now, description=description))
+            st.insert(ModelRecord(name=name, created_at=now, description=description,
+                                  project=rec.project))
         except Conflict:
             pass  # registered by someone else meanwhile
     lineage = _lineage(st, rec, task)

@@ -40,6 +40,14 @@ ACCESS: dict[tuple[str, str], str] = {
     ("DELETE", f"{API}/tokens/{{token_id}}"): USER,
     ("GET", f"{API}/audit"): ADMIN,
     ("GET", "/metrics"): ADMIN,
+    # what a run shows beyond its record (server/_routes_read.py)
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/steps"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/steps/{{task_id}}/attempts"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/logs"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/logs/stream"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/explain"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/why"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/metrics"): VIEWER,
 }
 
 

@@ -11,6 +11,7 @@ from insitu.server import _domain, _problems
 from insitu.server._access import API
 from insitu.server._metrics import Metrics
 from insitu.server._routes import metrics_router, router
+from insitu.server._routes_read import read_router
 from insitu.store import Store
 
 log = logging.getLogger("insitu.server")
@@ -31,6 +32,7 @@ def create_app(store: Store) -> FastAPI:
     app.state.metrics = Metrics(store, __version__)
     app.state.metrics.install(app)
     app.include_router(router)
+    app.include_router(read_router)
     app.include_router(metrics_router)
 
     def on_error(request: Request, status: int) -> None:

@@ -165,6 +165,7 @@ class ModelRecord:
     created_at: float
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    project: str = "default"     # the project it belongs to (that of its first run)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,6 +213,7 @@ class DatasetRecord:
     name: str
     created_at: float
     description: str = ""
+    project: str = "default"     # the project it belongs to
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -40,8 +40,8 @@ from insitu.store._tenancy import (
     UserRecord,
 )
 
-HEAD = "0007"  # the newest migration; keep in step with migrations/versions
-_KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007"}
+HEAD = "0009"  # the newest migration; keep in step with migrations/versions
+_KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0009"}
 
 _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     RunRecord: (t.runs, ("id",)),

@@ -117,6 +117,8 @@ models = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("project", sa.String(100), nullable=False, server_default="default",
+              index=True),
 )
 
 model_versions = sa.Table(
@@ -157,6 +159,8 @@ datasets = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("description", sa.Text, nullable=False),
+    sa.Column("project", sa.String(100), nullable=False, server_default="default",
+              index=True),
 )
 
 shards = sa.Table(

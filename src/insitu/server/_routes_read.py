@@ -1,0 +1,145 @@
+"""The read routes of a run beyond its record: steps, attempts, logs (a range, and live over
+Server-Sent Events), ``explain`` and ``why``. Each reads its inputs, calls one function of
+``_reads`` (or ``_logstream``), and returns what it returns; who may call it is decided in
+``_access.ACCESS``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from insitu._config import Config, load_config
+from insitu.server import _logstream, _reads
+from insitu.server._access import API
+from insitu.server._domain import _run
+from insitu.server._routes import _store, authorize
+
+read_router = APIRouter(prefix=API, dependencies=[Depends(authorize)])
+RUN = "/projects/{project}/runs/{run_id}"
+
+
+def _config(request: Request) -> Config:
+    """Where the engines write logs and artifacts: this server's INSITU_HOME."""
+    cfg: Config | None = getattr(request.app.state, "config", None)
+    if cfg is None:
+        cfg = request.app.state.config = load_config()
+    return cfg
+
+
+class StepOut(BaseModel):
+    id: str
+    step: str
+    state: str
+    attempts: int
+    node: str | None
+    started_at: float | None
+    ended_at: float | None
+    error: dict[str, Any] | None
+    cached_from: str | None
+    map_index: int | None
+    pending_reason: str | None
+
+
+class AttemptOut(BaseModel):
+    run_id: str
+    task_id: str
+    number: int
+    state: str
+    node: str | None
+    pid: int | None
+    started_at: float | None
+    ended_at: float | None
+    exit_code: int | None
+    peak_memory: int | None
+    cpu_time: float | None
+    error: dict[str, Any] | None
+    placement: dict[str, Any] | None
+    limits: dict[str, Any] | None
+
+
+class LogRangeOut(BaseModel):
+    text: str
+    offset: int
+    next_offset: int
+    eof: bool            # nothing more is written yet past next_offset
+    attempt: int
+    size: int            # the file's size when it was read
+    ended: bool          # the attempt has ended: nothing more will be written
+
+
+StepQuery = Query(default=None, max_length=300,
+                  description="a task id (e.g. 'train' or 'evaluate[1]')")
+
+
+@read_router.get(RUN + "/steps", response_model=list[StepOut],
+                 summary="The run's steps (tasks; a map's items each)")
+def steps(request: Request, project: str, run_id: str) -> list[dict[str, Any]]:
+    return _reads.list_steps(_store(request), project, run_id)
+
+
+@read_router.get(RUN + "/steps/{task_id}/attempts", response_model=list[AttemptOut],
+                 summary="The attempts of one task, oldest first")
+def attempts(request: Request, project: str, run_id: str, task_id: str
+             ) -> list[dict[str, Any]]:
+    return _reads.list_attempts(_store(request), project, run_id, task_id)
+
+
+@read_router.get(RUN + "/logs", response_model=LogRangeOut,
+                 summary="A byte range of one attempt's stdout or stderr")
+def logs(request: Request, project: str, run_id: str,
+         step: str = Query(max_length=300, description="a task id, e.g. 'evaluate[1]'"),
+         attempt: int | None = Query(default=None, ge=1, le=2**31 - 1,
+                                     description="from 1; default the latest"),
+         stream: str = Query(default="stdout", pattern="^(stdout|stderr)$"),
+         offset: int = Query(default=0, ge=0, le=2**62),
+         limit: int = Query(default=2**20, ge=1, le=_reads.MAX_LOG_RANGE)) -> dict[str, Any]:
+    """Read from ``offset`` up to ``limit`` bytes; ``next_offset`` is where the next read
+    starts (a UTF-8 character cut by the limit is left for it). ``eof``: nothing more is
+    written yet; ``ended``: nothing more will be."""
+    return _reads.log_range(_store(request), _config(request), project, run_id, step=step,
+                            attempt=attempt, stream=stream, offset=offset, limit=limit)
+
+
+@read_router.get(RUN + "/logs/stream", response_class=StreamingResponse,
+                 summary="The run's logs as Server-Sent Events, until it ends",
+                 responses={200: {"description": "events 'log' ({step, attempt, stream, "
+                                                 "text}) and a last 'end' ({state})",
+                                  "content": {"text/event-stream": {}}}})
+def logs_stream(request: Request, project: str, run_id: str,
+                step: str | None = StepQuery) -> StreamingResponse:
+    """Lines as they are written (every step's, or ``step``'s: a task, or a map's items),
+    then ``end`` once the run has ended and every line was sent. A comment is sent when
+    there is nothing to say, to keep the connection open."""
+    store = _store(request)
+    run = _run(store, project, run_id)
+    _logstream.check_step(store, run, step)
+    return StreamingResponse(_logstream.stream(store, _config(request), run, step),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@read_router.get(RUN + "/explain", summary="Why the run (or a step) failed, with the fix",
+                 response_description="the facts `insitu explain` prints: cause, where "
+                                      "(file:line), frames, fix, stderr's last lines, the "
+                                      "other failed steps; 'failed' false and a 'message' "
+                                      "when nothing failed")
+def explain(request: Request, project: str, run_id: str, step: str | None = StepQuery
+            ) -> dict[str, Any]:
+    return _reads.explain(_store(request), _config(request), project, run_id, step)
+
+
+@read_router.get(RUN + "/why", summary="Why the run's steps (or a step) wait",
+                 response_description="for each waiting step: the scheduler's reasons, the "
+                                      "inputs it waits for, or what else holds it")
+def why(request: Request, project: str, run_id: str, step: str | None = StepQuery
+        ) -> dict[str, Any]:
+    return _reads.why(_store(request), project, run_id, step)
+
+
+@read_router.get(RUN + "/metrics", summary="The metrics and params the run's steps logged")
+def metrics(request: Request, project: str, run_id: str,
+            name: str | None = Query(default=None, max_length=200)) -> dict[str, Any]:
+    return _reads.metrics(_store(request), project, run_id, name)
