@@ -67,6 +67,16 @@ def wait_for(marker: str) -> str:
 @insitu.pipeline
 def waits(marker: str):
     wait_for(marker)
+
+
+@insitu.step
+def boom(x: int) -> int:
+    raise ValueError(f"x must be positive, got {x}")
+
+
+@insitu.pipeline
+def fails(x: int = -1):
+    boom(x)
 '''
 
 HELPERS = '''
@@ -156,6 +166,8 @@ STEPS = ("GET", "/api/v1/projects/{project}/runs/{run_id}/steps")
 LOGS = ("GET", "/api/v1/projects/{project}/runs/{run_id}/logs")
 STREAM = ("GET", "/api/v1/projects/{project}/runs/{run_id}/logs/stream")
 RESUME = ("POST", "/api/v1/projects/{project}/runs/{run_id}/resume")
+EXPLAIN = ("GET", "/api/v1/projects/{project}/runs/{run_id}/explain")
+WHY = ("GET", "/api/v1/projects/{project}/runs/{run_id}/why")
 
 
 # -- login, tokens, errors ----------------------------------------------------------------------
@@ -334,6 +346,96 @@ def test_a_bad_parameter_is_refused_before_anything_is_sent(
     assert listed["items"] == []
 
 
+def _engine_here(s: Server, env: dict[str, str], *args: str, **kw: object
+                 ) -> subprocess.CompletedProcess[str]:
+    """A run made by a real engine writing into the server's database and INSITU_HOME (as
+    the server's own engines do), in its project 'default'."""
+    e = {**env, "INSITU_HOME": str(s.home), "INSITU_DB_URL": s.db_url, "INSITU_SERVER": ""}
+    return subprocess.run([sys.executable, "-m", "insitu", "run", *args, "--plain"],
+                          capture_output=True, text=True, env=e, timeout=240, **kw)
+
+
+def test_reads_of_a_run_the_server_holds(
+        server: Server, user: tuple[CLI, Path, dict[str, str]]) -> None:
+    _need(server, STEPS, LOGS, STREAM, EXPLAIN, WHY)
+    run, pipe, env = user
+    made = _engine_here(server, env, str(pipe / "pipeline.py:numbers"), "-p", "n=4")
+    assert made.returncode == 0, made.stderr
+    run_id = made.stdout.split()[1]
+    _login(server, run, "default")
+    listed = run("runs", "-n", "500")
+    assert run_id in listed.stdout, listed.stderr
+    assert run_id in {x["id"] for x in json.loads(run("runs", "--json", "-n", "500").stdout)}
+    shown = run("show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    for s in ("make", "total", "shout", "succeeded", f"server {server.url} project default"):
+        assert s in shown.stdout, (s, shown.stdout)
+    as_json = json.loads(run("show", run_id, "--json").stdout)
+    assert as_json["run"]["id"] == run_id
+    assert {t["id"] for t in as_json["tasks"]} == {"make", "total", "shout"}
+    assert {a["task_id"] for a in as_json["attempts"]} == {"make", "total", "shout"}
+    logs = run("logs", run_id)
+    assert logs.returncode == 0, logs.stderr
+    want = ["[make#1] making 4 numbers", "[total#1] sum is 12",
+            "[total#1 stderr] a line on stderr", "[shout#1] TOTAL IS 12"]
+    assert logs.stdout.splitlines() == want
+    followed = run("logs", run_id, "--follow")
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout.splitlines() == want
+    assert run("logs", run_id, "total").stdout.splitlines() == want[1:3]
+    assert run("logs", run_id, "total", "--follow").stdout.splitlines() == want[1:3]
+    err = _one_error(run("logs", run_id, "totl"))
+    assert f"run {run_id} has no step 'totl'" in err and "did you mean 'total'" in err
+    err = _one_error(run("logs", run_id, "total", "--attempt", "3"))
+    assert "has 1 attempt(s), not 3" in err
+    why = run("why", run_id)
+    assert why.returncode == 0 and "no step is waiting" in why.stdout, why.stderr
+    err = _one_error(run("show", "nosuchrun"))
+    assert "has no run 'nosuchrun'" in err
+    # a failed run: explain says why, as locally
+    bad = _engine_here(server, env, str(pipe / "pipeline.py:fails"))
+    assert bad.returncode == 1, bad.stderr
+    bad_id = bad.stdout.split()[1]
+    local = subprocess.run([sys.executable, "-m", "insitu", "explain", bad_id],
+                           capture_output=True, text=True, timeout=120,
+                           env={**env, "INSITU_HOME": str(server.home),
+                                "INSITU_DB_URL": server.db_url, "INSITU_SERVER": ""})
+    remote = run("explain", bad_id)
+    assert remote.returncode == 0, remote.stderr
+    assert "ValueError" in remote.stdout and "x must be positive, got -1" in remote.stdout
+    assert remote.stdout == local.stdout
+    shown = run("show", bad_id)
+    assert "failed" in shown.stdout and f"why: insitu explain {bad_id}" in shown.stdout
+
+
+def test_cancel_a_run_on_the_server(server: Server, user: tuple[CLI, Path, dict[str, str]],
+                                    tmp_path: Path) -> None:
+    run, pipe, env = user
+    _login(server, run, "default")
+    marker = tmp_path / "never"
+    e = {**env, "INSITU_HOME": str(server.home), "INSITU_DB_URL": server.db_url,
+         "INSITU_SERVER": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "insitu", "run",
+                             str(pipe / "pipeline.py:waits"), "-p", f"marker={marker}",
+                             "--plain"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=e, cwd=tmp_path)
+    try:
+        run_id = _wait_for_running(server, "default", pipeline="waits")
+        c = run("cancel", run_id)
+        assert c.returncode == 0, c.stderr
+        assert f"run {run_id} cancelled." in c.stdout, c.stdout
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (out, err)  # the local engine stopped, as asked
+    assert f"run {run_id} is already cancelled." in run("cancel", run_id).stdout
+    assert "cancelled" in run("show", run_id).stdout
+    err = _one_error(run("cancel", "nosuchrun"))
+    assert "has no run 'nosuchrun'" in err
+
+
 def test_ctrl_c_detaches_then_cancel_and_resume(
         server: Server, user: tuple[CLI, Path, dict[str, str]], tmp_path: Path) -> None:
     _need(server, SUBMIT, STEPS, LOGS, RESUME)
@@ -374,10 +476,12 @@ def test_ctrl_c_detaches_then_cancel_and_resume(
     assert "already succeeded" in run("resume", run_id).stdout
 
 
-def _wait_for_running(s: Server, project: str, timeout: float = 120) -> str:
+def _wait_for_running(s: Server, project: str, timeout: float = 120,
+                      pipeline: str | None = None) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        items = s.admin.get(f"/api/v1/projects/{project}/runs").json()["items"]
+        items = s.admin.get(f"/api/v1/projects/{project}/runs",
+                            params={"pipeline": pipeline} if pipeline else {}).json()["items"]
         if items and items[0]["state"] == "running" and any(
                 t["state"] == "running" for t in s.admin.get(
                     f"/api/v1/projects/{project}/runs/{items[0]['id']}").json()["tasks"]):

@@ -534,6 +534,14 @@ def explain(run_id: str, step: str | None) -> None:
     """Why a run (or one STEP, e.g. a map item 'evaluate[1]') failed, with the fix."""
     from insitu.cli._explain import explain as do_explain
 
+    remote = remote_client()
+    if remote is not None:
+        from insitu.cli._explain import render_explain
+
+        facts = remote.get(remote.in_project("runs", run_id, "explain"), step=step)
+        for part in render_explain(facts):
+            console.print(part)
+        return
     store = _store()
     sys.exit(do_explain(store.get_run(run_id), store, load_config(), console, step))
 
@@ -545,6 +553,14 @@ def why(run_id: str, step: str | None) -> None:
     """Why a run's steps are waiting: inputs not ready, or what the scheduler says."""
     from insitu.cli._explain import why as do_why
 
+    remote = remote_client()
+    if remote is not None:
+        from insitu.cli._explain import render_why
+
+        for line in render_why(remote.get(remote.in_project("runs", run_id, "why"),
+                                          step=step)):
+            console.print(line)
+        return
     store = _store()
     do_why(store.get_run(run_id), store, console, step)
 
