@@ -351,7 +351,7 @@ def _engine_here(s: Server, env: dict[str, str], *args: str, **kw: object
     """A run made by a real engine writing into the server's database and INSITU_HOME (as
     the server's own engines do), in its project 'default'."""
     e = {**env, "INSITU_HOME": str(s.home), "INSITU_DB_URL": s.db_url, "INSITU_SERVER": ""}
-    return subprocess.run([sys.executable, "-m", "insitu", "run", *args, "--plain"],
+    return subprocess.run([sys.executable, "-m", "insitu", "run", *args, "--plain", "--no-cache"],
                           capture_output=True, text=True, env=e, timeout=240, **kw)
 
 
