@@ -326,6 +326,17 @@ def test_run_on_the_server_from_another_directory(
     second = again.stdout.split()[1]
     v2 = server.admin.get(f"/api/v1/projects/{project}/runs/{second}").json()
     assert v2["labels"]["package"] == view["labels"]["package"]
+    # a compiled spec submits too: its code is found from the spec's references
+    spec = pipe.parent / "spec.json"
+    compiled = run("compile", str(pipe / "pipeline.py:numbers"), "-p", "n=5", "-o", str(spec))
+    assert compiled.returncode == 0, compiled.stderr
+    third = run("run", str(spec), "--plain")
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "code: 5 files" in third.stdout and "succeeded" in third.stdout
+    assert "[shout#1] TOTAL IS 20" in run("logs", third.stdout.split()[1]).stdout
+    deleted = run("delete", third.stdout.split()[1], "-y")
+    assert deleted.returncode == 0 and "deleted run" in deleted.stdout, deleted.stderr
+    assert "has no run" in _one_error(run("show", third.stdout.split()[1]))
     # Python: get_run and list_runs through the server
     code = (f"import insitu; r = insitu.get_run({run_id!r}); print(r.state, r.pipeline, "
             "sorted(t.id for t in r.tasks())); print(len(insitu.list_runs()))")
@@ -460,6 +471,8 @@ def test_ctrl_c_detaches_then_cancel_and_resume(
     assert f"insitu cancel {run_id}" in err and "Traceback" not in err
     view = server.admin.get(f"/api/v1/projects/{project}/runs/{run_id}").json()
     assert view["state"] == "running"
+    err = _one_error(run("delete", run_id, "-y"))  # the server's refusal, as it said it
+    assert f"run {run_id} is still running" in err and "cancel it first" in err
     logs = _wait_for(lambda: run("logs", run_id, "wait_for").stdout, "waiting for")
     assert f"[wait_for#1] waiting for {marker}" in logs
     c = run("cancel", run_id)
