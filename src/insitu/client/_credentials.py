@@ -71,8 +71,15 @@ def normalise_url(url: str) -> str:
 def _read(path: Path) -> dict[str, str]:
     try:
         text = path.read_text()
-    except FileNotFoundError:
-        return {}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}  # not logged in (an INSITU_HOME that is no folder is the store's to say)
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a credentials file",
+                        hint="remove it, then log in again (insitu login URL)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {path} ({e})",
+                        hint="check the file's owner and permissions, or log in again "
+                             "(insitu login URL)") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -142,6 +149,6 @@ def forget(home: str | os.PathLike[str] | None = None) -> str | None:
     server = _read(path).get("server")
     try:
         path.unlink()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     return server or "?"
