@@ -240,6 +240,10 @@ def resume(run_id: str, address: str | None, plain: bool) -> None:
     if remote is not None:
         from insitu.cli._remote import resume_remote
 
+        if address is not None:
+            raise UserError(f"--address chooses the Ray cluster of a local run; run {run_id} "
+                            f"is on the server {remote.server}, which uses its own backend",
+                            hint=f"leave it out: insitu resume {run_id}")
         sys.exit(resume_remote(remote, run_id, plain))
     rec = _store().get_run(run_id)
     if rec.state == S.RUN_SUCCEEDED:

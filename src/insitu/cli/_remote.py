@@ -40,6 +40,7 @@ def login(url: str, token: str | None, project: str | None) -> None:
     (credentials.toml, readable by you only); then run, runs, show, logs, cancel, resume
     and delete act on that server."""
     import os
+    from urllib.parse import quote
 
     server = normalise_url(url)
     if token is None:
@@ -60,7 +61,7 @@ def login(url: str, token: str | None, project: str | None) -> None:
         chosen = project or who.get("scope") or os.environ.get("INSITU_PROJECT") \
             or DEFAULT_PROJECT
         try:
-            info = c.get(f"/api/v1/projects/{chosen}")
+            info = c.get(f"/api/v1/projects/{quote(chosen, safe='')}")
         except NotFound as e:
             known = [p["name"] for p in c.get("/api/v1/projects")]
             raise UserError(f"{who['user']} cannot use project {chosen!r} on {server}: "
