@@ -45,6 +45,9 @@ def make(n: int) -> list[int]:
 @insitu.step
 def total(xs: list[int]) -> int:
     s = sum(double(x) for x in xs)
+    for i, loss in enumerate((0.9, 0.4, 0.25)):
+        insitu.log_metric("loss", loss, step=i)
+    insitu.log_params({"optimizer": "sgd"})
     print(label(s))
     print("a line on stderr", file=sys.stderr)
     return s
@@ -379,8 +382,12 @@ def test_reads_of_a_run_the_server_holds(
     assert run_id in {x["id"] for x in json.loads(run("runs", "--json", "-n", "500").stdout)}
     shown = run("show", run_id)
     assert shown.returncode == 0, shown.stderr
-    for s in ("make", "total", "shout", "succeeded", f"server {server.url} project default"):
+    for s in ("make", "total", "shout", "succeeded", f"server {server.url} project default",
+              "logged metrics and params", "optimizer=sgd"):
         assert s in shown.stdout, (s, shown.stdout)
+    loss = [c for c in next(line for line in shown.stdout.splitlines()
+                            if "loss" in line).split() if c != "│"]
+    assert loss == ["total", "loss", "0.25", "0.25", "0.9", "3"]  # last, min, max, points
     as_json = json.loads(run("show", run_id, "--json").stdout)
     assert as_json["run"]["id"] == run_id
     assert {t["id"] for t in as_json["tasks"]} == {"make", "total", "shout"}

@@ -412,6 +412,14 @@ def show(run_id: str, as_json: bool) -> None:
     if line:
         console.print(esc(line))
     if remote is not None:
+        from insitu.cli._tracking import render_metrics
+
+        logged = remote.get(remote.in_project("runs", rec.id, "metrics"))
+        mt = render_metrics({(m["step"], m["name"]): [pt["value"] for pt in m["points"]]
+                             for m in logged.get("metrics", [])},
+                            {sp["step"]: sp["params"] for sp in logged.get("step_params", [])})
+        if mt is not None:
+            console.print(mt)
         if rec.state == S.RUN_FAILED:
             console.print(f"why: insitu explain {rec.id}")
         return
