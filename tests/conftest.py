@@ -37,3 +37,11 @@ def cli(home: Path):  # type: ignore[no-untyped-def]
         return run_cli(*args, home=home, **kw)
 
     return _run
+
+
+@pytest.fixture(autouse=True)
+def _no_server_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server configured in the shell that runs the tests (INSITU_SERVER, ...) is not
+    used: every test works locally unless it points commands at a server itself."""
+    for name in ("INSITU_SERVER", "INSITU_TOKEN", "INSITU_PROJECT"):
+        monkeypatch.delenv(name, raising=False)

@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"executor"},
     {"engine"},
     {"models"},
+    {"client"},
     {"_results"},
     {"<root>"},
     {"server"},

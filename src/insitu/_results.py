@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from insitu._config import Config, load_config
+from insitu.client import RemoteRun, connect
 from insitu.errors import StepFailed, UserError, not_found
 from insitu.store import (
     AttemptRecord,
@@ -102,23 +103,38 @@ def _open(home: str | None) -> tuple[Store, Config]:
     return open_store(cfg.db_url), cfg
 
 
-def get_run(run_id: str, *, home: str | None = None) -> Run:
-    """The run with this id (or unique id prefix)."""
+def get_run(run_id: str, *, home: str | None = None) -> Run | RemoteRun:
+    """The run with this id (or unique id prefix); on the server when one is configured
+    (``INSITU_SERVER``, or ``insitu login``)."""
+    client = connect(home)
+    if client is not None:
+        from insitu.client._runs import get_view
+
+        return RemoteRun(get_view(client, run_id), client)
     store, cfg = _open(home)
     return Run(store.get_run(run_id), store, cfg)
 
 
 def list_runs(*, pipeline: str | None = None, state: str | None = None,
-              limit: int | None = 100, home: str | None = None) -> list[Run]:
-    """Runs, newest first."""
+              limit: int | None = 100, home: str | None = None) -> list[Run] | list[RemoteRun]:
+    """Runs, newest first (of the server's project when a server is configured)."""
+    client = connect(home)
+    if client is not None:
+        from insitu.client._runs import list_views
+
+        return [RemoteRun(v, client) for v in list_views(client, pipeline=pipeline,
+                                                          state=state, limit=limit)]
     store, cfg = _open(home)
     return [Run(r, store, cfg) for r in store.list_runs(pipeline=pipeline, state=state,
                                                         limit=limit)]
 
 
 def run(pipeline: Any, params: dict[str, Any] | None = None, *, no_cache: bool = False,
-        home: str | None = None, raise_on_failure: bool = True, **kwargs: Any) -> Run:
-    """Run a pipeline here and now (local executor) and return the finished run.
+        home: str | None = None, raise_on_failure: bool = True, **kwargs: Any
+        ) -> Run | RemoteRun:
+    """Run a pipeline here and now (local executor) and return the finished run; with a
+    server configured (``INSITU_SERVER``, or ``insitu login``) it is submitted there, with
+    its code, and this waits until it has ended there.
 
     ``pipeline`` is a ``@pipeline`` function or a ``"FILE[:PIPELINE]"`` string;
     parameters come as ``params={...}`` or keyword arguments, and the pipeline body
@@ -136,6 +152,10 @@ def run(pipeline: Any, params: dict[str, Any] | None = None, *, no_cache: bool =
         raise UserError(f"insitu.run needs a @pipeline function, got {p!r}")
     values = {**(params or {}), **kwargs}
     spec = compile_pipeline(p, values, require=True)  # the body sees these values
+    client = connect(home)
+    if client is not None:
+        return _run_remote(client, spec, values, no_cache=no_cache,
+                           raise_on_failure=raise_on_failure)
     store, cfg = _open(home)
     executor = LocalExecutor()
     try:
@@ -153,4 +173,25 @@ def run(pipeline: Any, params: dict[str, Any] | None = None, *, no_cache: bool =
             f"{err.get('type', '')} {err.get('message', '')}".strip(),
             step=first.id if first else "?", error=err,
             hint=f"see `insitu explain {rec.id}`")
+    return result
+
+
+def _run_remote(client: Any, spec: dict[str, Any], values: dict[str, Any], *, no_cache: bool,
+                raise_on_failure: bool) -> RemoteRun:
+    """Submit to the server, wait for the end, raise like a local run on failure."""
+    from insitu.client import submit, wait
+    from insitu.client._runs import task_records
+
+    view, _ = submit(client, spec, values, no_cache=no_cache)
+    view = wait(client, view["id"])
+    result = RemoteRun(view, client)
+    if raise_on_failure and view["state"] == S.RUN_FAILED:
+        first = first_failure(task_records(view["id"], view.get("tasks") or []))
+        err = (first.error or {}) if first else {}
+        raise StepFailed(
+            f"run {view['id']} failed on {client.server}: step "
+            f"'{first.id if first else '?'}': "
+            f"{err.get('type', '')} {err.get('message', '')}".strip(),
+            step=first.id if first else "?", error=err,
+            hint=f"see `insitu explain {view['id']}`")
     return result

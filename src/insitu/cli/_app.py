@@ -14,7 +14,15 @@ from rich.table import Table
 
 from insitu._config import load_config
 from insitu._units import format_duration
-from insitu.cli._common import _store, check_output, console, err_console, esc, write_bytes
+from insitu.cli._common import (
+    _store,
+    check_output,
+    console,
+    err_console,
+    esc,
+    remote_client,
+    write_bytes,
+)
 from insitu.errors import NotFound, UserError, not_found
 from insitu.store import _records as S
 
@@ -49,7 +57,9 @@ class _Group(click.Group):
             "cluster": ("insitu.cli._cluster", "cluster"),
             "server": ("insitu.cli._server", "server"),
             "quota": ("insitu.cli._quota", "quota"),
-            "schedule": ("insitu.cli._schedule", "schedule")}
+            "schedule": ("insitu.cli._schedule", "schedule"),
+            "login": ("insitu.cli._remote", "login"),
+            "logout": ("insitu.cli._remote", "logout")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.lazy])
@@ -66,15 +76,24 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="insitu")
-def app() -> None:
+@click.option("--project", default=None, metavar="NAME",
+              help="The server's project to act on (default: INSITU_PROJECT, else the one "
+                   "`insitu login` chose, else 'default').")
+def app(project: str | None) -> None:
     """insitu: ML pipelines that run on a laptop in a minute and unchanged on a cluster.
 
-    State lives under INSITU_HOME (default ~/.insitu).
+    State lives under INSITU_HOME (default ~/.insitu). After `insitu login URL` (or with
+    INSITU_SERVER and INSITU_TOKEN set) run, runs, show, logs, cancel, resume and delete act
+    on that server.
     """
+    if project is not None:
+        from insitu.client import project_override
+
+        project_override(project)
 
 
 def _execute(engine: Any, run_id: str, no_live: bool = False) -> int:
-    from insitu.cli._render import LiveProgress, summary_table
+    from insitu.cli._render import LiveProgress, print_outcome
 
     store = engine.store
     live = LiveProgress(console)
@@ -86,30 +105,8 @@ def _execute(engine: Any, run_id: str, no_live: bool = False) -> int:
             rec = engine.execute(run_id)
     finally:
         engine.executor.close()
-    tasks = store.list_tasks(rec.id)
-    console.print(summary_table(rec, tasks, store.list_attempts(rec.id)))
-    took = format_duration((rec.ended_at or time.time()) - (rec.started_at or rec.created_at))
-    hits = sum(t.state == S.TASK_CACHED for t in tasks)
-    style = {"succeeded": "bold green", "failed": "bold red"}.get(rec.state, "bold yellow")
-    console.print(f"[{style}]run {rec.id} {rec.state}[/] in {took}"
-                  + (f", {hits} cache hit{'s' if hits != 1 else ''}" if hits else ""))
-    if rec.state == S.RUN_FAILED:
-        first = next((t for t in tasks if t.state == S.TASK_FAILED and t.error
-                      and t.error.get("kind") != "item_failed"), None)
-        if first is not None:  # the cause in one line on stderr; explain has the rest
-            e = first.error or {}
-            what = f"{e['type']}: {e.get('message', '')}" if e.get("type") else \
-                str(e.get("message") or e.get("kind"))
-            err_console.print(f"[bold red]error:[/] step {esc(first.id)} failed: "
-                              f"{esc(what.strip().splitlines()[-1][:300] if what.strip() else '')}")
-            if e.get("hint"):
-                err_console.print(f"[bold]fix:[/] {esc(str(e['hint']))}")
-        console.print(f"why: [bold]insitu explain {rec.id}[/]   logs: insitu logs {rec.id}")
-        return 1
-    if rec.state == S.RUN_CANCELLED:
-        console.print(f"continue it with: insitu resume {rec.id}")
-        return 130
-    return 0
+    return print_outcome(console, err_console, rec, store.list_tasks(rec.id),
+                         store.list_attempts(rec.id))
 
 
 def _executor(backend: str, address: str | None) -> Any:
@@ -187,15 +184,32 @@ def _check_params(spec: dict[str, Any], pairs: tuple[str, ...]) -> None:
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A pipeline parameter (repeatable).")
 @click.option("--no-cache", is_flag=True, help="Run every step, ignoring cached outputs.")
-@click.option("--backend", default="local", show_default=True,
-              type=click.Choice(["local", "ray"]), help="Where steps run.")
+@click.option("--backend", default=None, type=click.Choice(["local", "ray"]),
+              help="Where steps run (default: local).")
 @click.option("--address", default=None,
               help="The Ray cluster's address (default: RAY_ADDRESS, or `insitu cluster up`'s).")
 @click.option("--plain", is_flag=True, help="Print progress as lines instead of a live table.")
-def run(target: str, params: tuple[str, ...], no_cache: bool, backend: str,
+def run(target: str, params: tuple[str, ...], no_cache: bool, backend: str | None,
         address: str | None, plain: bool) -> None:
-    """Run a pipeline: TARGET is FILE[:PIPELINE], a module[:PIPELINE], or a compiled spec.json."""
+    """Run a pipeline: TARGET is FILE[:PIPELINE], a module[:PIPELINE], or a compiled spec.json.
+
+    With a server (`insitu login`, or INSITU_SERVER), the run is submitted there with the
+    pipeline's code, and its progress is followed here (Ctrl-C detaches; the run goes on).
+    """
     _check_target(target)
+    remote = remote_client()
+    if remote is not None:
+        from insitu.cli._remote import submit_and_follow
+
+        if backend is not None or address is not None:
+            raise UserError("--backend and --address choose where a local run goes; a run on "
+                            f"the server {remote.server} uses the server's backend",
+                            hint="leave them out, or run here with INSITU_SERVER= insitu run "
+                                 f"{target}")
+        spec = _spec_from(target, params, require=True)
+        _check_params(spec, params)
+        sys.exit(submit_and_follow(remote, spec, params, no_cache=no_cache, plain=plain))
+    backend = backend or "local"
     executor = _executor(backend, address)  # a local one starts its server while we compile
     try:
         from insitu.engine import Engine, parse_cli_params
@@ -224,6 +238,15 @@ def resume(run_id: str, address: str | None, plain: bool) -> None:
     """Continue a run: only what did not finish runs; finished outputs are reused."""
     from insitu.engine import engine_alive
 
+    remote = remote_client()
+    if remote is not None:
+        from insitu.cli._remote import resume_remote
+
+        if address is not None:
+            raise UserError(f"--address chooses the Ray cluster of a local run; run {run_id} "
+                            f"is on the server {remote.server}, which uses its own backend",
+                            hint=f"leave it out: insitu resume {run_id}")
+        sys.exit(resume_remote(remote, run_id, plain))
     rec = _store().get_run(run_id)
     if rec.state == S.RUN_SUCCEEDED:
         console.print(f"run {rec.id} already succeeded; nothing to resume.")
@@ -242,6 +265,12 @@ def cancel(run_id: str) -> None:
     """Stop a run's attempts and mark it cancelled."""
     from insitu.engine import cancel_run
 
+    remote = remote_client()
+    if remote is not None:
+        from insitu.cli._remote import cancel_remote
+
+        cancel_remote(remote, run_id)
+        return
     before = _store().get_run(run_id)
     if before.state in S.RUN_TERMINAL:
         console.print(f"run {before.id} is already {before.state}.")
@@ -265,7 +294,14 @@ def runs(pipeline: str | None, state: str | None, limit: int, as_json: bool) -> 
     """List runs, newest first."""
     from insitu.engine import shown_state
 
-    recs = _store().list_runs(pipeline=pipeline, state=state, limit=limit)
+    remote = remote_client()
+    if remote is not None:
+        from insitu.client._runs import list_views, run_record
+
+        recs = [run_record(v) for v in list_views(remote, pipeline=pipeline, state=state,
+                                                  limit=limit)]
+    else:
+        recs = _store().list_runs(pipeline=pipeline, state=state, limit=limit)
     if as_json:
         click.echo(json.dumps([{
             "id": r.id, "pipeline": r.pipeline, "state": shown_state(r), "params": r.params,
@@ -313,7 +349,8 @@ def runs(pipeline: str | None, state: str | None, limit: int, as_json: bool) -> 
         console.print(f"[dim](too narrow for every column: {', '.join(hidden)} not shown; "
                       "widen the terminal or use --json)[/]")
     if not recs:
-        console.print("no runs yet: try `insitu demo`")
+        console.print(f"no runs yet in project {remote.project} on {remote.server}"
+                      if remote is not None else "no runs yet: try `insitu demo`")
 
 
 @app.command()
@@ -326,13 +363,29 @@ def show(run_id: str, as_json: bool) -> None:
     from insitu.cli._render import state_text, summary_table
     from insitu.engine import shown_state, shown_task_state
 
-    store = _store()
-    rec = store.get_run(run_id)
-    state = shown_state(rec)  # the same everywhere: "interrupted" once its engine is gone
-    tasks = [dataclasses.replace(t, state=shown_task_state(state, t.state))
-             for t in store.list_tasks(rec.id)]
-    attempts = [dataclasses.replace(a, state=shown_task_state(state, a.state))
-                for a in store.list_attempts(rec.id)]
+    remote = remote_client()
+    if remote is not None:
+        from insitu.client._runs import get_attempts, get_steps, get_view, run_record
+
+        view = get_view(remote, run_id)
+        rec = run_record(view)
+        state = rec.state  # the server shows it as every command does
+        tasks = get_steps(remote, rec.id)
+        attempts = get_attempts(remote, rec.id, tasks)
+    else:
+        store = _store()
+        rec = store.get_run(run_id)
+        state = shown_state(rec)  # the same everywhere: "interrupted" once its engine is gone
+        tasks = [dataclasses.replace(t, state=shown_task_state(state, t.state))
+                 for t in store.list_tasks(rec.id)]
+        attempts = [dataclasses.replace(a, state=shown_task_state(state, a.state))
+                    for a in store.list_attempts(rec.id)]
+    if as_json and remote is not None:
+        click.echo(json.dumps({"run": {k: v for k, v in view.items() if k != "tasks"},
+                               "tasks": [dataclasses.asdict(t) for t in tasks],
+                               "attempts": [dataclasses.asdict(a) for a in attempts]},
+                              indent=2, default=str))
+        return
     if as_json:
         d = dataclasses.asdict(rec)
         d["state"] = state
@@ -346,7 +399,9 @@ def show(run_id: str, as_json: bool) -> None:
                               indent=2, default=str))
         return
     console.print(f"[bold]run {rec.id}[/]  pipeline {esc(rec.pipeline)}  ", state_text(state),
-                  f"  backend {rec.backend}")
+                  f"  backend {rec.backend}"
+                  + (f"  server {esc(remote.server)} project {esc(rec.project)}"
+                     if remote is not None else ""))
     if rec.params:
         console.print("params: " + esc(", ".join(f"{k}={v!r}" for k, v in rec.params.items())))
     t0 = rec.started_at or rec.created_at
@@ -358,6 +413,18 @@ def show(run_id: str, as_json: bool) -> None:
     line = enforcement_line(attempts)
     if line:
         console.print(esc(line))
+    if remote is not None:
+        from insitu.cli._tracking import render_metrics
+
+        logged = remote.get(remote.in_project("runs", rec.id, "metrics"))
+        mt = render_metrics({(m["step"], m["name"]): [pt["value"] for pt in m["points"]]
+                             for m in logged.get("metrics", [])},
+                            {sp["step"]: sp["params"] for sp in logged.get("step_params", [])})
+        if mt is not None:
+            console.print(mt)
+        if rec.state == S.RUN_FAILED:
+            console.print(f"why: insitu explain {rec.id}")
+        return
     from insitu.cli._tracking import data_summary, metrics_table
 
     data = data_summary(store, rec)
@@ -369,15 +436,6 @@ def show(run_id: str, as_json: bool) -> None:
         console.print(mt)
     if rec.state == S.RUN_FAILED:
         console.print(f"why: insitu explain {rec.id}")
-
-
-def _step_tasks(tasks: list[Any], step: str) -> list[Any]:
-    """The tasks STEP names: one task (``evaluate[1]``, or a plain step), or a map's items."""
-    exact = [t for t in tasks if t.id == step]
-    if exact and exact[0].map_size is None:
-        return exact
-    items = [t for t in tasks if t.step_id == step and t.map_index is not None]
-    return items or exact  # a map whose items were never made: the map itself
 
 
 @app.command()
@@ -392,15 +450,22 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
     A step that printed nothing, or never ran, is said so on stderr (exit 0); an unknown
     step or attempt is an error.
     """
+    from insitu.cli._render import report_silent, step_tasks
     from insitu.engine import shown_state
     from insitu.engine._paths import log_path
 
+    remote = remote_client()
+    if remote is not None:
+        from insitu.cli._remote import logs_remote
+
+        logs_remote(remote, run_id, step, attempt, follow)
+        return
     store = _store()
     cfg = load_config()
     rec = store.get_run(run_id)
     tasks = store.list_tasks(rec.id)
     if step is not None:
-        chosen = _step_tasks(tasks, step)
+        chosen = step_tasks(tasks, step)
         if not chosen:
             raise not_found("step", step, [t.id for t in tasks], where=f"run {rec.id}")
         tasks = chosen
@@ -440,29 +505,13 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
         rec = store.get_run(rec.id)
         tasks = store.list_tasks(rec.id)
         if step is not None:
-            tasks = _step_tasks(tasks, step)
+            tasks = step_tasks(tasks, step)
         emit()
         if rec.state not in S.RUN_TERMINAL and shown_state(rec) == S.INTERRUPTED:
             err_console.print(f"run {esc(rec.id)} is no longer being run (its engine is gone); "
                               f"continue it with `insitu resume {esc(rec.id)}`")
             break
-    items_of = {t.step_id for t in tasks if t.map_index is not None}
-    silent = [t for t in tasks if t.id not in printed  # a map with items speaks through them
-              and not (t.map_size is not None and t.map_index is None and t.id in items_of)]
-    if step is not None or not printed:
-        for t in silent[:20]:
-            n = attempt or t.attempts
-            if t.attempts == 0:
-                why = {S.TASK_CACHED: "it came from the cache", S.TASK_SKIPPED: "it was skipped",
-                       S.TASK_PENDING: "it has not started", S.TASK_CANCELLED: "it was cancelled"
-                       }.get(t.state, f"it is {t.state}")
-                err_console.print(f"step {esc(t.id)}: no output: it never ran in run "
-                                  f"{esc(rec.id)} ({why})")
-            else:
-                err_console.print(f"step {esc(t.id)}: attempt {n} printed nothing (its stdout "
-                                  "and stderr are empty)")
-        if len(silent) > 20:
-            err_console.print(f"... and {len(silent) - 20} more steps without output")
+    report_silent(err_console, rec.id, tasks, printed, step, attempt)
 
 
 @app.command()
@@ -474,6 +523,12 @@ def delete(run_id: str, yes: bool) -> None:
 
     from insitu.engine import engine_alive
 
+    remote = remote_client()
+    if remote is not None:
+        from insitu.cli._remote import delete_remote
+
+        delete_remote(remote, run_id, yes)
+        return
     store = _store()
     rec = store.get_run(run_id)
     if engine_alive(rec):
@@ -493,6 +548,14 @@ def explain(run_id: str, step: str | None) -> None:
     """Why a run (or one STEP, e.g. a map item 'evaluate[1]') failed, with the fix."""
     from insitu.cli._explain import explain as do_explain
 
+    remote = remote_client()
+    if remote is not None:
+        from insitu.cli._explain import render_explain
+
+        facts = remote.get(remote.in_project("runs", run_id, "explain"), step=step)
+        for part in render_explain(facts):
+            console.print(part)
+        return
     store = _store()
     sys.exit(do_explain(store.get_run(run_id), store, load_config(), console, step))
 
@@ -504,6 +567,14 @@ def why(run_id: str, step: str | None) -> None:
     """Why a run's steps are waiting: inputs not ready, or what the scheduler says."""
     from insitu.cli._explain import why as do_why
 
+    remote = remote_client()
+    if remote is not None:
+        from insitu.cli._explain import render_why
+
+        for line in render_why(remote.get(remote.in_project("runs", run_id, "why"),
+                                          step=step)):
+            console.print(line)
+        return
     store = _store()
     do_why(store.get_run(run_id), store, console, step)
 

@@ -37,6 +37,12 @@ def _store() -> Any:
     return open_store(load_config().db_url)
 
 
+def remote_client() -> Any:
+    """The client of the server commands act on (``insitu login``, or INSITU_SERVER), or
+    None to act on this machine's store."""
+    from insitu.client import connect
+
+    return connect()
 
 
 def check_output(path: str, option: str) -> None:
@@ -76,4 +82,5 @@ def write_bytes(path: str, data: bytes) -> None:
         raise OSError(e.errno, e.strerror, path) from None
 
 
-__all__ = ["_console", "_store", "check_output", "console", "err_console", "esc", "write_bytes"]
+__all__ = ["_console", "_store", "check_output", "console", "err_console", "esc",
+           "remote_client", "write_bytes"]

@@ -210,3 +210,70 @@ class LiveProgress:
         self._last = now
         self.live.update(progress_table(loop.run_rec, list(loop.tasks.values()), now),
                          refresh=True)
+
+
+def print_outcome(console: Console, err_console: Console, run: RunRecord,
+                  tasks: list[TaskRecord], attempts: list[AttemptRecord]) -> int:
+    """What a finished ``insitu run`` prints (the summary, the state, the first failure and
+    where to look next); returns the exit code for the run's state."""
+    from rich.markup import escape
+
+    console.print(summary_table(run, tasks, attempts))
+    took = format_duration((run.ended_at or time.time()) - (run.started_at or run.created_at))
+    hits = sum(t.state == S.TASK_CACHED for t in tasks)
+    style = {"succeeded": "bold green", "failed": "bold red"}.get(run.state, "bold yellow")
+    console.print(f"[{style}]run {run.id} {run.state}[/] in {took}"
+                  + (f", {hits} cache hit{'s' if hits != 1 else ''}" if hits else ""))
+    if run.state == S.RUN_FAILED:
+        first = next((t for t in tasks if t.state == S.TASK_FAILED and t.error
+                      and t.error.get("kind") != "item_failed"), None)
+        if first is not None:  # the cause in one line on stderr; explain has the rest
+            e = first.error or {}
+            what = f"{e['type']}: {e.get('message', '')}" if e.get("type") else \
+                str(e.get("message") or e.get("kind"))
+            last = what.strip().splitlines()[-1][:300] if what.strip() else ""
+            err_console.print(f"[bold red]error:[/] step {escape(first.id)} failed: "
+                              f"{escape(last)}")
+            if e.get("hint"):
+                err_console.print(f"[bold]fix:[/] {escape(str(e['hint']))}")
+        console.print(f"why: [bold]insitu explain {run.id}[/]   logs: insitu logs {run.id}")
+        return 1
+    if run.state == S.RUN_CANCELLED:
+        console.print(f"continue it with: insitu resume {run.id}")
+        return 130
+    return 0
+
+
+def step_tasks(tasks: list[TaskRecord], step: str) -> list[TaskRecord]:
+    """The tasks STEP names: one task (``evaluate[1]``, or a plain step), or a map's items."""
+    exact = [t for t in tasks if t.id == step]
+    if exact and exact[0].map_size is None:
+        return exact
+    items = [t for t in tasks if t.step_id == step and t.map_index is not None]
+    return items or exact  # a map whose items were never made: the map itself
+
+
+def report_silent(err_console: Console, run_id: str, tasks: list[TaskRecord],
+                  printed: set[str], step: str | None, attempt: int | None) -> None:
+    """What ``insitu logs`` says on stderr about steps that printed nothing, or never ran."""
+    from rich.markup import escape
+
+    items_of = {t.step_id for t in tasks if t.map_index is not None}
+    silent = [t for t in tasks if t.id not in printed  # a map with items speaks through them
+              and not (t.map_size is not None and t.map_index is None and t.id in items_of)]
+    if step is None and printed:
+        return
+    for t in silent[:20]:
+        n = attempt or t.attempts
+        if t.attempts == 0:
+            reasons: dict[str, str] = {
+                S.TASK_CACHED: "it came from the cache", S.TASK_SKIPPED: "it was skipped",
+                S.TASK_PENDING: "it has not started", S.TASK_CANCELLED: "it was cancelled"}
+            why = reasons.get(t.state, f"it is {t.state}")
+            err_console.print(f"step {escape(t.id)}: no output: it never ran in run "
+                              f"{escape(run_id)} ({why})")
+        else:
+            err_console.print(f"step {escape(t.id)}: attempt {n} printed nothing (its stdout "
+                              "and stderr are empty)")
+    if len(silent) > 20:
+        err_console.print(f"... and {len(silent) - 20} more steps without output")

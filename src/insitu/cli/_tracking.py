@@ -75,14 +75,21 @@ def metrics_table(store: Store, run: RunRecord) -> Table | None:
     params: dict[str, dict[str, Any]] = defaultdict(dict)
     for p in store.select(ParamRecord, run_id=run.id):
         params[p.task_id][p.name] = p.value
+    return render_metrics({k: [p.value for p in pts] for k, pts in series.items()}, params)
+
+
+def render_metrics(series: dict[tuple[str, str], list[float]],
+                   params: dict[str, dict[str, Any]]) -> Table | None:
+    """The table ``insitu show`` prints of (task, metric) -> values in order, and each
+    task's logged params; None when there are neither (a server's run's come from its
+    API's metrics route)."""
     if not series and not params:
         return None
     tbl = Table(title="logged metrics and params", title_justify="left")
     for col in ("step", "metric", "last", "min", "max", "points"):
         tbl.add_column(col, justify="left" if col in ("step", "metric") else "right")
-    for (task, name), pts in sorted(series.items(),
-                                    key=lambda kv: (natural_key(kv[0][0]), kv[0][1])):
-        vals = [p.value for p in pts]
+    for (task, name), vals in sorted(series.items(),
+                                     key=lambda kv: (natural_key(kv[0][0]), kv[0][1])):
         tbl.add_row(Text(task), Text(name), f"{vals[-1]:.6g}", f"{min(vals):.6g}",
                     f"{max(vals):.6g}", str(len(vals)))
     for task, ps in sorted(params.items(), key=lambda kv: natural_key(kv[0])):
