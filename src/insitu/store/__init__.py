@@ -28,6 +28,7 @@ from insitu.store._tenancy import (
     ROLES,
     AuditRecord,
     MemberRecord,
+    PackageRecord,
     ProjectRecord,
     TokenRecord,
     UserRecord,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ROLES", "AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry",
            "DataReadRecord", "DatasetRecord", "LoggedArtifact", "MemberRecord", "MetricRecord",
-           "ModelRecord", "ModelVersionRecord", "ParamRecord", "ProjectRecord", "Record",
+           "ModelRecord", "ModelVersionRecord", "PackageRecord", "ParamRecord", "ProjectRecord", "Record",
            "RunRecord", "SQLStore", "ShardRecord", "Store", "TaskRecord", "TokenRecord",
            "TrialRecord", "UserRecord", "open_store"]
 

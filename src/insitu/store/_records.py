@@ -71,6 +71,7 @@ class RunRecord:
     error: dict[str, Any] | None = None
     labels: dict[str, Any] = field(default_factory=dict)
     project: str = "default"     # the project it belongs to (see insitu.server)
+    supervised: bool = False     # a server's supervisor gives it to an engine (a lease)
 
 
 @dataclass(frozen=True, kw_only=True)

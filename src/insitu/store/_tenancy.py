@@ -59,3 +59,15 @@ class AuditRecord:
     object: str | None = None
     client: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageRecord:
+    """A run's code, as submitted: a zip of the user's files, named by its content."""
+
+    digest: str                # "sha256:<hex>" of ``data``
+    project: str               # the project it was first uploaded to
+    size: int                  # bytes of ``data``
+    files: list[str]           # member paths, relative to the package root
+    created_at: float
+    data: bytes = b""
