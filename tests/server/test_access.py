@@ -13,6 +13,7 @@ import pytest
 from conftest import Server
 from insitu.server._access import ACCESS, ADMIN, EDITOR, OWNER, PUBLIC, USER, VIEWER
 from insitu.server._routes import metrics_router, router
+from insitu.server._routes_runs import runs_router
 from insitu.store import ROLES, RunRecord, open_store
 
 CALLERS = ["none", "malformed", "expired", "revoked", "viewer", "editor", "owner",
@@ -21,7 +22,7 @@ CALLERS = ["none", "malformed", "expired", "revoked", "viewer", "editor", "owner
 
 def _routes() -> list[tuple[str, str]]:
     out = []
-    for r in [*router.routes, *metrics_router.routes]:
+    for r in [*router.routes, *metrics_router.routes, *runs_router.routes]:
         for m in sorted(getattr(r, "methods", set()) - {"HEAD"}):
             out.append((m, r.path))  # type: ignore[attr-defined]
     return sorted(out)
@@ -50,6 +51,11 @@ EXPECTED = {
     ("DELETE", "/api/v1/tokens/{token_id}"): USER,
     ("GET", "/api/v1/audit"): ADMIN,
     ("GET", "/metrics"): ADMIN,
+    ("PUT", "/api/v1/projects/{project}/packages/{digest}"): EDITOR,
+    ("GET", "/api/v1/projects/{project}/packages/{digest}"): VIEWER,
+    ("POST", "/api/v1/projects/{project}/runs"): EDITOR,
+    ("POST", "/api/v1/projects/{project}/runs/{run_id}/resume"): EDITOR,
+    ("DELETE", "/api/v1/projects/{project}/runs/{run_id}"): OWNER,
 }
 
 

@@ -36,22 +36,55 @@ def _open(db_url: str | None) -> SQLStore:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to listen on (every route but /health needs a token)")
 @click.option("--port", type=click.IntRange(1, 65535), default=8420, show_default=True)
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="where submitted runs execute: processes on this "
+                                      "machine, or the Ray cluster at --address")
+@click.option("--address", default=None, metavar="HOST:PORT",
+              help="the Ray cluster for --backend ray (default: the one `insitu cluster up` "
+                   "started, or RAY_ADDRESS)")
+@click.option("--max-engines", type=click.IntRange(0, 10000), default=8, show_default=True,
+              help="runs executing at once on this machine (0: this server runs none, it "
+                   "only answers the API)")
+@click.option("--max-package", default="50MiB", show_default=True, metavar="SIZE",
+              help="the largest code package accepted (e.g. 50MiB, 1GiB)")
+@click.option("--lease", "lease_s", type=click.FloatRange(1.0, 3600.0), default=30.0,
+              show_default=True, help="seconds an engine's lease on its run lasts; a run "
+                                      "whose engine is gone is taken over after this")
+@click.option("--poll", "poll_s", type=click.FloatRange(0.05, 60.0), default=1.0,
+              hidden=True, help="seconds between two looks for runs to start")
 @click.pass_context
-def server(ctx: click.Context, db_url: str | None, host: str, port: int) -> None:
-    """The platform server: one shared insitu for a team (REST API under /api/v1)."""
+def server(ctx: click.Context, db_url: str | None, host: str, port: int, backend: str,
+           address: str | None, max_engines: int, max_package: str, lease_s: float,
+           poll_s: float) -> None:
+    """The platform server: one shared insitu for a team (REST API under /api/v1).
+
+    Submitted runs execute in engine processes its supervisor starts, on --backend."""
     if ctx.invoked_subcommand is not None:
         return
+    from insitu._config import load_config
+    from insitu._units import parse_memory
     from insitu.server import serve
+    from insitu.server._supervisor import Supervisor
     from insitu.store import UserRecord
 
+    limit = parse_memory(max_package, what="--max-package")
     store = _open(db_url)
     if not any(u.admin for u in store.select(UserRecord)):
         console.print("[yellow]no administrator yet:[/] run `insitu server init` "
                       "(with the same --db) to create one and get its token")
     _check_listen(host, port)
     console.print(f"insitu server on http://{esc(host)}:{port}/api/v1 "
-                  f"(database: {esc(store._describe())})")
-    serve(store, host=host, port=port)
+                  f"(database: {esc(store._describe())}; runs on: {backend}, up to "
+                  f"{max_engines} at once)")
+    supervisor = Supervisor(store, home=load_config().home, backend=backend,
+                            address=address, max_engines=max_engines, lease_s=lease_s,
+                            poll_s=poll_s)
+    supervisor.start()
+    try:
+        serve(store, host=host, port=port, backend=backend, max_package=limit,
+              supervisor=supervisor)
+    finally:
+        supervisor.stop()
 
 
 def _check_listen(host: str, port: int) -> None:

@@ -40,6 +40,12 @@ ACCESS: dict[tuple[str, str], str] = {
     ("DELETE", f"{API}/tokens/{{token_id}}"): USER,
     ("GET", f"{API}/audit"): ADMIN,
     ("GET", "/metrics"): ADMIN,
+    # running code on the server (_routes_runs.py)
+    ("PUT", f"{API}/projects/{{project}}/packages/{{digest}}"): EDITOR,
+    ("GET", f"{API}/projects/{{project}}/packages/{{digest}}"): VIEWER,
+    ("POST", f"{API}/projects/{{project}}/runs"): EDITOR,
+    ("POST", f"{API}/projects/{{project}}/runs/{{run_id}}/resume"): EDITOR,
+    ("DELETE", f"{API}/projects/{{project}}/runs/{{run_id}}"): OWNER,
 }
 
 

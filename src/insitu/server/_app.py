@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 
 from insitu.server import _domain, _problems
 from insitu.server._access import API
 from insitu.server._metrics import Metrics
+from insitu.server._packages import DEFAULT_MAX_PACKAGE
 from insitu.server._routes import metrics_router, router
 from insitu.store import Store
+
+if TYPE_CHECKING:
+    from insitu.server._supervisor import Supervisor
 
 log = logging.getLogger("insitu.server")
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, *, backend: str = "local",
+               max_package: int = DEFAULT_MAX_PACKAGE,
+               supervisor: Supervisor | None = None) -> FastAPI:
     """The API over ``store`` (opened, schema at head). The app never reads the database but
-    through ``store``."""
+    through ``store``. Accepted runs are for ``backend``; ``supervisor``, if given, is told
+    when one is written (it also finds them on its own)."""
     from insitu import __version__
+    from insitu.server._remote_runs import PackageFiles
+    from insitu.server._routes_runs import runs_router
 
     app = FastAPI(title="insitu", version=__version__, openapi_url=f"{API}/openapi.json",
                   docs_url=f"{API}/docs", redoc_url=None,
@@ -28,10 +37,15 @@ def create_app(store: Store) -> FastAPI:
                   description="The insitu platform API. Every error is an RFC 9457 problem "
                               "document; every change is in the audit log.")
     app.state.store = store
+    app.state.backend = backend
+    app.state.max_package = max_package
+    app.state.supervisor = supervisor
+    app.state.package_files = PackageFiles(store)
     app.state.metrics = Metrics(store, __version__)
     app.state.metrics.install(app)
     app.include_router(router)
     app.include_router(metrics_router)
+    app.include_router(runs_router)
 
     def on_error(request: Request, status: int) -> None:
         """Refused or failed changes go to the audit log too (nothing else was written)."""
@@ -54,12 +68,14 @@ def create_app(store: Store) -> FastAPI:
 
 
 def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
-          log_level: str = "info", **uvicorn_options: Any) -> None:
+          log_level: str = "info", backend: str = "local",
+          max_package: int = DEFAULT_MAX_PACKAGE, supervisor: Supervisor | None = None,
+          **uvicorn_options: Any) -> None:
     """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully)."""
     import uvicorn
 
     # idle keep-alive connections stay open longer than a client's pause between calls, so
     # a client reusing one does not race the server closing it
     uvicorn_options.setdefault("timeout_keep_alive", 75)
-    uvicorn.run(create_app(store), host=host, port=port, log_level=log_level,
-                **uvicorn_options)
+    app = create_app(store, backend=backend, max_package=max_package, supervisor=supervisor)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options)
