@@ -124,16 +124,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start(db_url: str, home: Path, *args: str, port: int | None = None
+          ) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``insitu server`` (already initialised); do not wait for it."""
+    port = port or free_port()
+    env = {**os.environ, "INSITU_HOME": str(home)}
+    with open(home / f"server-{port}.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "insitu", "server", "--db", db_url,
+                                 "--port", str(port), *args], stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def launch(db_url: str, home: Path, *args: str, port: int | None = None
            ) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``insitu server`` (already initialised) and wait until it answers."""
-    port = port or free_port()
-    env = {**os.environ, "INSITU_HOME": str(home)}
-    log = open(home / f"server-{port}.log", "ab")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "-m", "insitu", "server", "--db", db_url,
-                             "--port", str(port), *args], stdout=log,
-                            stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start(db_url, home, *args, port=port)
+    port = int(url.rpartition(":")[2])
     deadline = time.monotonic() + 120
     while True:
         if proc.poll() is not None:

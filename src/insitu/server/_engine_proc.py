@@ -138,6 +138,7 @@ def drive(db_url: str | None, run_id: str, owner: str, lease_s: float, backend: 
         run = store.get_run(run_id)
         if run.state not in (R.PENDING, R.RUNNING):
             return 0
+        log.info("run %s: driving it as %s (engine %d)", run_id, owner, os.getpid())
         try:
             if run.labels.get("package"):
                 _use_package(store, str(run.labels["package"]))
