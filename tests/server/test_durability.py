@@ -186,7 +186,7 @@ def test_two_servers_on_one_postgresql_run_each_run_with_one_engine(
     home = tmp_path / "home"  # one machine: both share its home (its artifacts)
     home.mkdir()
     token, spec, data, digest, marks = _setup(db_url, home, tmp_path)
-    procs = [launch(db_url, home, "--poll", "0.1", "--lease", "5", "--max-engines", "6")
+    procs = [launch(db_url, home, "--poll", "0.1", "--lease", "8", "--max-engines", "6")
              for _ in range(servers)]
     auth = {"Authorization": f"Bearer {token}"}
     try:

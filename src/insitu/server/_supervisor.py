@@ -48,7 +48,8 @@ class Supervisor:
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.host = socket.gethostname()
-        self.children: dict[str, subprocess.Popen[bytes]] = {}  # run id -> its engine
+        # run id -> its engine and the engine's lease owner
+        self.children: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -80,10 +81,12 @@ class Supervisor:
 
     def tick(self, now: float | None = None) -> list[str]:
         """Start engines for the runs that need one; return their ids."""
-        for rid, proc in list(self.children.items()):  # reap ended engines
-            if proc.poll() is not None:
-                del self.children[rid]
         now = time.time() if now is None else now
+        for rid, (proc, owner) in list(self.children.items()):
+            if proc.poll() is not None:  # reap ended engines
+                del self.children[rid]
+            else:  # renew for it too: an engine still starting cannot renew yet
+                self.store.claim_run(rid, owner, now + self.lease_s, now)
         mine = sum(o.startswith(f"{self.host}:") for o in self.store.leases(now).values())
         free = self.max_engines - mine
         started: list[str] = []
@@ -94,7 +97,7 @@ class Supervisor:
             if not self.store.claim_run(rid, owner, now + self.lease_s, now):
                 continue  # another server got it first
             try:
-                self.children[rid] = self._spawn(rid, owner)
+                self.children[rid] = (self._spawn(rid, owner), owner)
             except OSError:
                 log.exception("could not start an engine for run %s", rid)
                 self.store.release_run(rid, owner)
