@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from remote import build_package, compile_spec, launch, start, wait_for, write_pipeline
 
 from conftest import cli
-from remote import build_package, compile_spec, launch, start, wait_for, write_pipeline
 from insitu.store import open_store
 
 PROJECTS = ("vision", "speech", "ranking")
@@ -143,7 +143,7 @@ def test_sigkilled_server_restarted_completes_every_run_exactly_once(
             if rng.random() < 0.2:  # at a random moment of its start-up
                 time.sleep(rng.uniform(0.1, 3.0))
             else:                   # or at a random moment once it serves
-                wait_for(lambda: up(state["url"]) or proc.poll() is not None, 120,
+                wait_for(lambda p=proc: up(state["url"]) or p.poll() is not None, 120,
                          "the server to answer")
                 time.sleep(rng.uniform(0.1, 2.0))
             with_engines = rng.random() < 0.5

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from remote import build_package, compile_spec, launch, wait_for, write_pipeline, zip_of
 
 from conftest import cli
-from remote import build_package, compile_spec, launch, wait_for, write_pipeline, zip_of
 
 
 class Srv:

@@ -113,8 +113,8 @@ class Supervisor:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
         env["INSITU_HOME"] = str(self.home)
         env["INSITU_DB_URL"] = self.db_url  # not in argv, where `ps` shows a password
-        cmd = [sys.executable, "-m", "insitu.server._engine_proc", "--run", run_id, "--owner", owner, "--lease", f"{self.lease_s:g}",
-               "--backend", self.backend]
+        cmd = [sys.executable, "-m", "insitu.server._engine_proc", "--run", run_id,
+               "--owner", owner, "--lease", f"{self.lease_s:g}", "--backend", self.backend]
         if self.address:
             cmd += ["--address", self.address]
         with open(logs / f"{run_id}.log", "ab") as out:

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ROLES", "AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry",
            "DataReadRecord", "DatasetRecord", "LoggedArtifact", "MemberRecord", "MetricRecord",
-           "ModelRecord", "ModelVersionRecord", "PackageRecord", "ParamRecord", "ProjectRecord", "Record",
+           "ModelRecord", "ModelVersionRecord", "PackageRecord",
+           "ParamRecord", "ProjectRecord", "Record",
            "RunRecord", "SQLStore", "ShardRecord", "Store", "TaskRecord", "TokenRecord",
            "TrialRecord", "UserRecord", "open_store"]
 

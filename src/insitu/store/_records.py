@@ -23,6 +23,7 @@ from insitu.store._states import (  # noqa: F401 - re-exported
 from insitu.store._tenancy import (
     AuditRecord,
     MemberRecord,
+    PackageRecord,
     ProjectRecord,
     TokenRecord,
     UserRecord,
@@ -247,4 +248,4 @@ class DataReadRecord:
 Record = (RunRecord | TaskRecord | AttemptRecord | CacheEntry | MetricRecord | ParamRecord
           | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord | TrialRecord
           | DatasetRecord | ShardRecord | DataReadRecord | ProjectRecord | UserRecord
-          | MemberRecord | TokenRecord | AuditRecord)
+          | MemberRecord | TokenRecord | AuditRecord | PackageRecord)
