@@ -29,15 +29,17 @@ PROJECTS = ("vision", "speech", "ranking")
 RUNS = 20
 
 
-def _setup(db_url: str, home: Path, tmp: Path) -> tuple[str, dict[str, Any], bytes, str,
-                                                         Path]:
+Setup = tuple[str, dict[str, Any], bytes, str, Path]
+
+
+def _setup(db_url: str, home: Path, tmp: Path, step_s: float = 0.2) -> Setup:
     init = cli(home, "server", "init", "--db", db_url)
     assert init.returncode == 0, init.stderr
     token = init.stdout.strip().splitlines()[-1]
     marks = tmp / "marks"
     marks.mkdir()
     root = tmp / "proj"
-    spec = compile_spec(tmp / "client-home", write_pipeline(root, marks, sleep=0.2))
+    spec = compile_spec(tmp / "client-home", write_pipeline(root, marks, sleep=step_s))
     data, digest = build_package(root)
     return token, spec, data, digest, marks
 
@@ -94,12 +96,16 @@ def _check_exactly_once(db_url: str, marks: Path, ids: set[str]) -> dict[str, in
 
 
 @pytest.mark.timeout(900)  # a server's start-up is slow on a loaded machine
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_sigkilled_server_restarted_completes_every_run_exactly_once(
-        tmp_path: Path) -> None:
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    db_url = f"sqlite:///{home / 'server.db'}"
-    token, spec, data, digest, marks = _setup(db_url, home, tmp_path)
+    db_url = f"sqlite:///{home / 'server.db'}" if kind == "sqlite" else \
+        request.getfixturevalue("postgres").create_database("k_" + secrets.token_hex(5))
+    # steps long enough that some kills land while they run (their attempts are lost and run
+    # again; finished ones never are)
+    token, spec, data, digest, marks = _setup(db_url, home, tmp_path, step_s=0.5)
     args = ("--poll", "0.2", "--lease", "4", "--max-engines", "6")
     rng = random.Random(os.environ.get("INSITU_KILL_SEED", secrets.randbits(32)))
     proc, url = launch(db_url, home, *args)
@@ -172,7 +178,7 @@ def test_sigkilled_server_restarted_completes_every_run_exactly_once(
     assert set(accepted) <= ids  # every accepted submission was in the database
     assert len(accepted) == RUNS and len(ids) >= RUNS
     counts = _check_exactly_once(db_url, marks, ids)
-    print(f"\nkill test: {kills} kills ({killed_engines} engine processes killed along), "
+    print(f"\nkill test ({kind}): {kills} kills ({killed_engines} engine processes killed along), "
           f"{len(accepted)} runs accepted, {len(ids)} in the database, all succeeded "
           f"once; {counts}")
     assert kills >= 10
