@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from insitu._config import load_config
@@ -124,12 +125,10 @@ def _fail(store: Store, run_id: str, e: InsituError) -> None:
                    error={"message": e.message, "hint": e.hint}))
 
 
-def drive(db_url: str | None, run_id: str, owner: str, lease_s: float, backend: str,
+def drive(store: Store, run_id: str, owner: str, lease_s: float, backend: str,
           address: str | None) -> int:
     from insitu.engine import Engine
-    from insitu.store import open_store
 
-    store = open_store(db_url)
     keeper = LeaseKeeper(store, run_id, owner, lease_s)
     if not keeper.start():
         log.warning("run %s: the lease is not ours (any more); not starting", run_id)
@@ -157,20 +156,50 @@ def drive(db_url: str | None, run_id: str, owner: str, lease_s: float, backend: 
             store.release_run(run_id, owner)
         except InsituError:
             pass  # it lapses on its own
-        store.close()
+
+
+def _assigned(logs: Path) -> tuple[str, str] | None:
+    """A warm engine waits for its run: ``RUN_ID OWNER`` on stdin (end of input: the
+    supervisor is gone or stopped, so it ends); its output then goes to the run's log."""
+    line = sys.stdin.readline().split()
+    if len(line) != 2:
+        return None
+    run_id, owner = line
+    logs.mkdir(parents=True, exist_ok=True)
+    fd = os.open(logs / f"{run_id}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return run_id, owner
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m insitu.server._engine_proc")
     p.add_argument("--db", default=None, help="default: INSITU_DB_URL")
-    p.add_argument("--run", required=True)
-    p.add_argument("--owner", required=True)
+    p.add_argument("--run", help="the run (else, warm: read 'RUN OWNER' from stdin)")
+    p.add_argument("--owner")
     p.add_argument("--lease", type=float, required=True)
     p.add_argument("--backend", default="local")
     p.add_argument("--address", default=None)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    return drive(a.db, a.run, a.owner, a.lease, a.backend, a.address)
+    from insitu.store import open_store
+
+    store = open_store(a.db)
+    try:
+        if a.run is None:  # warm: imports done and database open before a run arrives
+            import insitu.engine  # noqa: F401
+            import insitu.executor  # noqa: F401
+
+            got = _assigned(load_config().home / "engines")
+            if got is None:
+                return 0
+            a.run, a.owner = got
+        return drive(store, a.run, a.owner, a.lease, a.backend, a.address)
+    finally:
+        store.close()
 
 
 if __name__ == "__main__":

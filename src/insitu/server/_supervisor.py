@@ -50,6 +50,7 @@ class Supervisor:
         self.host = socket.gethostname()
         # run id -> its engine and the engine's lease owner
         self.children: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+        self._warm: subprocess.Popen[bytes] | None = None  # an engine waiting for a run
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -67,6 +68,13 @@ class Supervisor:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        warm, self._warm = self._warm, None
+        if warm is not None and warm.stdin is not None:
+            warm.stdin.close()  # it reads end of input and ends
+            try:
+                warm.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                warm.kill()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -92,6 +100,14 @@ class Supervisor:
         started: list[str] = []
         if free <= 0 or self._stop.is_set():
             return started
+        try:
+            return self._claim(now, free)
+        finally:
+            if not self._stop.is_set():
+                self._keep_warm()
+
+    def _claim(self, now: float, free: int) -> list[str]:
+        started: list[str] = []
         for rid in self.store.claimable_runs(now, free):
             owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(6)}"
             if not self.store.claim_run(rid, owner, now + self.lease_s, now):
@@ -106,17 +122,42 @@ class Supervisor:
         return started
 
     def _spawn(self, run_id: str, owner: str) -> subprocess.Popen[bytes]:
-        logs = self.home / "engines"
+        """The warm engine, given this run; else a new engine process."""
+        warm, self._warm = self._warm, None
+        if warm is not None and warm.poll() is None and warm.stdin is not None:
+            try:
+                warm.stdin.write(f"{run_id} {owner}\n".encode())
+                warm.stdin.close()
+                return warm
+            except OSError:
+                pass  # it died meanwhile: start one
+        return self._popen(["--run", run_id, "--owner", owner], self.home / "engines" /
+                           f"{run_id}.log")
+
+    def _keep_warm(self) -> None:
+        """One engine process started ahead (imports done, database open), so a run
+        submitted to an idle server starts without waiting for a Python start-up."""
+        if self.max_engines <= 0 or (self._warm is not None and self._warm.poll() is None):
+            return
+        try:
+            self._warm = self._popen([], self.home / "engines" / "warm.log", warm=True)
+        except OSError:
+            log.exception("could not start a warm engine")
+
+    def _popen(self, extra: list[str], log_file: Path, *, warm: bool = False
+               ) -> subprocess.Popen[bytes]:
+        logs = log_file.parent
         logs.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         src = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
         env["INSITU_HOME"] = str(self.home)
         env["INSITU_DB_URL"] = self.db_url  # not in argv, where `ps` shows a password
-        cmd = [sys.executable, "-m", "insitu.server._engine_proc", "--run", run_id,
-               "--owner", owner, "--lease", f"{self.lease_s:g}", "--backend", self.backend]
+        cmd = [sys.executable, "-m", "insitu.server._engine_proc", *extra,
+               "--lease", f"{self.lease_s:g}", "--backend", self.backend]
         if self.address:
             cmd += ["--address", self.address]
-        with open(logs / f"{run_id}.log", "ab") as out:
-            return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                    env=env, start_new_session=True, close_fds=True)
+        with open(log_file, "ab") as out:
+            return subprocess.Popen(cmd, stdin=subprocess.PIPE if warm else subprocess.DEVNULL,
+                                    stdout=out, stderr=out, env=env, start_new_session=True,
+                                    close_fds=True)
