@@ -68,6 +68,12 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int, backend
     from insitu.store import UserRecord
 
     limit = parse_memory(max_package, what="--max-package")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError("--backend ray needs Ray installed where the server runs",
+                            hint='pip install "ray==2.60.0", or use --backend local') from None
     store = _open(db_url)
     if not any(u.admin for u in store.select(UserRecord)):
         console.print("[yellow]no administrator yet:[/] run `insitu server init` "

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from insitu._config import load_config
-from insitu.errors import InsituError, StoreError
+from insitu.errors import InsituError, StoreError, UserError
 from insitu.store import Store
 from insitu.store._states import RUN_TERMINAL
 from insitu.store._states import RunState as R
@@ -103,8 +103,11 @@ def _use_package(store: Store, digest: str) -> None:
 
 def _executor(backend: str, address: str | None) -> Any:
     if backend == "ray":
-        from insitu.executor._ray import RayExecutor
-
+        try:
+            from insitu.executor._ray import RayExecutor
+        except ImportError:
+            raise UserError("the server's ray backend needs Ray installed where the server "
+                            "runs", hint='pip install "ray==2.60.0"') from None
         return RayExecutor(address)
     from insitu.executor import LocalExecutor
 
