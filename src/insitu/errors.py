@@ -123,6 +123,15 @@ def not_found(what: str, name: str, known: Iterable[str], *, where: str | None =
     return NotFound(message, hint=hint)
 
 
+class TooLarge(UserError):
+    """Something sent is over a size limit (``size`` and ``limit`` in bytes)."""
+
+    def __init__(self, message: str, *, size: int, limit: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.size = size
+        self.limit = limit
+
+
 class Unauthenticated(UserError):
     """The request carries no valid credentials: no token, or one that is malformed, expired
     or revoked."""
@@ -169,6 +178,7 @@ __all__ = [
     "StepFailed",
     "StepOutsidePipeline",
     "StoreError",
+    "TooLarge",
     "Unauthenticated",
     "UserError",
     "ValidationError",

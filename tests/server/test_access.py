@@ -81,6 +81,11 @@ EXPECTED = {
     ("GET", "/api/v1/projects/{project}/datasets/{name}"): VIEWER,
     ("GET", "/api/v1/projects/{project}/studies"): VIEWER,
     ("GET", "/api/v1/cluster"): USER,
+    ("PUT", "/api/v1/projects/{project}/packages/{digest}"): EDITOR,
+    ("GET", "/api/v1/projects/{project}/packages/{digest}"): VIEWER,
+    ("POST", "/api/v1/projects/{project}/runs"): EDITOR,
+    ("POST", "/api/v1/projects/{project}/runs/{run_id}/resume"): EDITOR,
+    ("DELETE", "/api/v1/projects/{project}/runs/{run_id}"): OWNER,
 }
 
 

@@ -38,6 +38,22 @@ def _open(db_url: str | None) -> SQLStore:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to listen on (every route but /health needs a token)")
 @click.option("--port", type=click.IntRange(1, 65535), default=8420, show_default=True)
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="where submitted runs execute: processes on this "
+                                      "machine, or the Ray cluster at --address")
+@click.option("--address", default=None, metavar="HOST:PORT",
+              help="the Ray cluster for --backend ray (default: the one `insitu cluster up` "
+                   "started, or RAY_ADDRESS)")
+@click.option("--max-engines", type=click.IntRange(0, 10000), default=8, show_default=True,
+              help="runs executing at once on this machine (0: this server runs none, it "
+                   "only answers the API)")
+@click.option("--max-package", default="50MiB", show_default=True, metavar="SIZE",
+              help="the largest code package accepted (e.g. 50MiB, 1GiB)")
+@click.option("--lease", "lease_s", type=click.FloatRange(1.0, 3600.0), default=30.0,
+              show_default=True, help="seconds an engine's lease on its run lasts; a run "
+                                      "whose engine is gone is taken over after this")
+@click.option("--poll", "poll_s", type=click.FloatRange(0.05, 60.0), default=1.0,
+              hidden=True, help="seconds between two looks for runs to start")
 @click.option("--schedule-interval", type=click.FloatRange(0.01, 3600), default=5.0,
               show_default=True, metavar="SECONDS",
               help="how often due schedule ticks are looked for")
@@ -61,17 +77,32 @@ def _open(db_url: str | None) -> SQLStore:
               help="the callback URL as browsers reach it (default: this server's "
                    "/api/v1/auth/callback); https makes the cookies Secure")
 @click.pass_context
-def server(ctx: click.Context, db_url: str | None, host: str, port: int,
-           schedule_interval: float, clock_file: str | None, **oidc: Any) -> None:
-    """The platform server: one shared insitu for a team (REST API under /api/v1)."""
+def server(ctx: click.Context, db_url: str | None, host: str, port: int, backend: str,
+           address: str | None, max_engines: int, max_package: str, lease_s: float,
+           poll_s: float, schedule_interval: float, clock_file: str | None,
+           **oidc: Any) -> None:
+    """The platform server: one shared insitu for a team (REST API under /api/v1).
+
+    Submitted runs execute in engine processes its supervisor starts, on --backend."""
     if ctx.invoked_subcommand is not None:
         return
     if not math.isfinite(schedule_interval):
         raise UserError(f"--schedule-interval {schedule_interval} is not a number of seconds",
                         hint="give e.g. --schedule-interval 5")
     oidc_config = _oidc_config(**oidc)
+    from insitu._config import load_config
+    from insitu._units import parse_memory
     from insitu.server import serve
+    from insitu.server._supervisor import Supervisor
     from insitu.store import UserRecord
+
+    limit = parse_memory(max_package, what="--max-package")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError("--backend ray needs Ray installed where the server runs",
+                            hint='pip install "ray==2.60.0", or use --backend local') from None
 
     store = _open(db_url)
     if not any(u.admin for u in store.select(UserRecord)):
@@ -79,12 +110,21 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int,
                       "(with the same --db) to create one and get its token")
     _check_listen(host, port)
     console.print(f"insitu server on http://{esc(host)}:{port}/api/v1 "
-                  f"(database: {esc(store._describe())})")
+                  f"(database: {esc(store._describe())}; runs on: {backend}, up to "
+                  f"{max_engines} at once)")
     if clock_file:
         console.print(f"[yellow]schedules read the time from {esc(clock_file)}[/] "
                       "(--clock-file: for tests only)")
-    serve(store, host=host, port=port, clock_file=clock_file,
-          schedule_interval=schedule_interval, oidc=oidc_config)
+    supervisor = Supervisor(store, home=load_config().home, backend=backend,
+                            address=address, max_engines=max_engines, lease_s=lease_s,
+                            poll_s=poll_s)
+    supervisor.start()
+    try:
+        serve(store, host=host, port=port, backend=backend, max_package=limit,
+              supervisor=supervisor, clock_file=clock_file,
+              schedule_interval=schedule_interval, oidc=oidc_config)
+    finally:
+        supervisor.stop()
 
 
 def _oidc_config(*, oidc_issuer: str | None, oidc_client_id: str | None,

@@ -21,9 +21,11 @@ from insitu.store._states import TaskState as T
 RUN_MOVES: Mapping[str, frozenset[str]] = {
     R.PENDING: frozenset({R.RUNNING,        # an engine starts it
                           R.CANCELLED}),    # cancelled before any engine ran it
-    R.RUNNING: frozenset({R.SUCCEEDED, R.FAILED, R.CANCELLED}),
-    R.FAILED: frozenset({R.RUNNING}),       # resumed
-    R.CANCELLED: frozenset({R.RUNNING}),    # resumed
+    R.RUNNING: frozenset({R.SUCCEEDED, R.FAILED, R.CANCELLED,
+                          R.PENDING}),      # its engine is gone; resumed on a server
+    R.FAILED: frozenset({R.RUNNING,         # resumed
+                         R.PENDING}),       # resumed on a server: waits for an engine
+    R.CANCELLED: frozenset({R.RUNNING, R.PENDING}),  # resumed (locally; on a server)
     R.SUCCEEDED: frozenset(),
 }
 

@@ -73,6 +73,12 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", f"{API}/projects/{{project}}/datasets/{{name}}"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/studies"): VIEWER,
     ("GET", f"{API}/cluster"): USER,
+    # running code on the server (_routes_runs.py)
+    ("PUT", f"{API}/projects/{{project}}/packages/{{digest}}"): EDITOR,
+    ("GET", f"{API}/projects/{{project}}/packages/{{digest}}"): VIEWER,
+    ("POST", f"{API}/projects/{{project}}/runs"): EDITOR,
+    ("POST", f"{API}/projects/{{project}}/runs/{{run_id}}/resume"): EDITOR,
+    ("DELETE", f"{API}/projects/{{project}}/runs/{{run_id}}"): OWNER,
 }
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 from insitu.server import _domain, _problems
 from insitu.server._access import API
 from insitu.server._metrics import Metrics
+from insitu.server._packages import DEFAULT_MAX_PACKAGE
 from insitu.server._routes import metrics_router, router
 from insitu.server._routes_quotas import router as quotas_router
 from insitu.server._routes_read import read_router
@@ -18,6 +19,7 @@ from insitu.store import Store
 
 if TYPE_CHECKING:
     from insitu.server._oidc import OIDCConfig
+    from insitu.server._supervisor import Supervisor
 
 log = logging.getLogger("insitu.server")
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -26,15 +28,22 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 def routers() -> list[APIRouter]:
     """Every router the app serves (each route in them has a rule in ``_access.ACCESS``)."""
     from insitu.server._auth_routes import auth_router
+    from insitu.server._routes_runs import runs_router
 
-    return [router, read_router, quotas_router, schedules_router, auth_router, metrics_router]
+    return [router, runs_router, read_router, quotas_router, schedules_router, auth_router,
+            metrics_router]
 
 
-def create_app(store: Store, *, oidc: OIDCConfig | None = None) -> FastAPI:
+def create_app(store: Store, *, oidc: OIDCConfig | None = None, backend: str = "local",
+               max_package: int = DEFAULT_MAX_PACKAGE,
+               supervisor: Supervisor | None = None) -> FastAPI:
     """The API over ``store`` (opened, schema at head). The app never reads the database but
-    through ``store``. ``oidc``: browser login through that provider (see ``_oidc``)."""
+    through ``store``. ``oidc``: browser login through that provider (see ``_oidc``).
+    Accepted runs are for ``backend``; ``supervisor``, if given, is told when one is written
+    (it also finds them on its own)."""
     from insitu import __version__
     from insitu.server._oidc import Provider
+    from insitu.server._remote_runs import PackageFiles
 
     app = FastAPI(title="insitu", version=__version__, openapi_url=f"{API}/openapi.json",
                   docs_url=f"{API}/docs", redoc_url=None,
@@ -42,6 +51,10 @@ def create_app(store: Store, *, oidc: OIDCConfig | None = None) -> FastAPI:
                   description="The insitu platform API. Every error is an RFC 9457 problem "
                               "document; every change is in the audit log.")
     app.state.store = store
+    app.state.backend = backend
+    app.state.max_package = max_package
+    app.state.supervisor = supervisor
+    app.state.package_files = PackageFiles(store)
     app.state.metrics = Metrics(store, __version__)
     app.state.metrics.install(app)
     for r in routers():
@@ -70,7 +83,8 @@ def create_app(store: Store, *, oidc: OIDCConfig | None = None) -> FastAPI:
 
 def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
           log_level: str = "info", oidc: OIDCConfig | None = None,
-          backend: str = "local", clock_file: str | None = None,
+          backend: str = "local", max_package: int = DEFAULT_MAX_PACKAGE,
+          supervisor: Supervisor | None = None, clock_file: str | None = None,
           schedule_interval: float = 5.0, **uvicorn_options: Any) -> None:
     """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully), firing the
     schedules' ticks meanwhile (every ``schedule_interval`` s, by the system clock or, for
@@ -80,9 +94,9 @@ def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
     from insitu.server._schedule_loop import ScheduleLoop
     from insitu.server._schedules import Clock
 
-    app = create_app(store, oidc=oidc)
+    app = create_app(store, oidc=oidc, backend=backend, max_package=max_package,
+                     supervisor=supervisor)
     app.state.clock = Clock(clock_file)
-    app.state.backend = backend
     schedules = ScheduleLoop(store, backend=backend, clock=app.state.clock,
                              interval=schedule_interval)
     # idle keep-alive connections stay open longer than a client's pause between calls, so

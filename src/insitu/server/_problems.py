@@ -17,6 +17,7 @@ from insitu.errors import (
     NotFound,
     PermissionDenied,
     StoreError,
+    TooLarge,
     Unauthenticated,
     UserError,
 )
@@ -29,6 +30,7 @@ _STATUS: list[tuple[type[InsituError], int, str]] = [  # first match wins
     (PermissionDenied, 403, "forbidden"),
     (NotFound, 404, "not-found"),
     (Conflict, 409, "conflict"),
+    (TooLarge, 413, "too-large"),
     (UserError, 400, "bad-request"),
     (StoreError, 503, "store-unavailable"),
 ]
@@ -63,8 +65,9 @@ def install(app: FastAPI, on_error: Any) -> None:
         status, code = status_of(e)
         on_error(request, status)
         title = code.replace("-", " ")
+        extra = {"size": e.size, "limit": e.limit} if isinstance(e, TooLarge) else {}
         return problem(status, code, title, e.message, hint=e.hint,
-                       instance=request.url.path)
+                       instance=request.url.path, **extra)
 
     async def invalid(request: Request, e: Exception) -> JSONResponse:
         assert isinstance(e, RequestValidationError)

@@ -20,12 +20,14 @@ from insitu.store._states import RunState, TaskState
 def run_records(spec: dict[str, Any], values: dict[str, Any], *, project: str,
                 backend: str, labels: dict[str, Any] | None = None,
                 no_cache: bool = False, run_id: str | None = None,
-                now: float | None = None) -> tuple[RunRecord, list[TaskRecord]]:
-    """The records of a new pending run of ``spec`` with bound parameter ``values``."""
+                now: float | None = None, supervised: bool = True
+                ) -> tuple[RunRecord, list[TaskRecord]]:
+    """The records of a new pending run of ``spec`` with bound parameter ``values``
+    (``supervised``: the server's supervisor gives it to an engine)."""
     run = RunRecord(id=run_id or new_run_id(), pipeline=spec["name"], state=RunState.PENDING,
                     spec=spec, params=values, created_at=time.time() if now is None else now,
                     no_cache=no_cache, backend=backend, labels=dict(labels or {}),
-                    project=project)
+                    project=project, supervised=supervised)
     tasks = [TaskRecord(run_id=run.id, id=s["id"], step_id=s["id"], state=TaskState.PENDING,
                         seq=i) for i, s in enumerate(spec["steps"])]
     return run, tasks

@@ -31,6 +31,7 @@ from insitu.store._tenancy import (
     ClaimRecord,
     LoginRecord,
     MemberRecord,
+    PackageRecord,
     ProjectRecord,
     QuotaRecord,
     SessionRecord,
@@ -43,10 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = ["CATCHUP", "ROLES", "AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry",
            "ClaimRecord", "DataReadRecord", "DatasetRecord", "LoggedArtifact", "LoginRecord",
-           "MemberRecord", "MetricRecord", "ModelRecord", "ModelVersionRecord", "ParamRecord",
-           "ProjectRecord", "QuotaRecord", "Record", "RunRecord", "SQLStore", "ScheduleRecord",
-           "SessionRecord", "ShardRecord", "Store", "TaskRecord", "TickRecord", "TokenRecord",
-           "TrialRecord", "UserRecord", "open_store"]
+           "MemberRecord", "MetricRecord", "ModelRecord", "ModelVersionRecord", "PackageRecord",
+           "ParamRecord", "ProjectRecord", "QuotaRecord", "Record", "RunRecord", "SQLStore",
+           "ScheduleRecord", "SessionRecord", "ShardRecord", "Store", "TaskRecord",
+           "TickRecord", "TokenRecord", "TrialRecord", "UserRecord", "open_store"]
 
 
 def __getattr__(name: str) -> Any:

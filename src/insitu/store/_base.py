@@ -96,5 +96,25 @@ class Store(abc.ABC):
     def delete(self, cls: type[Any], **equals: Any) -> None:
         """Delete records of type ``cls`` whose fields equal ``equals`` (at least one)."""
 
+    # -- leases: which engine drives a supervised run (see insitu.server._supervisor) -----
+    @abc.abstractmethod
+    def claim_run(self, run_id: str, owner: str, until: float, now: float) -> bool:
+        """Give ``owner`` the lease of a supervised, pending or running run until ``until``,
+        if nobody else holds a lease on it at ``now`` (or renew ``owner``'s own); one
+        atomic compare-and-set. True if ``owner`` holds the lease now."""
+
+    @abc.abstractmethod
+    def release_run(self, run_id: str, owner: str) -> None:
+        """Drop ``owner``'s lease on the run (nothing if another holds it)."""
+
+    @abc.abstractmethod
+    def claimable_runs(self, now: float, limit: int) -> list[str]:
+        """Ids of supervised pending or running runs nobody holds a lease on at ``now``,
+        oldest first."""
+
+    @abc.abstractmethod
+    def leases(self, now: float) -> dict[str, str]:
+        """The leases held at ``now``: run id -> owner."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

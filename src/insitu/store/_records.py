@@ -26,6 +26,7 @@ from insitu.store._tenancy import (
     ClaimRecord,
     LoginRecord,
     MemberRecord,
+    PackageRecord,
     ProjectRecord,
     QuotaRecord,
     SessionRecord,
@@ -76,6 +77,7 @@ class RunRecord:
     error: dict[str, Any] | None = None
     labels: dict[str, Any] = field(default_factory=dict)
     project: str = "default"     # the project it belongs to (see insitu.server)
+    supervised: bool = False     # a server's supervisor gives it to an engine (a lease)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -254,4 +256,4 @@ Record = (RunRecord | TaskRecord | AttemptRecord | CacheEntry | MetricRecord | P
           | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord | TrialRecord
           | DatasetRecord | ShardRecord | DataReadRecord | ProjectRecord | UserRecord
           | MemberRecord | TokenRecord | AuditRecord | SessionRecord | LoginRecord
-          | QuotaRecord | ClaimRecord | ScheduleRecord | TickRecord)
+          | QuotaRecord | ClaimRecord | ScheduleRecord | TickRecord | PackageRecord)

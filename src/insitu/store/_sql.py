@@ -38,6 +38,7 @@ from insitu.store._tenancy import (
     ClaimRecord,
     LoginRecord,
     MemberRecord,
+    PackageRecord,
     ProjectRecord,
     QuotaRecord,
     SessionRecord,
@@ -75,6 +76,7 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     ClaimRecord: (t.claims, ("run_id", "task_id")),
     ScheduleRecord: (t.schedules, ("project", "name")),
     TickRecord: (t.ticks, ("project", "schedule", "at")),
+    PackageRecord: (t.packages, ("digest",)),
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -201,7 +203,8 @@ class SQLStore(Store):
                     from sqlalchemy.dialects.postgresql import insert as pg_insert
 
                     ins = pg_insert(table)
-                cols = [c.name for c in table.columns if c.name not in pk]
+                # only the record's fields: columns it lacks (a run's lease) keep their value
+                cols = [c for c in rows[0] if c not in pk]
                 stmt = ins.on_conflict_do_update(index_elements=list(pk),
                                                  set_={c: ins.excluded[c] for c in cols})
                 self._upserts[table.name] = stmt
@@ -369,6 +372,40 @@ class SQLStore(Store):
             for r in self._rows(q):
                 out[r.key] = _from_row(CacheEntry, r)
         return out
+
+    # -- leases of supervised runs ----------------------------------------------
+    def claim_run(self, run_id: str, owner: str, until: float, now: float) -> bool:
+        r = t.runs.c
+        q = (t.runs.update()
+             .where(r.id == run_id, r.supervised.is_(True),
+                    r.state.in_(("pending", "running")),
+                    sa.or_(r.lease_owner.is_(None), r.lease_owner == owner,
+                           r.lease_until.is_(None), r.lease_until < now))
+             .values(lease_owner=owner, lease_until=until))
+        try:
+            with self._engine.begin() as conn:
+                return conn.execute(q).rowcount == 1
+        except sa.exc.DatabaseError as e:
+            raise _db_error(e, self._describe()) from None
+
+    def release_run(self, run_id: str, owner: str) -> None:
+        r = t.runs.c
+        with self._engine.begin() as conn:
+            conn.execute(t.runs.update().where(r.id == run_id, r.lease_owner == owner)
+                         .values(lease_owner=None, lease_until=None))
+
+    def claimable_runs(self, now: float, limit: int) -> list[str]:
+        r = t.runs.c
+        q = (sa.select(r.id).where(r.supervised.is_(True), r.state.in_(("pending", "running")),
+                                   sa.or_(r.lease_until.is_(None), r.lease_until < now))
+             .order_by(r.created_at, r.id).limit(limit))
+        return [row.id for row in self._rows(q)]
+
+    def leases(self, now: float) -> dict[str, str]:
+        r = t.runs.c
+        q = sa.select(r.id, r.lease_owner).where(r.supervised.is_(True),
+                                                r.lease_until >= now)
+        return {row.id: row.lease_owner for row in self._rows(q)}
 
     def close(self) -> None:
         self._engine.dispose()

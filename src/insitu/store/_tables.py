@@ -28,7 +28,13 @@ runs = sa.Table(
     sa.Column("error", sa.JSON),
     sa.Column("labels", sa.JSON, nullable=False),
     sa.Column("project", sa.String(100), nullable=False, server_default="default"),
+    # a run the server's supervisor gives to an engine, and the lease of that engine: only
+    # ``Store.claim_run`` writes the lease (record writes leave these two columns alone)
+    sa.Column("supervised", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_until", sa.Float),
     sa.Index("ix_runs_project_created", "project", "created_at", "id"),
+    sa.Index("ix_runs_supervised_state", "supervised", "state"),
 )
 
 tasks = sa.Table(
@@ -322,4 +328,16 @@ ticks = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("recorded_at", sa.Float, nullable=False),
     sa.Column("by", sa.String(300), nullable=False),
+)
+
+# -- code packages: the files a submitted run carries (see server/_packages.py) -----------
+
+packages = sa.Table(
+    "packages", metadata,
+    sa.Column("digest", sa.String(80), primary_key=True),
+    sa.Column("project", sa.String(100), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("files", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
 )

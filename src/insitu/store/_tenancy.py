@@ -124,3 +124,15 @@ class ClaimRecord:
     restartable: bool = False
     reason: str | None = None
     by: str | None = None       # evicted: the claim (run/task of another project) it made room for
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageRecord:
+    """A run's code, as submitted: a zip of the user's files, named by its content."""
+
+    digest: str                # "sha256:<hex>" of ``data``
+    project: str               # the project it was first uploaded to
+    size: int                  # bytes of ``data``
+    files: list[str]           # member paths, relative to the package root
+    created_at: float
+    data: bytes = b""

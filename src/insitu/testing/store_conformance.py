@@ -177,3 +177,33 @@ class StoreConformance:
             store.insert(v(2), v(1, run="other"))
         assert [(x.version, x.run_id) for x in store.select(ModelVersionRecord, name="m")] == [
             (1, "r")]
+
+    def test_claim_run_is_a_compare_and_set_lease(self, store: Store) -> None:
+        store.put(make_run("lease1", supervised=True),
+                  make_run("lease2", supervised=True, state="succeeded"),
+                  make_run("lease3"))  # not supervised: no server engine takes it
+        assert store.claimable_runs(100.0, 10) == ["lease1"]
+        assert store.claim_run("lease1", "a", until=110.0, now=100.0)
+        assert not store.claim_run("lease1", "b", until=111.0, now=101.0)  # a holds it
+        assert store.claim_run("lease1", "a", until=120.0, now=105.0)      # a renews
+        assert store.leases(119.0) == {"lease1": "a"}
+        assert store.claimable_runs(119.0, 10) == []
+        assert store.claimable_runs(121.0, 10) == ["lease1"]
+        assert store.claim_run("lease1", "b", until=131.0, now=121.0)      # a's expired
+        assert not store.claim_run("lease1", "a", until=140.0, now=122.0)  # a lost it
+        assert not store.claim_run("lease2", "a", until=140.0, now=122.0)  # ended
+        assert not store.claim_run("lease3", "a", until=140.0, now=122.0)  # not supervised
+        assert not store.claim_run("nosuch", "a", until=140.0, now=122.0)
+        store.release_run("lease1", "a")  # not a's: nothing happens
+        assert store.leases(122.0) == {"lease1": "b"}
+        store.release_run("lease1", "b")
+        assert store.leases(122.0) == {}
+        assert store.claim_run("lease1", "c", until=150.0, now=123.0)
+
+    def test_writing_a_run_keeps_its_lease(self, store: Store) -> None:
+        r = make_run("lease4", supervised=True)
+        store.put(r)
+        assert store.claim_run(r.id, "a", until=200.0, now=100.0)
+        store.put(dataclasses.replace(r, state="running", heartbeat_at=101.0))
+        assert store.leases(150.0) == {"lease4": "a"}
+        assert store.get_run(r.id).supervised

@@ -1,14 +1,14 @@
 """Schedules, and their ticks keyed by (project, schedule, time): a tick is written once.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
