@@ -78,7 +78,6 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     TickRecord: (t.ticks, ("project", "schedule", "at")),
     PackageRecord: (t.packages, ("digest",)),
 }
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 class SQLStore(Store):
@@ -430,6 +429,27 @@ _URL_HINT = ("give sqlite:///PATH (a file) or postgresql+psycopg://USER:PASSWORD
              "(pip install \"insitu[server]\" for PostgreSQL)")
 
 
+def _is_sqlite(p: Path) -> bool:
+    """Does ``p`` start like an SQLite database? Asked through SQLite itself: opening and
+    closing the file with a plain ``open()`` would release every POSIX lock this process's
+    SQLite connections hold on it (a close drops all of a process's locks on the file), and
+    another process could then checkpoint and remove the WAL under them."""
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(p))}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return True  # cannot open it here: let the real connection report why
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+        return True
+    except sqlite3.DatabaseError as e:
+        return "not a database" not in str(e) and "encrypted" not in str(e)
+    finally:
+        conn.close()
+
+
 def _make_engine(url: str) -> Engine:
     try:
         u = sa.engine.make_url(url)
@@ -445,15 +465,12 @@ def _make_engine(url: str) -> Engine:
         if path and path != ":memory:" and not path.startswith("file:"):  # not a URI name
             p = Path(path)
             _integrity.check_location(p)
-            if p.exists() and p.stat().st_size > 0:
-                with open(p, "rb") as f:
-                    head = f.read(16)
-                if head != _SQLITE_MAGIC:
-                    raise StoreError(
-                        f"{p} is not an SQLite database (corrupted, or a file of another "
-                        "program)",
-                        hint=f"move it aside (mv {p} {p}.bad) and insitu will create a fresh "
-                             "one, or set INSITU_HOME to another directory")
+            if p.exists() and p.stat().st_size > 0 and not _is_sqlite(p):
+                raise StoreError(
+                    f"{p} is not an SQLite database (corrupted, or a file of another "
+                    "program)",
+                    hint=f"move it aside (mv {p} {p}.bad) and insitu will create a fresh "
+                         "one, or set INSITU_HOME to another directory")
             p.parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
