@@ -36,8 +36,11 @@ def _open(db_url: str | None) -> SQLStore:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to listen on (every route but /health needs a token)")
 @click.option("--port", type=click.IntRange(1, 65535), default=8420, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="processes answering API requests (the server's other work stays in one)")
 @click.pass_context
-def server(ctx: click.Context, db_url: str | None, host: str, port: int) -> None:
+def server(ctx: click.Context, db_url: str | None, host: str, port: int,
+           workers: int) -> None:
     """The platform server: one shared insitu for a team (REST API under /api/v1)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -51,7 +54,7 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int) -> None
     _check_listen(host, port)
     console.print(f"insitu server on http://{esc(host)}:{port}/api/v1 "
                   f"(database: {esc(store._describe())})")
-    serve(store, host=host, port=port)
+    serve(store, host=host, port=port, workers=workers)
 
 
 def _check_listen(host: str, port: int) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
+import shutil
+import tempfile
 from typing import Any
 
 from fastapi import FastAPI, Request
 
+from insitu.errors import UserError
 from insitu.server import _domain, _problems
 from insitu.server._access import API
-from insitu.server._metrics import Metrics
+from insitu.server._metrics import Metrics, Nodes
 from insitu.server._routes import metrics_router, router
 from insitu.store import Store
 
@@ -17,9 +22,13 @@ log = logging.getLogger("insitu.server")
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def create_app(store: Store) -> FastAPI:
+def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = True,
+               api_only: bool = False) -> FastAPI:
     """The API over ``store`` (opened, schema at head). The app never reads the database but
-    through ``store``."""
+    through ``store``. ``nodes`` gives the backend's node inventory (node capacity in
+    ``/metrics``); ``gpu_metrics`` reads this machine's GPUs through NVML where it can.
+    ``api_only`` marks the app of a worker process (``--workers``): it serves the API and
+    runs no background work (``app.state.api_only``)."""
     from insitu import __version__
 
     app = FastAPI(title="insitu", version=__version__, openapi_url=f"{API}/openapi.json",
@@ -28,7 +37,8 @@ def create_app(store: Store) -> FastAPI:
                   description="The insitu platform API. Every error is an RFC 9457 problem "
                               "document; every change is in the audit log.")
     app.state.store = store
-    app.state.metrics = Metrics(store, __version__)
+    app.state.api_only = api_only
+    app.state.metrics = Metrics(store, __version__, nodes=nodes, gpus=gpu_metrics)
     app.state.metrics.install(app)
     app.include_router(router)
     app.include_router(metrics_router)
@@ -54,12 +64,56 @@ def create_app(store: Store) -> FastAPI:
 
 
 def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
-          log_level: str = "info", **uvicorn_options: Any) -> None:
-    """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully)."""
+          log_level: str = "info", workers: int = 1, nodes: Nodes | None = None,
+          **uvicorn_options: Any) -> None:
+    """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully).
+
+    ``workers > 1`` serves the API from that many processes (uvicorn's process manager), each
+    with its own connections to the database (``store`` must be an :class:`SQLStore`) and
+    each serving the API only (:func:`worker_app`); work the server does besides answering
+    requests stays in this process. Their request metrics are merged through a directory of
+    prometheus-client's multiprocess mode, removed at the end."""
     import uvicorn
 
     # idle keep-alive connections stay open longer than a client's pause between calls, so
     # a client reusing one does not race the server closing it
     uvicorn_options.setdefault("timeout_keep_alive", 75)
-    uvicorn.run(create_app(store), host=host, port=port, log_level=log_level,
-                **uvicorn_options)
+    if workers <= 1:
+        uvicorn.run(create_app(store, nodes=nodes), host=host, port=port,
+                    log_level=log_level, **uvicorn_options)
+        return
+    url = getattr(store, "url", None)
+    if not isinstance(url, str):
+        raise UserError("several workers need a database they can each open",
+                        hint="give --db a database URL, or serve with --workers 1")
+    tmp = tempfile.mkdtemp(prefix="insitu-metrics-")
+    env = {_DB_ENV: url, "PROMETHEUS_MULTIPROC_DIR": tmp}
+    if nodes is not None:
+        env[_NODES_ENV] = f"{nodes.__module__}:{nodes.__qualname__}"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the workers are new processes: they read these at start
+    try:
+        uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, host=host,
+                    port=port, log_level=log_level, **uvicorn_options)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_DB_ENV = "INSITU_SERVER_WORKER_DB_URL"
+_NODES_ENV = "INSITU_SERVER_WORKER_NODES"
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of ``serve(workers=N)``: the API only."""
+    from insitu.store import open_store
+
+    nodes = None
+    if os.environ.get(_NODES_ENV):
+        module, _, name = os.environ[_NODES_ENV].partition(":")
+        nodes = getattr(importlib.import_module(module), name)
+    return create_app(open_store(os.environ[_DB_ENV]), nodes=nodes, api_only=True)
