@@ -65,6 +65,8 @@ WAIT_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600
 ENGINE_STALE_S = 15.0  # as insitu.engine's STALE_AFTER_S: an older heartbeat is a gone engine
 
 Nodes = Callable[[], Sequence[NodeInfo]]
+GPU_METRICS = ("insitu_gpu_utilization_ratio", "insitu_gpu_memory_used_bytes",
+               "insitu_gpu_memory_total_bytes")  # present only where NVML sees GPUs
 
 
 def _histogram(name: str, doc: str, labels: list[str], buckets: Sequence[float],
@@ -226,12 +228,10 @@ class GpuCollector(Collector):
         if nvml is None:
             return
         labels = ["host", "gpu", "model"]
-        util = GaugeMetricFamily("insitu_gpu_utilization_ratio", "Share of the last sample "
-                                 "period the GPU was busy (NVML), 0 to 1", labels=labels)
-        used = GaugeMetricFamily("insitu_gpu_memory_used_bytes", "GPU memory in use (NVML)",
-                                 labels=labels)
-        total = GaugeMetricFamily("insitu_gpu_memory_total_bytes", "GPU memory (NVML)",
-                                  labels=labels)
+        util = GaugeMetricFamily(GPU_METRICS[0], "Share of the last sample period the GPU "
+                                 "was busy (NVML), 0 to 1", labels=labels)
+        used = GaugeMetricFamily(GPU_METRICS[1], "GPU memory in use (NVML)", labels=labels)
+        total = GaugeMetricFamily(GPU_METRICS[2], "GPU memory (NVML)", labels=labels)
         try:
             for i in range(nvml.nvmlDeviceGetCount()):
                 h = nvml.nvmlDeviceGetHandleByIndex(i)
