@@ -120,7 +120,8 @@ def bench(kind: str, db_url: str, args: argparse.Namespace) -> dict[str, object]
             conn.execute(sa.text("ANALYZE"))
             conn.commit()
         engine.dispose()
-    s = start_server(db_url, home, "--workers", str(args.workers))
+    s = start_server(db_url, home, *(["--workers", str(args.workers)] if args.workers > 1
+                                     else []))
     try:
         s.admin.post("/api/v1/projects", json={"name": "bench"})
         idle = rss_mb(s.proc.pid)

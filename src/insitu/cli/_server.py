@@ -18,7 +18,7 @@ _DB = click.option("--db", "db_url", default=None, metavar="URL",
                         "(default: INSITU_DB_URL, else INSITU_HOME/insitu.db)")
 
 
-def _open(db_url: str | None) -> SQLStore:
+def _open(db_url: str | None, pool_size: int | None = None) -> SQLStore:
     from insitu.store import open_store
 
     try:
@@ -28,7 +28,8 @@ def _open(db_url: str | None) -> SQLStore:
         raise UserError("the server's packages are not installed",
                         hint='pip install "insitu[server]"') from None
 
-    return open_store(db_url)  # creates or upgrades the schema (safe when servers race)
+    # creates or upgrades the schema (safe when servers race)
+    return open_store(db_url, pool_size=pool_size)
 
 
 @click.group(invoke_without_command=True)
@@ -45,9 +46,10 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int,
     if ctx.invoked_subcommand is not None:
         return
     from insitu.server import serve
+    from insitu.server._app import API_THREADS
     from insitu.store import UserRecord
 
-    store = _open(db_url)
+    store = _open(db_url, API_THREADS)
     if not any(u.admin for u in store.select(UserRecord)):
         console.print("[yellow]no administrator yet:[/] run `insitu server init` "
                       "(with the same --db) to create one and get its token")

@@ -19,6 +19,7 @@ from insitu.server._routes import metrics_router, router
 from insitu.store import Store
 
 log = logging.getLogger("insitu.server")
+API_THREADS = 16  # requests handled at once per process; the store keeps as many connections
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -42,6 +43,7 @@ def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = 
     app.state.metrics.install(app)
     app.include_router(router)
     app.include_router(metrics_router)
+    app.add_middleware(_Threads, tokens=API_THREADS)
 
     def on_error(request: Request, status: int) -> None:
         """Refused or failed changes go to the audit log too (nothing else was written)."""
@@ -61,6 +63,25 @@ def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = 
 
     _problems.install(app, on_error)
     return app
+
+
+class _Threads:
+    """Runs the routes (which run in threads) in at most ``tokens`` threads at once: as many
+    as the store keeps connections, so no request waits for one or opens one per query, and
+    no more (more threads would only contend for the interpreter)."""
+
+    def __init__(self, app: Any, tokens: int) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.set = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if not self.set:  # the limiter belongs to the running event loop
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.tokens
+            self.set = True
+        await self.app(scope, receive, send)
 
 
 def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
@@ -116,4 +137,5 @@ def worker_app() -> FastAPI:
     if os.environ.get(_NODES_ENV):
         module, _, name = os.environ[_NODES_ENV].partition(":")
         nodes = getattr(importlib.import_module(module), name)
-    return create_app(open_store(os.environ[_DB_ENV]), nodes=nodes, api_only=True)
+    return create_app(open_store(os.environ[_DB_ENV], pool_size=API_THREADS), nodes=nodes,
+                      api_only=True)

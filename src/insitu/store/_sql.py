@@ -71,9 +71,9 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 class SQLStore(Store):
     """A :class:`Store` over SQLAlchemy. The schema is created or upgraded on open."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int | None = None) -> None:
         self.url = url
-        self._engine = _make_engine(url)
+        self._engine = _make_engine(url, pool_size)
         self._dialect = self._engine.dialect.name
         self._upserts: dict[str, Any] = {}
         self._token_holder_q: Any = None
@@ -462,7 +462,10 @@ _URL_HINT = ("give sqlite:///PATH (a file) or postgresql+psycopg://USER:PASSWORD
              "(pip install \"insitu[server]\" for PostgreSQL)")
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, pool_size: int | None = None) -> Engine:
+    """``pool_size``: connections kept open for that many threads using the store at once
+    (and as many again opened beyond it when needed), so a busy server reuses connections
+    rather than opening one per query (default: SQLAlchemy's 5)."""
     try:
         u = sa.engine.make_url(url)
         u.get_dialect()
@@ -488,7 +491,8 @@ def _make_engine(url: str) -> Engine:
                              "one, or set INSITU_HOME to another directory")
             p.parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 30},
-                                  json_deserializer=_json_loads)
+                                  json_deserializer=_json_loads,
+                                  **(_pool(pool_size) if path and path != ":memory:" else {}))
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _: Any) -> None:
@@ -499,7 +503,12 @@ def _make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, json_deserializer=_json_loads)
+    return sa.create_engine(url, pool_pre_ping=True, json_deserializer=_json_loads,
+                            **_pool(pool_size))
+
+
+def _pool(size: int | None) -> dict[str, int]:
+    return {} if size is None else {"pool_size": size, "max_overflow": size}
 
 
 def _json_loads(text: str | bytes) -> Any:
@@ -534,13 +543,14 @@ def _db_error(e: sa.exc.DatabaseError, where: str) -> StoreError:
     return _integrity.describe(text, where)
 
 
-def open_store(url: str | None = None) -> SQLStore:
-    """Open the store at ``url`` (default: from the environment, see ``insitu._config``)."""
+def open_store(url: str | None = None, *, pool_size: int | None = None) -> SQLStore:
+    """Open the store at ``url`` (default: from the environment, see ``insitu._config``);
+    ``pool_size``: see :func:`_make_engine`."""
     if url is None:
         from insitu._config import load_config
 
         url = load_config().db_url
-    return SQLStore(url)
+    return SQLStore(url, pool_size=pool_size)
 
 
 __all__ = ["HEAD", "SQLStore", "open_store"]
