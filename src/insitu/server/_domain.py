@@ -279,35 +279,41 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
                         hint="pass the next_cursor of the previous page unchanged") from None
 
 
-_RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord)
-                    if f.name not in ("spec", "engine_pid", "engine_host"))
+_RUN_HIDDEN = ("spec", "engine_pid", "engine_host")
 
 
 def run_view(run: RunRecord) -> dict[str, Any]:
-    """What the API shows of a run (records are immutable: no copy is needed)."""
-    d = {name: getattr(run, name) for name in _RUN_FIELDS}
+    """What the API shows of a run (records are immutable: its values need no copy)."""
+    d = dict(vars(run))
+    for name in _RUN_HIDDEN:
+        del d[name]
     d["state"] = shown_state(run)  # a run whose engine is gone is "interrupted", as everywhere
     return d
 
 
 def list_runs(store: Store, project: str, *, pipeline: str | None, state: str | None,
               limit: int, cursor: str | None) -> dict[str, Any]:
-    _project(store, project)
-    before = decode_cursor(cursor) if cursor else None
+    try:
+        before = decode_cursor(cursor) if cursor else None
+    except UserError:
+        _project(store, project)  # an unknown project is what is answered first
+        raise
     runs = store.list_runs(project=project, pipeline=pipeline, state=state, limit=limit + 1,
                            before=before, with_spec=False)  # the view shows no spec
+    if not runs:  # runs in it show the project exists; without any, look
+        _project(store, project)
     page = runs[:limit]
     nxt = encode_cursor(page[-1]) if len(runs) > limit else None
     return {"items": [run_view(r) for r in page], "next_cursor": nxt}
 
 
 def _run(store: Store, project: str, run_id: str) -> RunRecord:
-    _project(store, project)
     try:
         run = store.get_run(run_id)
     except NotFound:
         run = None
     if run is None or run.project != project:
+        _project(store, project)  # an unknown project is what is answered first
         raise NotFound(f"project {project!r} has no run {run_id!r}",
                        hint=f"list them with GET /api/v1/projects/{project}/runs")
     return run

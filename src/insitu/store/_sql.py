@@ -438,8 +438,22 @@ def _to_row(r: Record) -> dict[str, Any]:
 
 
 def _from_row(cls: type[Any], row: Any, **given: Any) -> Any:
+    if _same_names(cls, row._fields, tuple(given)):  # the usual case: one column per field
+        return cls(**row._asdict(), **given)
     m = row._mapping
     return cls(**{f.name: m[f.name] for f in _fields(cls) if f.name not in given}, **given)
+
+
+_SAME: dict[tuple[type[Any], tuple[str, ...], tuple[str, ...]], bool] = {}
+
+
+def _same_names(cls: type[Any], columns: tuple[str, ...], given: tuple[str, ...]) -> bool:
+    key = (cls, columns, given)
+    same = _SAME.get(key)
+    if same is None:
+        names = [f.name for f in _fields(cls)]
+        same = _SAME[key] = sorted(columns + given) == sorted(names)
+    return same
 
 
 _FIELDS: dict[type[Any], tuple[dataclasses.Field[Any], ...]] = {}
