@@ -45,7 +45,7 @@ def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=180, env=env)
 
 
-def start_server(db_url: str, home: Path) -> Server:
+def start_server(db_url: str, home: Path, *extra: str) -> Server:
     init = cli(home, "server", "init", "--db", db_url)
     assert init.returncode == 0, init.stderr
     token = init.stdout.strip().splitlines()[-1]
@@ -53,7 +53,7 @@ def start_server(db_url: str, home: Path) -> Server:
     env = {**os.environ, "INSITU_HOME": str(home)}
     log = open(home / "server.log", "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([sys.executable, "-m", "insitu", "server", "--db", db_url,
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                             "--port", str(port), *extra], stdout=log, stderr=subprocess.STDOUT,
                             env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -12,6 +12,7 @@ from insitu.cli._common import esc
 from insitu.errors import UserError
 
 if TYPE_CHECKING:
+    from insitu.scheduler import NodeInfo
     from insitu.server._oidc import OIDCConfig
     from insitu.store import SQLStore
 
@@ -20,7 +21,7 @@ _DB = click.option("--db", "db_url", default=None, metavar="URL",
                         "(default: INSITU_DB_URL, else INSITU_HOME/insitu.db)")
 
 
-def _open(db_url: str | None) -> SQLStore:
+def _open(db_url: str | None, pool_size: int | None = None) -> SQLStore:
     from insitu.store import open_store
 
     try:
@@ -30,7 +31,8 @@ def _open(db_url: str | None) -> SQLStore:
         raise UserError("the server's packages are not installed",
                         hint='pip install "insitu[server]"') from None
 
-    return open_store(db_url)  # creates or upgrades the schema (safe when servers race)
+    # creates or upgrades the schema (safe when servers race)
+    return open_store(db_url, pool_size=pool_size)
 
 
 @click.group(invoke_without_command=True)
@@ -38,6 +40,8 @@ def _open(db_url: str | None) -> SQLStore:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to listen on (every route but /health needs a token)")
 @click.option("--port", type=click.IntRange(1, 65535), default=8420, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="processes answering API requests (the server's other work stays in one)")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
               show_default=True, help="where submitted runs execute: processes on this "
                                       "machine, or the Ray cluster at --address")
@@ -77,7 +81,8 @@ def _open(db_url: str | None) -> SQLStore:
               help="the callback URL as browsers reach it (default: this server's "
                    "/api/v1/auth/callback); https makes the cookies Secure")
 @click.pass_context
-def server(ctx: click.Context, db_url: str | None, host: str, port: int, backend: str,
+def server(ctx: click.Context, db_url: str | None, host: str, port: int, workers: int,
+           backend: str,
            address: str | None, max_engines: int, max_package: str, lease_s: float,
            poll_s: float, schedule_interval: float, clock_file: str | None,
            **oidc: Any) -> None:
@@ -93,6 +98,7 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int, backend
     from insitu._config import load_config
     from insitu._units import parse_memory
     from insitu.server import serve
+    from insitu.server._app import API_THREADS
     from insitu.server._supervisor import Supervisor
     from insitu.store import UserRecord
 
@@ -104,7 +110,7 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int, backend
             raise UserError("--backend ray needs Ray installed where the server runs",
                             hint='pip install "ray==2.60.0", or use --backend local') from None
 
-    store = _open(db_url)
+    store = _open(db_url, API_THREADS)
     if not any(u.admin for u in store.select(UserRecord)):
         console.print("[yellow]no administrator yet:[/] run `insitu server init` "
                       "(with the same --db) to create one and get its token")
@@ -120,11 +126,20 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int, backend
                             poll_s=poll_s)
     supervisor.start()
     try:
-        serve(store, host=host, port=port, backend=backend, max_package=limit,
+        serve(store, host=host, port=port, workers=workers,
+              nodes=_local_nodes if backend == "local" else None, backend=backend,
+              max_package=limit,
               supervisor=supervisor, clock_file=clock_file,
               schedule_interval=schedule_interval, oidc=oidc_config)
     finally:
         supervisor.stop()
+
+
+def _local_nodes() -> list[NodeInfo]:
+    """The local backend's node: this machine (its capacity shows in /metrics)."""
+    from insitu.executor import local_node
+
+    return [local_node()]
 
 
 def _oidc_config(*, oidc_issuer: str | None, oidc_client_id: str | None,

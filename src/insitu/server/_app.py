@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import json
 import logging
+import os
+import shutil
+import tempfile
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 
+from insitu.errors import UserError
 from insitu.server import _domain, _problems
 from insitu.server._access import API
-from insitu.server._metrics import Metrics
+from insitu.server._metrics import Metrics, Nodes
 from insitu.server._packages import DEFAULT_MAX_PACKAGE
 from insitu.server._routes import metrics_router, router
 from insitu.server._routes_quotas import router as quotas_router
@@ -22,6 +29,7 @@ if TYPE_CHECKING:
     from insitu.server._supervisor import Supervisor
 
 log = logging.getLogger("insitu.server")
+API_THREADS = 16  # requests handled at once per process; the store keeps as many connections
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -34,13 +42,17 @@ def routers() -> list[APIRouter]:
             metrics_router]
 
 
-def create_app(store: Store, *, oidc: OIDCConfig | None = None, backend: str = "local",
-               max_package: int = DEFAULT_MAX_PACKAGE,
+def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = True,
+               api_only: bool = False, oidc: OIDCConfig | None = None,
+               backend: str = "local", max_package: int = DEFAULT_MAX_PACKAGE,
                supervisor: Supervisor | None = None) -> FastAPI:
     """The API over ``store`` (opened, schema at head). The app never reads the database but
-    through ``store``. ``oidc``: browser login through that provider (see ``_oidc``).
-    Accepted runs are for ``backend``; ``supervisor``, if given, is told when one is written
-    (it also finds them on its own)."""
+    through ``store``. ``nodes`` gives the backend's node inventory (node capacity in
+    ``/metrics``); ``gpu_metrics`` reads this machine's GPUs through NVML where it can.
+    ``api_only`` marks the app of a worker process (``--workers``): it serves the API and
+    runs no background work (``app.state.api_only``). ``oidc``: browser login through that
+    provider (see ``_oidc``). Accepted runs are for ``backend``; ``supervisor``, if given, is
+    told when one is written (it also finds them on its own)."""
     from insitu import __version__
     from insitu.server._oidc import Provider
     from insitu.server._remote_runs import PackageFiles
@@ -51,15 +63,17 @@ def create_app(store: Store, *, oidc: OIDCConfig | None = None, backend: str = "
                   description="The insitu platform API. Every error is an RFC 9457 problem "
                               "document; every change is in the audit log.")
     app.state.store = store
+    app.state.api_only = api_only
     app.state.backend = backend
     app.state.max_package = max_package
     app.state.supervisor = supervisor
     app.state.package_files = PackageFiles(store)
-    app.state.metrics = Metrics(store, __version__)
+    app.state.oidc = Provider(oidc) if oidc is not None else None
+    app.state.metrics = Metrics(store, __version__, nodes=nodes, gpus=gpu_metrics)
     app.state.metrics.install(app)
     for r in routers():
         app.include_router(r)
-    app.state.oidc = Provider(oidc) if oidc is not None else None
+    app.add_middleware(_Threads, tokens=API_THREADS)
 
     def on_error(request: Request, status: int) -> None:
         """Refused or failed changes go to the audit log too (nothing else was written)."""
@@ -81,29 +95,108 @@ def create_app(store: Store, *, oidc: OIDCConfig | None = None, backend: str = "
     return app
 
 
+class _Threads:
+    """Runs the routes (which run in threads) in at most ``tokens`` threads at once: as many
+    as the store keeps connections, so no request waits for one or opens one per query, and
+    no more (more threads would only contend for the interpreter)."""
+
+    def __init__(self, app: Any, tokens: int) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.set = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if not self.set:  # the limiter belongs to the running event loop
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.tokens
+            self.set = True
+        await self.app(scope, receive, send)
+
+
 def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
-          log_level: str = "info", oidc: OIDCConfig | None = None,
-          backend: str = "local", max_package: int = DEFAULT_MAX_PACKAGE,
-          supervisor: Supervisor | None = None, clock_file: str | None = None,
-          schedule_interval: float = 5.0, **uvicorn_options: Any) -> None:
+          log_level: str = "info", workers: int = 1, nodes: Nodes | None = None,
+          oidc: OIDCConfig | None = None, backend: str = "local",
+          max_package: int = DEFAULT_MAX_PACKAGE, supervisor: Supervisor | None = None,
+          clock_file: str | None = None, schedule_interval: float = 5.0,
+          **uvicorn_options: Any) -> None:
     """Serve the API until interrupted (SIGINT/SIGTERM stop it gracefully), firing the
     schedules' ticks meanwhile (every ``schedule_interval`` s, by the system clock or, for
-    tests, by the time written in ``clock_file``)."""
-    import uvicorn
+    tests, by the time written in ``clock_file``).
 
+    ``workers > 1`` serves the API from that many processes (uvicorn's process manager), each
+    with its own connections to the database (``store`` must be an :class:`SQLStore`) and
+    each serving the API only (:func:`worker_app`); work the server does besides answering
+    requests stays in this process. Their request metrics are merged through a directory of
+    prometheus-client's multiprocess mode, removed at the end."""
     from insitu.server._schedule_loop import ScheduleLoop
     from insitu.server._schedules import Clock
 
-    app = create_app(store, oidc=oidc, backend=backend, max_package=max_package,
-                     supervisor=supervisor)
-    app.state.clock = Clock(clock_file)
-    schedules = ScheduleLoop(store, backend=backend, clock=app.state.clock,
-                             interval=schedule_interval)
     # idle keep-alive connections stay open longer than a client's pause between calls, so
     # a client reusing one does not race the server closing it
     uvicorn_options.setdefault("timeout_keep_alive", 75)
+    settings = {"oidc": oidc, "backend": backend, "max_package": max_package}
+    schedules = ScheduleLoop(store, backend=backend, clock=Clock(clock_file),
+                             interval=schedule_interval)
     schedules.start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, **uvicorn_options)
+        _serve(store, host, port, log_level, workers, nodes, settings, supervisor,
+               uvicorn_options)
     finally:
         schedules.stop()
+
+
+def _serve(store: Store, host: str, port: int, log_level: str, workers: int,
+           nodes: Nodes | None, settings: dict[str, Any], supervisor: Supervisor | None,
+           uvicorn_options: dict[str, Any]) -> None:
+    import uvicorn
+
+    if workers <= 1:
+        uvicorn.run(create_app(store, nodes=nodes, supervisor=supervisor, **settings),
+                    host=host, port=port, log_level=log_level, **uvicorn_options)
+        return
+    url = getattr(store, "url", None)
+    if not isinstance(url, str):
+        raise UserError("several workers need a database they can each open",
+                        hint="give --db a database URL, or serve with --workers 1")
+    tmp = tempfile.mkdtemp(prefix="insitu-metrics-")
+    oidc = settings["oidc"]
+    env = {_DB_ENV: url, "PROMETHEUS_MULTIPROC_DIR": tmp,
+           _SETTINGS_ENV: json.dumps({**settings,
+                                      "oidc": dataclasses.asdict(oidc) if oidc else None})}
+    if nodes is not None:
+        env[_NODES_ENV] = f"{nodes.__module__}:{nodes.__qualname__}"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the workers are new processes: they read these at start
+    try:
+        uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, host=host,
+                    port=port, log_level=log_level, **uvicorn_options)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_DB_ENV = "INSITU_SERVER_WORKER_DB_URL"
+_NODES_ENV = "INSITU_SERVER_WORKER_NODES"
+_SETTINGS_ENV = "INSITU_SERVER_WORKER_SETTINGS"
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of ``serve(workers=N)``: the API only."""
+    from insitu.store import open_store
+
+    nodes = None
+    if os.environ.get(_NODES_ENV):
+        module, _, name = os.environ[_NODES_ENV].partition(":")
+        nodes = getattr(importlib.import_module(module), name)
+    from insitu.server._oidc import OIDCConfig
+
+    settings = json.loads(os.environ.get(_SETTINGS_ENV) or "{}")
+    if settings.get("oidc"):
+        settings["oidc"] = OIDCConfig(**settings["oidc"])
+    return create_app(open_store(os.environ[_DB_ENV], pool_size=API_THREADS), nodes=nodes,
+                      api_only=True, **settings)

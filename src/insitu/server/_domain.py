@@ -64,21 +64,21 @@ def authenticate(store: Store, header: str | None, *, now: float | None = None) 
     if parsed is None:
         raise Unauthenticated("the API token is malformed", hint=fix)
     tid, secret = parsed
-    found = store.select(TokenRecord, id=tid)
-    if not found or not _tokens.matches(secret, found[0].digest):
+    # the token, its user and the user's roles in one query, read afresh on every request:
+    # a revoked token, a removed user or a changed role takes effect at the next request
+    found = store.token_holder(tid)
+    if found is None or not _tokens.matches(secret, found[0].digest):
         raise Unauthenticated("the API token is not known", hint=fix)
-    tok = found[0]
+    tok, user, members = found
     now = time.time() if now is None else now
     if tok.revoked_at is not None:
         raise Unauthenticated(f"the API token {tok.id} was revoked", hint=fix)
     if tok.expires_at is not None and tok.expires_at <= now:
         raise Unauthenticated(f"the API token {tok.id} has expired", hint=fix)
-    users = store.select(UserRecord, name=tok.user)
-    if not users:
+    if user is None:
         raise Unauthenticated(f"the API token {tok.id} belongs to no user", hint=fix)
-    roles = {m.project: m.role for m in store.select(MemberRecord, user=tok.user)}
-    return Principal(user=tok.user, admin=users[0].admin, token=tok.id, scope=tok.project,
-                     roles=roles)
+    return Principal(user=tok.user, admin=user.admin, token=tok.id, scope=tok.project,
+                     roles={m.project: m.role for m in members})
 
 
 # -- set-up ---------------------------------------------------------------------------------
@@ -279,35 +279,41 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
                         hint="pass the next_cursor of the previous page unchanged") from None
 
 
-_RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord)
-                    if f.name not in ("spec", "engine_pid", "engine_host"))
+_RUN_HIDDEN = ("spec", "engine_pid", "engine_host")
 
 
 def run_view(run: RunRecord) -> dict[str, Any]:
-    """What the API shows of a run (records are immutable: no copy is needed)."""
-    d = {name: getattr(run, name) for name in _RUN_FIELDS}
+    """What the API shows of a run (records are immutable: its values need no copy)."""
+    d = dict(vars(run))
+    for name in _RUN_HIDDEN:
+        del d[name]
     d["state"] = shown_state(run)  # a run whose engine is gone is "interrupted", as everywhere
     return d
 
 
 def list_runs(store: Store, project: str, *, pipeline: str | None, state: str | None,
               limit: int, cursor: str | None) -> dict[str, Any]:
-    _project(store, project)
-    before = decode_cursor(cursor) if cursor else None
+    try:
+        before = decode_cursor(cursor) if cursor else None
+    except UserError:
+        _project(store, project)  # an unknown project is what is answered first
+        raise
     runs = store.list_runs(project=project, pipeline=pipeline, state=state, limit=limit + 1,
-                           before=before)
+                           before=before, with_spec=False)  # the view shows no spec
+    if not runs:  # runs in it show the project exists; without any, look
+        _project(store, project)
     page = runs[:limit]
     nxt = encode_cursor(page[-1]) if len(runs) > limit else None
     return {"items": [run_view(r) for r in page], "next_cursor": nxt}
 
 
 def _run(store: Store, project: str, run_id: str) -> RunRecord:
-    _project(store, project)
     try:
         run = store.get_run(run_id)
     except NotFound:
         run = None
     if run is None or run.project != project:
+        _project(store, project)  # an unknown project is what is answered first
         raise NotFound(f"project {project!r} has no run {run_id!r}",
                        hint=f"list them with GET /api/v1/projects/{project}/runs")
     return run

@@ -12,6 +12,7 @@ from insitu.errors import InternalError, UserError
 from insitu.server import _domain as D
 from insitu.server import _sessions as S
 from insitu.server._access import ACCESS, API, PUBLIC, Principal, check
+from insitu.server._encode import json_response
 from insitu.store import Store
 
 
@@ -154,17 +155,17 @@ def remove_member(request: Request, project: str, user: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/projects/{project}/runs")
+@router.get("/projects/{project}/runs", response_model=dict[str, Any])
 def runs(request: Request, project: str, pipeline: str | None = None,
          state: str | None = None, limit: int = Query(default=50, ge=1, le=500),
-         cursor: str | None = Query(default=None, max_length=200)) -> dict[str, Any]:
-    return D.list_runs(_store(request), project, pipeline=pipeline, state=state, limit=limit,
-                       cursor=cursor)
+         cursor: str | None = Query(default=None, max_length=200)) -> Response:
+    return json_response(D.list_runs(_store(request), project, pipeline=pipeline, state=state,
+                                     limit=limit, cursor=cursor))
 
 
-@router.get("/projects/{project}/runs/{run_id}")
-def run(request: Request, project: str, run_id: str) -> dict[str, Any]:
-    return D.get_run(_store(request), project, run_id)
+@router.get("/projects/{project}/runs/{run_id}", response_model=dict[str, Any])
+def run(request: Request, project: str, run_id: str) -> Response:
+    return json_response(D.get_run(_store(request), project, run_id))
 
 
 @router.post("/projects/{project}/runs/{run_id}/cancel")

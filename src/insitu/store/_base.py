@@ -20,13 +20,36 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from insitu.store._records import AttemptRecord, CacheEntry, Record, RunRecord, TaskRecord
 from insitu.store._schedules import TickRecord
-from insitu.store._tenancy import AuditRecord
+from insitu.store._tenancy import AuditRecord, MemberRecord, TokenRecord, UserRecord
 
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class TimeHistogram:
+    counts: tuple[int, ...]     # cumulative, one per bucket bound
+    count: int                  # all observations (the +Inf bucket)
+    total: float                # sum of the observed seconds
+
+
+@dataclass(frozen=True)
+class Allocation:
+    cpu: float
+    memory: int                 # bytes
+    gpu: float
+    tasks: int
+
+
+@dataclass(frozen=True)
+class EngineHeartbeats:
+    live: int
+    stale: int
+    newest: float | None        # the newest heartbeat time (epoch seconds)
 
 
 class Store(abc.ABC):
@@ -41,9 +64,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_runs(self, *, pipeline: str | None = None, state: str | None = None,
                   limit: int | None = None, project: str | None = None,
-                  before: tuple[float, str] | None = None) -> list[RunRecord]:
+                  before: tuple[float, str] | None = None,
+                  with_spec: bool = True) -> list[RunRecord]:
         """Runs, newest first (by ``created_at``, then id), optionally filtered; with
-        ``before=(created_at, id)`` only those after that run in this order (a page cursor)."""
+        ``before=(created_at, id)`` only those after that run in this order (a page cursor).
+        ``with_spec=False`` leaves the (large) spec unread: the records' ``spec`` is ``{}``."""
 
     @abc.abstractmethod
     def list_audit(self, *, project: str | None = None, user: str | None = None,
@@ -60,6 +85,47 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_runs(self) -> dict[tuple[str, str], int]:
         """How many runs each (project, state) holds."""
+
+    @abc.abstractmethod
+    def token_holder(self, token_id: str
+                     ) -> tuple[TokenRecord, UserRecord | None, list[MemberRecord]] | None:
+        """The token ``token_id`` with its user (None if that user is gone) and the user's
+        memberships, read together (one query where the backend can); None if no such
+        token."""
+
+    # -- aggregates for monitoring: each one query, whatever the number of runs ----------
+    @abc.abstractmethod
+    def count_tasks(self) -> dict[tuple[str, str], int]:
+        """How many tasks each (project, state) holds (a task's project is its run's)."""
+
+    @abc.abstractmethod
+    def queue_depth(self) -> dict[str, int]:
+        """Per project: tasks that are ready (inputs available, ``ready_at`` set) but still
+        pending, in runs that are pending or running."""
+
+    @abc.abstractmethod
+    def task_time_histogram(self, what: str, buckets: Sequence[float]
+                            ) -> dict[tuple[str, ...], TimeHistogram]:
+        """A histogram of task times, from the tasks' timestamps.
+
+        ``what="run"``: ``ended_at - started_at`` of tasks that ran and ended (succeeded or
+        failed), keyed by (project, state). ``what="queue_wait"``: ``started_at - ready_at``
+        of tasks that started, keyed by (project,); a negative wait (clocks apart) counts as
+        0. ``buckets`` are the upper bounds, ascending; ``counts[i]`` is cumulative (tasks
+        with a time <= ``buckets[i]``)."""
+
+    @abc.abstractmethod
+    def allocated(self, *, alive_since: float) -> dict[tuple[str, str, str | None], Allocation]:
+        """What running tasks hold, from the resources recorded at their launch, keyed by
+        (project, node, requested GPU type or None). Only tasks of pending or running runs
+        whose engine's heartbeat is at or after ``alive_since`` count (a run whose engine is
+        gone holds nothing)."""
+
+    @abc.abstractmethod
+    def engine_heartbeats(self, *, alive_since: float) -> dict[str, EngineHeartbeats]:
+        """Per project, the engines of pending or running runs (runs with an engine
+        process): how many beat at or after ``alive_since`` (live) or not (stale), and the
+        newest heartbeat time among them."""
 
     @abc.abstractmethod
     def list_tasks(self, run_id: str) -> list[TaskRecord]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from insitu.errors import Conflict, NotFound, StoreError
 from insitu.store import _integrity
 from insitu.store import _tables as t
-from insitu.store._base import Store
+from insitu.store._base import Allocation, EngineHeartbeats, Store, TimeHistogram
 from insitu.store._records import (
     AliasRecord,
     AttemptRecord,
@@ -83,11 +84,12 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
 class SQLStore(Store):
     """A :class:`Store` over SQLAlchemy. The schema is created or upgraded on open."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int | None = None) -> None:
         self.url = url
-        self._engine = _make_engine(url)
+        self._engine = _make_engine(url, pool_size)
         self._dialect = self._engine.dialect.name
         self._upserts: dict[str, Any] = {}
+        self._token_holder_q: Any = None
         self._ensure_schema()
 
     # -- schema ---------------------------------------------------------------
@@ -282,10 +284,10 @@ class SQLStore(Store):
             raise _db_error(e, self._describe()) from None
 
     # -- reads ----------------------------------------------------------------
-    def _rows(self, stmt: Any) -> list[Any]:
+    def _rows(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
         try:
             with self._engine.connect() as conn:
-                return list(conn.execute(stmt))
+                return list(conn.execute(stmt, params))
         except sa.exc.DatabaseError as e:
             raise _db_error(e, self._describe()) from None
 
@@ -306,8 +308,10 @@ class SQLStore(Store):
 
     def list_runs(self, *, pipeline: str | None = None, state: str | None = None,
                   limit: int | None = None, project: str | None = None,
-                  before: tuple[float, str] | None = None) -> list[RunRecord]:
-        q = sa.select(t.runs).order_by(t.runs.c.created_at.desc(), t.runs.c.id.desc())
+                  before: tuple[float, str] | None = None,
+                  with_spec: bool = True) -> list[RunRecord]:
+        cols = list(t.runs.c) if with_spec else [c for c in t.runs.c if c.name != "spec"]
+        q = sa.select(*cols).order_by(t.runs.c.created_at.desc(), t.runs.c.id.desc())
         if project is not None:
             q = q.where(t.runs.c.project == project)
         if pipeline:
@@ -315,12 +319,15 @@ class SQLStore(Store):
         if state:
             q = q.where(t.runs.c.state == state)
         if before is not None:  # keyset pagination: strictly after (created_at, id) in order
+            # a row-value comparison, which both databases answer from the index on
+            # (project, created_at, id) by seeking, however deep the page is
             at, rid = before
-            q = q.where(sa.or_(t.runs.c.created_at < at,
-                               sa.and_(t.runs.c.created_at == at, t.runs.c.id < rid)))
+            q = q.where(sa.tuple_(t.runs.c.created_at, t.runs.c.id) < sa.tuple_(at, rid))
         if limit:
             q = q.limit(limit)
-        return [_from_row(RunRecord, r) for r in self._rows(q)]
+        if with_spec:
+            return [_from_row(RunRecord, r) for r in self._rows(q)]
+        return [_from_row(RunRecord, r, spec={}) for r in self._rows(q)]
 
     def list_audit(self, *, project: str | None = None, user: str | None = None,
                    action: str | None = None, since: float | None = None,
@@ -351,6 +358,102 @@ class SQLStore(Store):
         q = sa.select(t.runs.c.project, t.runs.c.state, sa.func.count()).group_by(
             t.runs.c.project, t.runs.c.state)
         return {(p, st): int(n) for p, st, n in self._rows(q)}
+
+    def token_holder(self, token_id: str
+                     ) -> tuple[TokenRecord, UserRecord | None, list[MemberRecord]] | None:
+        tk, us, mb = t.tokens, t.users, t.members
+        q = self._token_holder_q
+        if q is None:  # one joined query: a row per membership (or one without any)
+            q = self._token_holder_q = (
+                sa.select(*tk.c, us.c.name.label("u_name"),
+                          us.c.created_at.label("u_created_at"), us.c.admin.label("u_admin"),
+                          us.c.service.label("u_service"), us.c.email.label("u_email"),
+                          mb.c.project.label("m_project"), mb.c.role.label("m_role"))
+                .select_from(tk.outerjoin(us, us.c.name == tk.c.user)
+                             .outerjoin(mb, mb.c.user == us.c.name))
+                .where(tk.c.id == sa.bindparam("tid"))
+                .order_by(mb.c.project))
+        rows = self._rows(q, {"tid": token_id})
+        if not rows:
+            return None
+        token = _from_row(TokenRecord, rows[0])
+        r = rows[0]
+        user = None if r.u_name is None else UserRecord(
+            name=r.u_name, created_at=r.u_created_at, admin=r.u_admin, service=r.u_service,
+            email=r.u_email)
+        members = [MemberRecord(project=r.m_project, user=token.user, role=r.m_role)
+                   for r in rows if r.m_project is not None]
+        return token, user, members
+
+    def count_tasks(self) -> dict[tuple[str, str], int]:
+        q = (sa.select(t.runs.c.project, t.tasks.c.state, sa.func.count())
+             .select_from(t.tasks.join(t.runs, t.runs.c.id == t.tasks.c.run_id))
+             .group_by(t.runs.c.project, t.tasks.c.state))
+        return {(p, st): int(n) for p, st, n in self._rows(q)}
+
+    def queue_depth(self) -> dict[str, int]:
+        q = (sa.select(t.runs.c.project, sa.func.count())
+             .select_from(t.tasks.join(t.runs, t.runs.c.id == t.tasks.c.run_id))
+             .where(t.tasks.c.state == "pending", t.tasks.c.ready_at.is_not(None),
+                    t.runs.c.state.in_(("pending", "running")))
+             .group_by(t.runs.c.project))
+        return {p: int(n) for p, n in self._rows(q)}
+
+    def task_time_histogram(self, what: str, buckets: Sequence[float]
+                            ) -> dict[tuple[str, ...], TimeHistogram]:
+        tk = t.tasks
+        if what == "run":
+            seconds: Any = tk.c.ended_at - tk.c.started_at
+            keys: list[Any] = [t.runs.c.project, tk.c.state]
+            cond = [tk.c.state.in_(("succeeded", "failed")), tk.c.started_at.is_not(None),
+                    tk.c.ended_at.is_not(None)]
+        elif what == "queue_wait":
+            seconds = tk.c.started_at - tk.c.ready_at
+            keys = [t.runs.c.project]
+            cond = [tk.c.started_at.is_not(None), tk.c.ready_at.is_not(None)]
+        else:
+            raise ValueError(f"unknown task time {what!r} (run or queue_wait)")
+        seconds = sa.case((seconds < 0, 0.0), else_=seconds)
+        bounds = [float(b) for b in buckets]
+        cols = [sa.func.sum(sa.case((seconds <= b, 1), else_=0)) for b in bounds]
+        q = (sa.select(*keys, sa.func.count(), sa.func.sum(seconds), *cols)
+             .select_from(tk.join(t.runs, t.runs.c.id == tk.c.run_id))
+             .where(*cond).group_by(*keys))
+        out = {}
+        n = len(keys)
+        for row in self._rows(q):
+            out[tuple(row[:n])] = TimeHistogram(
+                counts=tuple(int(c or 0) for c in row[n + 2:]), count=int(row[n]),
+                total=float(row[n + 1] or 0.0))
+        return out
+
+    def allocated(self, *, alive_since: float
+                  ) -> dict[tuple[str, str, str | None], Allocation]:
+        res = t.tasks.c.resources
+        gpu_type = res["gpu_type"].as_string()
+        q = (sa.select(t.runs.c.project, t.tasks.c.node, gpu_type,
+                       sa.func.sum(res["cpu"].as_float()), sa.func.sum(res["memory"].as_float()),
+                       sa.func.sum(res["gpu"].as_float()), sa.func.count())
+             .select_from(t.tasks.join(t.runs, t.runs.c.id == t.tasks.c.run_id))
+             .where(t.tasks.c.state == "running", t.tasks.c.node.is_not(None),
+                    t.tasks.c.resources.is_not(None),
+                    t.runs.c.state.in_(("pending", "running")),
+                    t.runs.c.heartbeat_at >= alive_since)
+             .group_by(t.runs.c.project, t.tasks.c.node, gpu_type))
+        return {(p, node, gt): Allocation(cpu=float(c or 0), memory=int(m or 0),
+                                          gpu=float(g or 0), tasks=int(n))
+                for p, node, gt, c, m, g, n in self._rows(q)}
+
+    def engine_heartbeats(self, *, alive_since: float) -> dict[str, EngineHeartbeats]:
+        r = t.runs.c
+        live = r.heartbeat_at >= alive_since
+        q = (sa.select(r.project, sa.func.sum(sa.case((live, 1), else_=0)),
+                       sa.func.sum(sa.case((live, 0), else_=1)), sa.func.max(r.heartbeat_at))
+             .where(r.state.in_(("pending", "running")), r.engine_pid.is_not(None))
+             .group_by(r.project))
+        return {p: EngineHeartbeats(live=int(a or 0), stale=int(b or 0),
+                                    newest=None if h is None else float(h))
+                for p, a, b, h in self._rows(q)}
 
     def list_tasks(self, run_id: str) -> list[TaskRecord]:
         q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.seq)
@@ -414,9 +517,33 @@ def _to_row(r: Record) -> dict[str, Any]:
     return {f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
 
 
-def _from_row(cls: type[Any], row: Any) -> Any:
+def _from_row(cls: type[Any], row: Any, **given: Any) -> Any:
+    if _same_names(cls, row._fields, tuple(given)):  # the usual case: one column per field
+        return cls(**row._asdict(), **given)
     m = row._mapping
-    return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
+    return cls(**{f.name: m[f.name] for f in _fields(cls) if f.name not in given}, **given)
+
+
+_SAME: dict[tuple[type[Any], tuple[str, ...], tuple[str, ...]], bool] = {}
+
+
+def _same_names(cls: type[Any], columns: tuple[str, ...], given: tuple[str, ...]) -> bool:
+    key = (cls, columns, given)
+    same = _SAME.get(key)
+    if same is None:
+        names = [f.name for f in _fields(cls)]
+        same = _SAME[key] = sorted(columns + given) == sorted(names)
+    return same
+
+
+_FIELDS: dict[type[Any], tuple[dataclasses.Field[Any], ...]] = {}
+
+
+def _fields(cls: type[Any]) -> tuple[dataclasses.Field[Any], ...]:
+    found = _FIELDS.get(cls)
+    if found is None:
+        found = _FIELDS[cls] = dataclasses.fields(cls)
+    return found
 
 
 def _current_version(conn: Connection) -> str | None:
@@ -450,7 +577,10 @@ def _is_sqlite(p: Path) -> bool:
         conn.close()
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, pool_size: int | None = None) -> Engine:
+    """``pool_size``: connections kept open for that many threads using the store at once
+    (and as many again opened beyond it when needed), so a busy server reuses connections
+    rather than opening one per query (default: SQLAlchemy's 5)."""
     try:
         u = sa.engine.make_url(url)
         u.get_dialect()
@@ -472,7 +602,9 @@ def _make_engine(url: str) -> Engine:
                     hint=f"move it aside (mv {p} {p}.bad) and insitu will create a fresh "
                          "one, or set INSITU_HOME to another directory")
             p.parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        engine = sa.create_engine(url, connect_args={"timeout": 30},
+                                  json_deserializer=_json_loads,
+                                  **(_pool(pool_size) if path and path != ":memory:" else {}))
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _: Any) -> None:
@@ -483,7 +615,29 @@ def _make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True, json_deserializer=_json_loads,
+                            **_pool(pool_size))
+
+
+def _pool(size: int | None) -> dict[str, int]:
+    return {} if size is None else {"pool_size": size, "max_overflow": size}
+
+
+def _json_loads(text: str | bytes) -> Any:
+    """JSON columns decoded with orjson where installed (several times faster), else, or for
+    what orjson refuses (NaN, as Python's encoder writes it), the standard decoder."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(text)
+        except ValueError:
+            pass
+    return json.loads(text)
+
+
+try:
+    import orjson as _orjson
+except ImportError:  # it comes with insitu[server]; the standard decoder does without
+    _orjson = None  # type: ignore[assignment]
 
 
 def _db_error(e: sa.exc.DatabaseError, where: str) -> StoreError:
@@ -501,13 +655,14 @@ def _db_error(e: sa.exc.DatabaseError, where: str) -> StoreError:
     return _integrity.describe(text, where)
 
 
-def open_store(url: str | None = None) -> SQLStore:
-    """Open the store at ``url`` (default: from the environment, see ``insitu._config``)."""
+def open_store(url: str | None = None, *, pool_size: int | None = None) -> SQLStore:
+    """Open the store at ``url`` (default: from the environment, see ``insitu._config``);
+    ``pool_size``: see :func:`_make_engine`."""
     if url is None:
         from insitu._config import load_config
 
         url = load_config().db_url
-    return SQLStore(url)
+    return SQLStore(url, pool_size=pool_size)
 
 
 __all__ = ["HEAD", "SQLStore", "open_store"]

@@ -207,3 +207,105 @@ class StoreConformance:
         store.put(dataclasses.replace(r, state="running", heartbeat_at=101.0))
         assert store.leases(150.0) == {"lease4": "a"}
         assert store.get_run(r.id).supervised
+    # -- paging, authentication and the monitoring aggregates ----------------------------
+
+    def test_list_runs_pages_by_cursor_and_can_leave_the_spec_unread(self, store: Store
+                                                                      ) -> None:
+        store.put(*(make_run(f"p{i}", created_at=100.0 + i // 2, project="pg",
+                             spec={"name": "p", "steps": [{"id": "big"}]}) for i in range(7)))
+        seen: list[str] = []
+        before = None
+        while True:
+            page = store.list_runs(project="pg", limit=2, before=before, with_spec=False)
+            seen += [r.id for r in page]
+            if len(page) < 2:
+                break
+            before = (page[-1].created_at, page[-1].id)
+        # newest first, ties on created_at broken by id, each run once
+        assert seen == ["p6", "p5", "p4", "p3", "p2", "p1", "p0"]
+        assert store.list_runs(project="pg", limit=1, with_spec=False)[0].spec == {}
+        assert store.list_runs(project="pg", limit=1)[0].spec["steps"] == [{"id": "big"}]
+
+    def test_token_holder_reads_token_user_and_roles_together(self, store: Store) -> None:
+        from insitu.store import MemberRecord, TokenRecord, UserRecord
+
+        u = UserRecord(name="ana", created_at=1.0, admin=True, email="a@x")
+        tok = TokenRecord(id="t1", user="ana", digest="d" * 64, created_at=2.0,
+                          project="vision", expires_at=9.0)
+        store.put(u, tok, TokenRecord(id="t2", user="gone", digest="e" * 64, created_at=2.0),
+                  MemberRecord(project="vision", user="ana", role="owner"),
+                  MemberRecord(project="nlp", user="ana", role="viewer"),
+                  MemberRecord(project="nlp", user="bob", role="owner"))
+        found = store.token_holder("t1")
+        assert found is not None
+        assert found[0] == tok and found[1] == u
+        assert sorted((m.project, m.role) for m in found[2]) == [("nlp", "viewer"),
+                                                                  ("vision", "owner")]
+        assert store.token_holder("t2") == (store.select(TokenRecord, id="t2")[0], None, [])
+        assert store.token_holder("nope") is None
+        store.delete(MemberRecord, project="nlp", user="ana")  # a changed role shows at once
+        found = store.token_holder("t1")
+        assert found is not None and [m.project for m in found[2]] == ["vision"]
+
+    def _monitored(self, store: Store, now: float) -> None:
+        def task(run: str, tid: str, state: str, **kw: object) -> TaskRecord:
+            return TaskRecord(run_id=run, id=tid, step_id=tid, state=state,
+                              **kw)  # type: ignore[arg-type]
+
+        store.put(
+            make_run("a1", project="a", state="running", engine_pid=1, heartbeat_at=now - 2),
+            make_run("a2", project="a", state="running", engine_pid=2, heartbeat_at=now - 60),
+            make_run("a3", project="a", state="succeeded"),
+            make_run("b1", project="b", state="pending", engine_pid=3, heartbeat_at=now - 1),
+            task("a1", "fit", "running", node="n1", started_at=now - 5, ready_at=now - 8,
+                 resources={"cpu": 2.0, "memory": 2**30, "gpu": 1.0, "gpu_type": "A100"}),
+            task("a1", "prep", "succeeded", node="n1", started_at=now - 20, ended_at=now - 8,
+                 ready_at=now - 20.5, resources={"cpu": 1.0, "memory": 2**20, "gpu": 0.0}),
+            task("a1", "eval", "pending", ready_at=now - 3),
+            task("a1", "report", "pending"),
+            task("a2", "fit", "running", node="n1", started_at=now - 90, ready_at=now - 90,
+                 resources={"cpu": 8.0, "memory": 2**31, "gpu": 0.0}),  # its engine is gone
+            task("a3", "x", "failed", node="n2", started_at=now - 400, ended_at=now - 100,
+                 ready_at=now - 401),
+            task("a3", "y", "cached"),
+            task("b1", "t", "running", node="n2", started_at=now - 1, ready_at=now,  # skew
+                 resources={"cpu": 0.5, "memory": 2**29, "gpu": 0.5, "gpu_type": None}),
+            task("b1", "u", "pending", ready_at=now - 1))
+
+    def test_monitoring_counts_tasks_and_queues(self, store: Store) -> None:
+        self._monitored(store, float(int(time.time())))  # whole seconds: exact differences
+        assert store.count_tasks() == {("a", "running"): 2, ("a", "succeeded"): 1,
+                                       ("a", "pending"): 2, ("a", "failed"): 1,
+                                       ("a", "cached"): 1, ("b", "running"): 1,
+                                       ("b", "pending"): 1}
+        assert store.queue_depth() == {"a": 1, "b": 1}  # ready and pending, in live runs
+
+    def test_monitoring_histograms_of_task_times(self, store: Store) -> None:
+        self._monitored(store, float(int(time.time())))  # whole seconds: exact differences
+        run = store.task_time_histogram("run", [10.0, 20.0, 1000.0])
+        assert set(run) == {("a", "succeeded"), ("a", "failed")}
+        assert run["a", "succeeded"].counts == (0, 1, 1)
+        assert run["a", "succeeded"].count == 1
+        assert run["a", "succeeded"].total == pytest.approx(12.0, abs=1e-3)
+        assert run["a", "failed"].counts == (0, 0, 1)
+        wait = store.task_time_histogram("queue_wait", [0.5, 1.0, 5.0])
+        assert (wait["a",].count, wait["a",].counts) == (4, (2, 3, 4))  # 0, 0.5, 1, 3
+        assert wait["a",].total == pytest.approx(4.5, abs=1e-3)
+        assert wait["b",].counts == (1, 1, 1) and wait["b",].total == 0.0  # skew counts 0
+        with pytest.raises(ValueError, match="unknown task time"):
+            store.task_time_histogram("nope", [1.0])
+
+    def test_monitoring_allocations_and_engines(self, store: Store) -> None:
+        now = float(int(time.time()))
+        self._monitored(store, now)
+        alloc = store.allocated(alive_since=now - 15)
+        assert set(alloc) == {("a", "n1", "A100"), ("b", "n2", None)}  # a2's engine is gone
+        a = alloc["a", "n1", "A100"]
+        assert (a.cpu, a.memory, a.gpu, a.tasks) == (2.0, 2**30, 1.0, 1)
+        b = alloc["b", "n2", None]
+        assert (b.cpu, b.memory, b.gpu, b.tasks) == (0.5, 2**29, 0.5, 1)
+        beats = store.engine_heartbeats(alive_since=now - 15)
+        assert (beats["a"].live, beats["a"].stale) == (1, 1)
+        assert beats["a"].newest == pytest.approx(now - 2)
+        assert (beats["b"].live, beats["b"].stale) == (1, 0)
+        assert store.engine_heartbeats(alive_since=now + 1)["a"].live == 0
