@@ -64,7 +64,8 @@ LEAVES = _leaves()
 # values must be refused before the server is asked, or as "no server"; their valid bases run
 # against a real server in tests/server/test_schedules.py.
 SCHEDULE = {"schedule create", "schedule ls", "schedule show", "schedule pause",
-            "schedule resume", "schedule delete", "schedule backfill"}
+            "schedule resume", "schedule delete", "schedule backfill",
+            "quota set", "quota show", "quota delete", "login", "logout"}
 # Commands that never open the store (the broken-state cases do not apply to them).
 STORELESS = {"cluster up", "cluster down", "cluster status", "sim", "compile",
              "server",  # server: with a usable database it serves until stopped
@@ -92,6 +93,8 @@ VALID_FOR: dict[tuple[str, str], list[str]] = {
     ("tune run", "space"): ['{"x": "uniform(0, 1)", "y": "integer(0, 3)"}'],
     **{(c, "name"): ["nightly"] for c in SCHEDULE},
     ("schedule create", "cron"): ["0 3 * * *"],
+    **{(c, "project"): ["vision"] for c in ("quota set", "quota show", "quota delete")},
+    ("login", "url"): ["http://127.0.0.1:9"],
     ("schedule backfill", "start"): ["2026-03-01"], ("schedule backfill", "end"): ["2026-03-02"],
 }
 # Options added to a command's valid base (unless the case is about that option): keeps a
