@@ -279,6 +279,10 @@ def _cases() -> list[Case]:
     # combinations no single bad value shows
     cases.append(Case("schedule ls", "env:no-server", "no-server", ["schedule", "ls"]))
     cases.append(Case("quota show", "env:no-server", "no-server", ["quota", "show", "default"]))
+    cases.append(Case("quota delete", "env:no-server", "no-server",
+                      ["quota", "delete", "default"]))
+    cases.append(Case("logout", "env:credentials-is-folder", "credentials-is-folder",
+                      ["logout"]))
     cases.append(Case("run", "params", "twice", ["run", "{PIPE}", "-p", "n=1", "-p", "n=2"]))
     cases.append(Case("run", "params", "nan", ["run", "{PIPE_FLOAT}", "-p", "lr=nan"]))
     cases.append(Case("logs", "attempt", "without-step", ["logs", "{RUN}", "--attempt", "1"]))
@@ -371,6 +375,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     homefile.write_text("not a folder\n")
     dbdir = root / "db-is-folder"
     (dbdir / "insitu.db").mkdir(parents=True)
+    creddir = root / "credentials-is-folder"
+    (creddir / "credentials.toml").mkdir(parents=True)
     damaged = root / "damaged"
     shutil.copytree(home, damaged)
     _damage(damaged / "insitu.db")
@@ -381,7 +387,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
               "DIR": str(root / "dir"), "BIN": str(root / "bin"),
               "BIN_JSON": str(root / "bin.json"), "EMPTY_JSON": str(root / "empty.json"),
               "FIFO": str(root / "fifo"), "MISSING": str(root / "missing" / "folder"),
-              "HOMEFILE": str(homefile), "DBDIR": str(dbdir), "DAMAGED": str(damaged)}
+              "HOMEFILE": str(homefile), "DBDIR": str(dbdir), "CREDDIR": str(creddir),
+              "DAMAGED": str(damaged)}
     server = subprocess.Popen([sys.executable, str(HERE / "_forkserver.py")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "INSITU_HOME": str(home)})
@@ -409,6 +416,8 @@ def _env(world: World, case: Case) -> dict[str, str]:
         env["INSITU_HOME"] = world.tokens["DBDIR"]
     elif variant == "damaged-db":
         env["INSITU_HOME"] = world.tokens["DAMAGED"]
+    elif variant == "credentials-is-folder":
+        env["INSITU_HOME"] = world.tokens["CREDDIR"]
     elif variant == "read-only-db":
         env["INSITU_DB_URL"] = f"sqlite:///file:{world.home / 'insitu.db'}?mode=ro&uri=true"
     return env
