@@ -60,16 +60,18 @@ def _leaves() -> list[tuple[str, click.Command]]:
 
 LEAVES = _leaves()
 
-# Commands that act on an insitu server (INSITU_SERVER): the walk has none, so their bad
-# values must be refused before the server is asked, or as "no server"; their valid bases run
-# against a real server in tests/server/test_schedules.py.
+# Commands that act only on an insitu server (insitu login, or INSITU_SERVER): the walk has
+# none, so their bad values must be refused before the server is asked, or as "no server";
+# their valid bases run against a real server in tests/server/test_schedules.py,
+# test_quotas.py and test_remote.py.
 SCHEDULE = {"schedule create", "schedule ls", "schedule show", "schedule pause",
-            "schedule resume", "schedule delete", "schedule backfill",
-            "quota set", "quota show", "quota delete", "login", "logout"}
+            "schedule resume", "schedule delete", "schedule backfill"}
+QUOTA = {"quota set", "quota show", "quota delete"}
+SERVER_ONLY = {*SCHEDULE, *QUOTA, "login"}
 # Commands that never open the store (the broken-state cases do not apply to them).
 STORELESS = {"cluster up", "cluster down", "cluster status", "sim", "compile",
              "server",  # server: with a usable database it serves until stopped
-             *SCHEDULE}
+             "logout", *SERVER_ONLY}
 # Commands that write to the store with their valid base arguments: a read-only database
 # must stop them (the others, e.g. `cancel` of a finished run, have nothing to write).
 WRITERS = {"run", "delete", "demo", "models register", "models alias", "datasets add",
@@ -93,9 +95,9 @@ VALID_FOR: dict[tuple[str, str], list[str]] = {
     ("tune run", "space"): ['{"x": "uniform(0, 1)", "y": "integer(0, 3)"}'],
     **{(c, "name"): ["nightly"] for c in SCHEDULE},
     ("schedule create", "cron"): ["0 3 * * *"],
-    **{(c, "project"): ["vision"] for c in ("quota set", "quota show", "quota delete")},
-    ("login", "url"): ["http://127.0.0.1:9"],
     ("schedule backfill", "start"): ["2026-03-01"], ("schedule backfill", "end"): ["2026-03-02"],
+    **{(c, "project"): ["default"] for c in QUOTA},
+    ("login", "url"): ["http://127.0.0.1:9"],  # nothing listens there
 }
 # Options added to a command's valid base (unless the case is about that option): keeps a
 # bad value that is wrongly accepted from running a long study.
@@ -103,7 +105,7 @@ BASE_EXTRA: dict[str, dict[str, list[str]]] = {"tune run": {"max_trials": ["--tr
 # Commands whose valid base is not run by test_each_base_is_valid: they destroy the world,
 # take minutes, or start a Ray cluster.
 BASE_NOT_RUN = {"delete", "models delete", "demo", "cluster up", "cluster down",
-                "cluster status", "server", *SCHEDULE}
+                "cluster status", "server", *SERVER_ONLY}
 
 # Bad values by kind. Each is (label, argv values); "markup" values must never crash the
 # printer, but may be valid text (exit 0 allowed).
@@ -144,6 +146,7 @@ BAD_BY_NAME: dict[str, list[tuple[str, str]]] = {
                ("unreachable", "postgresql+psycopg://u:pw@127.0.0.1:1/x")],
     "host": [("unknown", "nosuchhost.invalid"), ("brackets", "[/]")],
     "admin": [("brackets", "[/]"), ("empty", ""), ("space", "bad name")],
+    "url": [("empty", ""), ("not-http", "ftp://example.com"), ("unreachable", "127.0.0.1:9")],
 }
 # Values of these options are free text: "[/]" is valid there, but must print literally.
 FREE_TEXT = {"description", "address", "pipeline", "policies"}
@@ -275,6 +278,11 @@ def _cases() -> list[Case]:
                       timeout=LOCK_TIMEOUT))
     # combinations no single bad value shows
     cases.append(Case("schedule ls", "env:no-server", "no-server", ["schedule", "ls"]))
+    cases.append(Case("quota show", "env:no-server", "no-server", ["quota", "show", "default"]))
+    cases.append(Case("quota delete", "env:no-server", "no-server",
+                      ["quota", "delete", "default"]))
+    cases.append(Case("logout", "env:credentials-is-folder", "credentials-is-folder",
+                      ["logout"]))
     cases.append(Case("run", "params", "twice", ["run", "{PIPE}", "-p", "n=1", "-p", "n=2"]))
     cases.append(Case("run", "params", "nan", ["run", "{PIPE_FLOAT}", "-p", "lr=nan"]))
     cases.append(Case("logs", "attempt", "without-step", ["logs", "{RUN}", "--attempt", "1"]))
@@ -367,6 +375,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     homefile.write_text("not a folder\n")
     dbdir = root / "db-is-folder"
     (dbdir / "insitu.db").mkdir(parents=True)
+    creddir = root / "credentials-is-folder"
+    (creddir / "credentials.toml").mkdir(parents=True)
     damaged = root / "damaged"
     shutil.copytree(home, damaged)
     _damage(damaged / "insitu.db")
@@ -377,7 +387,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
               "DIR": str(root / "dir"), "BIN": str(root / "bin"),
               "BIN_JSON": str(root / "bin.json"), "EMPTY_JSON": str(root / "empty.json"),
               "FIFO": str(root / "fifo"), "MISSING": str(root / "missing" / "folder"),
-              "HOMEFILE": str(homefile), "DBDIR": str(dbdir), "DAMAGED": str(damaged)}
+              "HOMEFILE": str(homefile), "DBDIR": str(dbdir), "CREDDIR": str(creddir),
+              "DAMAGED": str(damaged)}
     server = subprocess.Popen([sys.executable, str(HERE / "_forkserver.py")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "INSITU_HOME": str(home)})
@@ -405,6 +416,8 @@ def _env(world: World, case: Case) -> dict[str, str]:
         env["INSITU_HOME"] = world.tokens["DBDIR"]
     elif variant == "damaged-db":
         env["INSITU_HOME"] = world.tokens["DAMAGED"]
+    elif variant == "credentials-is-folder":
+        env["INSITU_HOME"] = world.tokens["CREDDIR"]
     elif variant == "read-only-db":
         env["INSITU_DB_URL"] = f"sqlite:///file:{world.home / 'insitu.db'}?mode=ro&uri=true"
     return env
@@ -457,6 +470,8 @@ def test_bad_input_gets_one_clear_message(world: World, case: Case) -> None:
     assert "error" in err.lower(), f"no message on stderr:\n{shown}"
     if case.param == "env:locked-db":
         assert "is locked by another process" in err, shown
+    if case.label == "no-server":
+        assert "no server is configured" in err and "insitu login" in err, shown
     if case.label == "bad-alias-leaves-nothing":
         r = _run(world, Case("models show", "name", "x", ["models", "show", "fresh"]))
         assert r[0] != 0 and "no model named 'fresh'" in r[3], r

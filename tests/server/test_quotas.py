@@ -79,6 +79,35 @@ def test_an_owner_sets_a_quota_and_a_viewer_reads_it(server: Server) -> None:
     assert viewer.get(f"/api/v1/projects/{p}/quota").json()["quota"] is None
 
 
+def test_the_quota_commands_use_the_configured_server(server: Server) -> None:
+    p, owner, viewer = _project(server)
+    token = owner.headers["authorization"].split()[1]
+    out = _quota_cli(server, token, "set", p, "--cpu", "8", "--memory", "32GiB",
+                     "--gpu-type", "A100=2", "--cohort", "research", "--lend", "cpu=2")
+    assert out.returncode == 0, out.stderr
+    assert f"quota of project {p} set" in out.stdout, out.stdout
+    got = viewer.get(f"/api/v1/projects/{p}/quota").json()
+    assert got["quota"] == {"cpu": 8, "memory": 32 * 1024**3, "gpu:A100": 2}
+    assert got["cohort"] == "research" and got["lending_limit"] == {"cpu": 2}
+    shown = _quota_cli(server, viewer.headers["authorization"].split()[1], "show", p)
+    assert shown.returncode == 0, shown.stderr
+    assert f"project {p}, cohort research: 0 steps admitted, 0 waiting" in shown.stdout
+    # a viewer may not set it: the server's message and fix, as one error, no traceback
+    refused = _quota_cli(server, viewer.headers["authorization"].split()[1], "set", p,
+                         "--cpu", "1")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    said = " ".join(refused.stderr.split())
+    doc = viewer.put(f"/api/v1/projects/{p}/quota", json={"quota": {"cpu": 1}}).json()
+    assert " ".join(doc["detail"].split()) in said and "fix:" in said, said
+    assert viewer.get(f"/api/v1/projects/{p}/quota").json()["quota"]["cpu"] == 8
+    # a token is never given on the command line (it would show in ps)
+    assert _quota_cli(server, token, "show", p, "--token", token).returncode == 2
+    gone = _quota_cli(server, token, "delete", p)
+    assert gone.returncode == 0, gone.stderr
+    assert f"project {p} has no quota now" in gone.stdout
+    assert viewer.get(f"/api/v1/projects/{p}/quota").json()["quota"] is None
+
+
 def test_bad_quotas_are_problems_and_change_nothing(server: Server) -> None:
     p, owner, _ = _project(server)
     assert owner.put(f"/api/v1/projects/{p}/quota", json={"quota": {"cpu": 4}}
@@ -113,7 +142,7 @@ def test_a_quota_below_current_use_is_refused_unless_forced(server: Server,
     def start(pipeline: str, gate: str) -> str:
         spec = compile_pipeline(load_pipeline(f"{HOLD}:{pipeline}"), {"gate": gate})
         run, tasks = run_records(spec, bind_params(spec, {"gate": gate}), project=p,
-                                 backend="local")
+                                 backend="local", supervised=False)  # run by `resume` here
         store.put(run, *tasks)
         procs.append(subprocess.Popen([sys.executable, "-m", "insitu", "resume", run.id,
                                        "--plain"], env=env, text=True,
@@ -168,4 +197,5 @@ def test_quota_without_a_server_says_how_to_name_one(tmp_path: Path) -> None:
                          env={**env, "INSITU_HOME": str(tmp_path)})
     assert out.returncode != 0
     said = " ".join(out.stderr.split())
-    assert "no server to talk to" in said and "INSITU_SERVER" in said, out.stderr
+    assert "quotas live on an insitu server, and no server is configured" in said, said
+    assert "insitu login http://HOST:8420" in said and "INSITU_SERVER" in said, said

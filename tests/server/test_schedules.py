@@ -4,12 +4,17 @@ overlap, two servers on one database, DST in Europe/Berlin, and bad input."""
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import io
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -350,25 +355,28 @@ def test_daily_and_hourly_schedules_across_dst_in_berlin(deployment: Deployment,
     assert len(hourly) == 4 + 23  # 04:00 on the 25th up to 02:00 on the 26th
 
 
+def _package(files: dict[str, bytes]) -> tuple[bytes, str]:
+    """A code package's zip bytes and digest (hex)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return buf.getvalue(), hashlib.sha256(buf.getvalue()).hexdigest()
+
+
+def _packaged(spec: dict[str, Any], file: str) -> dict[str, Any]:
+    """``spec`` with its refs relative to a package holding ``file``, as the client sends."""
+    out = copy.deepcopy(spec)
+    for ref in [out["source"], *(s["function"] for s in out["steps"])]:
+        if ref.get("file"):
+            ref["file"] = file
+    return out
+
+
 def test_a_scheduled_run_from_a_code_package_executes_on_the_server(
         tmp_path: Path, spec: dict[str, Any]) -> None:
     """A tick's run is executed by the server's supervisor, with the code package's files."""
-    pytest.importorskip("insitu.server._supervisor", reason="the server runs no runs yet")
-    import copy
-    import hashlib
-    import io
-    import zipfile
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        info = zipfile.ZipInfo("basic.py", date_time=(1980, 1, 1, 0, 0, 0))
-        z.writestr(info, (PIPELINES / "basic.py").read_bytes())
-    data = buf.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    packaged = copy.deepcopy(spec)  # its refs relative to the package, as the client sends
-    for ref in [packaged["source"], *(s["function"] for s in packaged["steps"])]:
-        if ref.get("file"):
-            ref["file"] = "basic.py"
+    data, digest = _package({"basic.py": (PIPELINES / "basic.py").read_bytes()})
     d = Deployment(f"sqlite:///{tmp_path / 'server.db'}", tmp_path)
     try:
         d.set_clock("2026-03-02T10:00:30Z")
@@ -377,12 +385,14 @@ def test_a_scheduled_run_from_a_code_package_executes_on_the_server(
         r = c.put(f"{P}/packages/{digest}", content=data,
                   headers={"Content-Type": "application/zip"})
         assert r.status_code == 201, r.text
-        _create(c, packaged, "packaged", package=f"sha256:{digest}")
+        made = _create(c, _packaged(spec, "basic.py"), "packaged", package=digest)
+        assert made["package"] == f"sha256:{digest}"  # stored as the package's id
         d.set_clock("2026-03-02T10:01:05Z")
         tick = _decided(c, "packaged", "2026-03-02T10:01:00+00:00")[-1]
         assert tick["state"] == "fired"
         run = _until(lambda: (v := c.get(f"{P}/runs/{tick['run_id']}").json())["state"]
-                     in ("succeeded", "failed", "cancelled") and v, "the run to end")
+                     in ("succeeded", "failed", "cancelled") and v, "the run to end",
+                     timeout=300)
         assert run["state"] == "succeeded", run
         assert run["labels"]["package"] == f"sha256:{digest}"
     finally:
@@ -411,6 +421,27 @@ def test_bad_cron_and_time_zone_and_the_cli(tmp_path: Path, spec: dict[str, Any]
             assert r.headers["content-type"] == "application/problem+json"
             body = r.json()
             assert names in body["detail"] and fix in body["hint"], body
+        # its code package is checked as a submitted run's is
+        data, digest = _package({"basic.py": (PIPELINES / "basic.py").read_bytes()})
+        r = c.put(f"{P}/packages/{digest}", content=data,
+                  headers={"Content-Type": "application/zip"})
+        assert r.status_code == 201, r.text
+        for body, status, names, fix in (
+                ({"package": "sha256:" + "0" * 64}, 404,
+                 f"no code package sha256:{'0' * 64}", "upload it first"),
+                ({"package": "not-a-digest"}, 400, "'not-a-digest' is not a package digest",
+                 "64 lowercase hex digits"),
+                ({"spec": _packaged(spec, "basic.py")}, 400,
+                 "names the file 'basic.py' relative to a code package, but the submission "
+                 "has no package", "upload the package"),
+                ({"spec": _packaged(spec, "other.py"), "package": digest}, 400,
+                 f"needs the file 'other.py', which is not in code package sha256:{digest} "
+                 "(it holds: basic.py)", "under the pipeline's folder")):
+            r = c.post(f"{P}/schedules", json={**base, "params": {"n": 1}, **body})
+            assert r.status_code == status, r.text
+            assert r.headers["content-type"] == "application/problem+json"
+            got = r.json()
+            assert names in got["detail"] and fix in got["hint"], got
         assert c.get(f"{P}/schedules").json() == []  # nothing half-written
 
         env = {**os.environ, "INSITU_HOME": str(tmp_path), "INSITU_SERVER": p.url,
@@ -420,7 +451,10 @@ def test_bad_cron_and_time_zone_and_the_cli(tmp_path: Path, spec: dict[str, Any]
             return subprocess.run([sys.executable, "-m", "insitu", "schedule", *args],
                                   capture_output=True, text=True, timeout=180, env=env)
 
-        target = f"{PIPELINES / 'basic.py'}:chain_of_sleeps"
+        code = tmp_path / "code"  # sent as a code package, then removed here
+        code.mkdir()
+        shutil.copy(PIPELINES / "basic.py", code / "basic.py")
+        target = f"{code / 'basic.py'}:chain_of_sleeps"
         bad = run("create", "x", target, "--cron", "61 * * * *")
         assert bad.returncode == 2
         assert "error: cron expression '61 * * * *' is not valid" in bad.stderr
@@ -430,11 +464,17 @@ def test_bad_cron_and_time_zone_and_the_cli(tmp_path: Path, spec: dict[str, Any]
         assert "did you mean 'Europe/Berlin'" in bad.stderr
 
         made = run("create", "nightly", target, "--cron", "0 3 * * *", "--timezone",
-                   "Europe/Berlin", "-p", "seconds=0.2", "--max-concurrent", "2")
+                   "Europe/Berlin", "-p", "seconds=0.2", "-p", "n=1", "--max-concurrent",
+                   "2")
         assert made.returncode == 0, made.stderr
         assert "next run 2026-03-03 03:00" in made.stdout
+        sent = re.search(r"code: 1 file from (.+) \(.+, sha256:([0-9a-f]{12})\)", made.stdout)
+        assert sent and sent.group(1) == str(code), made.stdout
+        stored = c.get(f"{P}/schedules/nightly").json()
+        assert stored["package"].startswith(f"sha256:{sent.group(2)}"), stored
         again = run("create", "nightly", target, "--cron", "0 3 * * *")
         assert again.returncode == 2 and "has a schedule 'nightly' already" in again.stderr
+        shutil.rmtree(code)  # the runs use the package's copy of the code
         ls = run("ls")
         assert re.search(r"nightly\s+chain_of_sleeps\s+0 3 \* \* \*\s+Europe/Berlin\s+latest"
                          r"\s+2\s+active\s+2026-03-03 03:00", ls.stdout), ls.stdout
@@ -453,9 +493,18 @@ def test_bad_cron_and_time_zone_and_the_cli(tmp_path: Path, spec: dict[str, Any]
             f"2026-0{m}-{day}T02:00:00+00:00" for m, day in
             ((2, 26), (2, 27), (2, 28), (3, "01"), (3, "02"))]
         assert all(r["labels"]["trigger"] == "backfill" and r["params"]["seconds"] == 0.2
-                   for r in runs)
+                   and r["labels"]["package"] == stored["package"] for r in runs)
+
+        def ended() -> list[dict[str, Any]] | None:
+            rs = _runs_of(c, "nightly")
+            return rs if all(r["state"] in ("succeeded", "failed", "cancelled")
+                             for r in rs) else None
+
+        done = _until(ended, "the backfilled runs to end", timeout=600)
+        assert [r["state"] for r in done] == ["succeeded"] * 5, done
         show = run("show", "nightly")
         assert show.returncode == 0 and "backfill" in show.stdout
+        assert stored["package"] in show.stdout, show.stdout
         assert run("delete", "nightly").returncode == 0
         gone = run("show", "nightly")
         assert gone.returncode == 2 and "has no schedule 'nightly'" in gone.stderr

@@ -7,12 +7,15 @@ Kept apart from ``_app`` so that command modules import it without importing the
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from insitu._config import load_config
+
+if TYPE_CHECKING:
+    from insitu.client import Client
 
 
 def _console(stderr: bool = False) -> Console:
@@ -43,6 +46,21 @@ def remote_client() -> Any:
     from insitu.client import connect
 
     return connect()
+
+
+def server_client(what: str) -> Client:
+    """The client of the configured server, for commands that exist only there (``what``
+    names their objects, e.g. "quotas"); with no server configured, refused with how to
+    name one."""
+    from insitu.client import connect
+    from insitu.errors import UserError
+
+    client = connect()
+    if client is None:
+        raise UserError(f"{what} live on an insitu server, and no server is configured",
+                        hint="log in to one: insitu login http://HOST:8420 (or set "
+                             "INSITU_SERVER=http://HOST:8420 and INSITU_TOKEN)")
+    return client
 
 
 def check_output(path: str, option: str) -> None:
@@ -83,4 +101,4 @@ def write_bytes(path: str, data: bytes) -> None:
 
 
 __all__ = ["_console", "_store", "check_output", "console", "err_console", "esc",
-           "remote_client", "write_bytes"]
+           "remote_client", "server_client", "write_bytes"]

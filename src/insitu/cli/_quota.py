@@ -1,53 +1,24 @@
 """``insitu quota``: a project's quota on an ``insitu server`` (set, show, delete).
 
-Talks to the server named by ``INSITU_SERVER`` with the token in ``INSITU_TOKEN`` (or
-``--server`` / ``--token``). The server answers errors as problem documents; their message
-and fix are printed as insitu's own errors.
+Talks to the server ``insitu login`` chose (or ``INSITU_SERVER`` with ``INSITU_TOKEN``)
+through ``insitu.client``, which turns the server's problem documents into insitu's own
+errors with the server's message and fix.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
+from urllib.parse import quote
 
 import click
 from rich.table import Table
 
-from insitu.cli._common import console, esc
-from insitu.errors import Conflict, NotFound, PermissionDenied, Unauthenticated, UserError
+from insitu.cli._common import console, esc, server_client
+from insitu.errors import UserError
 
 
-def _call(server: str | None, token: str | None, method: str, path: str,
-          body: dict[str, Any] | None = None) -> Any:
-    try:
-        import httpx
-    except ImportError:
-        raise UserError("insitu quota talks to the server over HTTP, and httpx is not "
-                        "installed", hint='pip install "insitu[server]"') from None
-
-    url = server or os.environ.get("INSITU_SERVER")
-    tok = token or os.environ.get("INSITU_TOKEN")
-    if not url:
-        raise UserError("no server to talk to",
-                        hint="set INSITU_SERVER=http://HOST:PORT and INSITU_TOKEN, or give "
-                             "--server and --token")
-    headers = {"Authorization": f"Bearer {tok}"} if tok else {}
-    try:
-        r = httpx.request(method, f"{url.rstrip('/')}/api/v1{path}", json=body,
-                          headers=headers, timeout=60)
-    except httpx.TransportError as e:
-        raise UserError(f"cannot reach the server at {url} ({e})",
-                        hint="check that `insitu server` runs there and the URL") from None
-    if r.status_code >= 400:
-        try:
-            doc = r.json()
-        except ValueError:
-            doc = {"detail": r.text[:500]}
-        cls = {401: Unauthenticated, 403: PermissionDenied, 404: NotFound,
-               409: Conflict}.get(r.status_code, UserError)
-        raise cls(str(doc.get("detail") or f"the server answered {r.status_code}"),
-                  hint=doc.get("hint"))
-    return r.json() if r.content else None
+def _path(project: str) -> str:
+    return f"/api/v1/projects/{quote(project, safe='')}/quota"
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -77,10 +48,6 @@ def quota() -> None:
     """A project's quota on the server: CPU, memory, GPUs (by type), cohort limits."""
 
 
-_server = click.option("--server", default=None, help="The server (default: $INSITU_SERVER).")
-_token = click.option("--token", default=None, help="An API token (default: $INSITU_TOKEN).")
-
-
 @quota.command("set")
 @click.argument("project")
 @click.option("--cpu", type=float, default=None, help="CPU cores.")
@@ -96,11 +63,9 @@ _token = click.option("--token", default=None, help="An API token (default: $INS
               help="Lending limit, e.g. cpu=8 or gpu:A100=1 (repeatable).")
 @click.option("--force", is_flag=True,
               help="Set it even below what runs now: running work continues, new work waits.")
-@_server
-@_token
 def set_cmd(project: str, cpu: float | None, memory: str | None, gpu: float | None,
             gpu_types: tuple[str, ...], cohort: str | None, borrow: tuple[str, ...],
-            lend: tuple[str, ...], force: bool, server: str | None, token: str | None) -> None:
+            lend: tuple[str, ...], force: bool) -> None:
     """Set PROJECT's quota (resources left out are not limited)."""
     q: dict[str, Any] = {}
     if cpu is not None:
@@ -113,27 +78,27 @@ def set_cmd(project: str, cpu: float | None, memory: str | None, gpu: float | No
         q[f"gpu:{model}"] = n
     body = {"quota": q, "cohort": cohort, "borrowing_limit": _pairs(borrow, "--borrow"),
             "lending_limit": _pairs(lend, "--lend"), "force": force}
-    view = _call(server, token, "PUT", f"/projects/{project}/quota", body)
+    with server_client("quotas") as c:
+        view = c.put(_path(project), body)
     console.print(f"quota of project {esc(project)} set")
     _print(view)
 
 
 @quota.command("show")
 @click.argument("project")
-@_server
-@_token
-def show_cmd(project: str, server: str | None, token: str | None) -> None:
+def show_cmd(project: str) -> None:
     """Show PROJECT's quota and what its running work uses."""
-    _print(_call(server, token, "GET", f"/projects/{project}/quota"))
+    with server_client("quotas") as c:
+        view = c.get(_path(project))
+    _print(view)
 
 
 @quota.command("delete")
 @click.argument("project")
-@_server
-@_token
-def delete_cmd(project: str, server: str | None, token: str | None) -> None:
+def delete_cmd(project: str) -> None:
     """Remove PROJECT's quota: its work is no longer limited."""
-    _call(server, token, "DELETE", f"/projects/{project}/quota")
+    with server_client("quotas") as c:
+        c.delete(_path(project))
     console.print(f"project {esc(project)} has no quota now (not limited)")
 
 

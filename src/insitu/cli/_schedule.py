@@ -1,90 +1,37 @@
 """``insitu schedule``: pipelines fired on a cron by an ``insitu server``.
 
-The commands talk to the server named by ``INSITU_SERVER`` with ``INSITU_TOKEN``, in the
-project ``--project`` (else ``INSITU_PROJECT``, else ``default``), through the small HTTP
-client below (answers' problem documents become insitu's own errors).
+The commands talk to the server ``insitu login`` chose (or ``INSITU_SERVER`` with
+``INSITU_TOKEN``) through ``insitu.client``, in the project ``--project`` (else
+``INSITU_PROJECT``, else the login's project, else ``default``). ``schedule create`` sends
+the pipeline's code as a code package, as ``insitu run`` does on a server.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from insitu.cli._app import _check_target, _spec_from, console
-from insitu.cli._common import esc
-from insitu.errors import (
-    Conflict,
-    InsituError,
-    InternalError,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
-    UserError,
-)
+from insitu.cli._common import esc, server_client
 
-_ERRORS: dict[int, type[InsituError]] = {401: Unauthenticated, 403: PermissionDenied,
-                                         404: NotFound, 409: Conflict}
-
-
-class _Client:
-    """Calls to ``INSITU_SERVER`` with ``INSITU_TOKEN`` in one project."""
-
-    def __init__(self, project: str | None) -> None:
-        import httpx
-
-        server = os.environ.get("INSITU_SERVER", "").strip().rstrip("/")
-        token = os.environ.get("INSITU_TOKEN", "").strip()
-        if not server or not token:
-            raise UserError("schedules live on an insitu server, and none is set",
-                            hint="set INSITU_SERVER=http://HOST:8420 and INSITU_TOKEN=<token> "
-                                 "(from `insitu server init` or POST /api/v1/tokens)")
-        self.server = server if "://" in server else f"http://{server}"
-        self.project = project or os.environ.get("INSITU_PROJECT") or "default"
-        self._http = httpx.Client(base_url=self.server, timeout=60,
-                                  headers={"Authorization": f"Bearer {token}"})
-
-    def in_project(self, *parts: str) -> str:
-        return "/".join([f"/api/v1/projects/{quote(self.project, safe='')}",
-                         *(quote(p, safe="") for p in parts)])
-
-    def request(self, method: str, path: str, **kw: Any) -> Any:
-        import httpx
-
-        try:
-            r = self._http.request(method, path, **kw)
-        except httpx.TransportError as e:
-            raise UserError(f"cannot reach the insitu server at {self.server} ({e})",
-                            hint="check INSITU_SERVER and that the server is running") \
-                from None
-        if r.status_code >= 400:
-            try:
-                body = r.json()
-            except ValueError:
-                body = {}
-            detail = body.get("detail") or f"the server answered {r.status_code}"
-            cls = _ERRORS.get(r.status_code, InternalError if r.status_code >= 500
-                              else UserError)
-            raise cls(str(detail), hint=body.get("hint"))
-        return r.json() if r.content else None
-
-    # the same calls as ``insitu.client.Client``'s
-    def get(self, path: str) -> Any:
-        return self.request("GET", path)
-
-    def post(self, path: str, body: Any = None) -> Any:
-        return self.request("POST", path, json=body)
-
-    def delete(self, path: str) -> None:
-        self.request("DELETE", path)
-
+if TYPE_CHECKING:
+    from insitu.client import Client
 
 _PROJECT = click.option("--project", default=None,
-                        help="the server project (default: INSITU_PROJECT, else 'default')")
+                        help="the server project (default: INSITU_PROJECT, else the one "
+                             "`insitu login` chose, else 'default')")
+
+
+def _client(project: str | None) -> Client:
+    """The client of the configured server, in ``project`` when given."""
+    if project:
+        from insitu.client import project_override
+
+        project_override(project)
+    return server_client("schedules")
 
 
 def _when(value: str | None) -> str:
@@ -116,30 +63,37 @@ def schedule() -> None:
 def create(name: str, target: str, cron: str, tz: str, params: tuple[str, ...],
            catchup: str, max_concurrent: int, paused: bool, project: str | None) -> None:
     """Run FILE[:PIPELINE] on a cron, e.g. --cron "0 3 * * *" --timezone Europe/Berlin."""
+    from insitu._units import format_bytes
+    from insitu.client import send_code
     from insitu.engine import bind_params, parse_cli_params
 
     _check_target(target)  # the file's errors first, before the server's
     spec = _spec_from(target, params)
     given = parse_cli_params(list(params))
     values = bind_params(spec, given, from_text=True)
-    c = _Client(project)
-    view = c.post(c.in_project("schedules"), {
-        "name": name, "spec": spec, "package": None,
-        "params": {k: v for k, v in values.items() if k in given}, "cron": cron,
-        "timezone": tz, "catchup": catchup, "max_concurrent": max_concurrent,
-        "paused": paused})
+    with _client(project) as c:
+        sent, pkg = send_code(c, spec)
+        view = c.post(c.in_project("schedules"), {
+            "name": name, "spec": sent, "package": pkg.digest if pkg else None,
+            "params": {k: v for k, v in values.items() if k in given}, "cron": cron,
+            "timezone": tz, "catchup": catchup, "max_concurrent": max_concurrent,
+            "paused": paused})
     nxt = "paused" if view["paused"] else f"next run {_when(view['next_fire'])}"
     console.print(f"schedule [bold]{esc(name)}[/] in project {esc(c.project)}: "
                   f"{esc(view['pipeline'])} at '{esc(view['cron'])}' ({esc(view['timezone'])}),"
                   f" {nxt}")
+    if pkg is not None:
+        console.print(f"  code: {len(pkg.files)} file{'s' if len(pkg.files) != 1 else ''} "
+                      f"from {esc(pkg.root)} ({format_bytes(pkg.size)}, "
+                      f"sha256:{pkg.digest[:12]})", highlight=False)
 
 
 @schedule.command("ls")
 @_PROJECT
 def ls(project: str | None) -> None:
     """The project's schedules, with their next and last fire times."""
-    c = _Client(project)
-    rows = c.get(c.in_project("schedules"))
+    with _client(project) as c:
+        rows = c.get(c.in_project("schedules"))
     if not rows:
         console.print(f"no schedules in project {esc(c.project)}")
         return
@@ -160,8 +114,8 @@ def ls(project: str | None) -> None:
 @_PROJECT
 def show(name: str, project: str | None) -> None:
     """A schedule and its latest ticks (fired, or skipped and why)."""
-    c = _Client(project)
-    s = c.get(c.in_project("schedules", name))
+    with _client(project) as c:
+        s = c.get(c.in_project("schedules", name))
     for label, value in (
             ("schedule", s["name"]), ("pipeline", s["pipeline"]), ("cron", s["cron"]),
             ("timezone", s["timezone"]), ("catchup", s["catchup"]),
@@ -186,11 +140,11 @@ def _simple(action: str, done: str) -> click.Command:
     @click.argument("name")
     @_PROJECT
     def cmd(name: str, project: str | None) -> None:
-        c = _Client(project)
-        if action == "delete":
-            c.delete(c.in_project("schedules", name))
-        else:
-            c.post(c.in_project("schedules", name, action))
+        with _client(project) as c:
+            if action == "delete":
+                c.delete(c.in_project("schedules", name))
+            else:
+                c.post(c.in_project("schedules", name, action))
         console.print(f"schedule [bold]{esc(name)}[/] {done}")
 
     cmd.__doc__ = {"pause": "Stop firing NAME's ticks (until resume).",
@@ -211,8 +165,8 @@ for _action, _done in (("pause", "paused"), ("resume", "resumed"), ("delete", "d
 @_PROJECT
 def backfill(name: str, start: str, end: str, project: str | None) -> None:
     """Run NAME for every tick from --from to --to that has not run yet."""
-    c = _Client(project)
-    out = c.post(c.in_project("schedules", name, "backfill"), {"from": start, "to": end})
+    with _client(project) as c:
+        out = c.post(c.in_project("schedules", name, "backfill"), {"from": start, "to": end})
     for t in out["created"]:
         console.print(f"  {_when(t['time'])}  run {esc(t['run_id'])}")
     console.print(f"{len(out['created'])} run(s) created; {len(out['existing'])} tick(s) "

@@ -17,7 +17,7 @@ from insitu.client._credentials import (
     resolve,
 )
 from insitu.client._http import Client, Unreachable, connect
-from insitu.client._package import MAX_PACKAGE, Package, build_package, upload
+from insitu.client._package import MAX_PACKAGE, Package, build_package, send_code, upload
 from insitu.client._runs import RemoteRun, submit, wait
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "project_override",
     "remember",
     "resolve",
+    "send_code",
     "submit",
     "upload",
     "wait",

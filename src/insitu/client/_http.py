@@ -90,6 +90,10 @@ class Client:
         resp = self.request("POST", path, json=body)
         return resp.json() if resp.content else None
 
+    def put(self, path: str, body: Any = None) -> Any:
+        resp = self.request("PUT", path, json=body)
+        return resp.json() if resp.content else None
+
     def delete(self, path: str) -> None:
         self.request("DELETE", path)
 

@@ -254,6 +254,18 @@ def _zip(root: Path, files: list[Path], *, limit: int, pipeline: str) -> Package
                    files=[n for n, _ in names])
 
 
+def send_code(client: Client, spec: dict[str, Any], *,
+              modules: Mapping[str, ModuleType | None] | None = None
+              ) -> tuple[dict[str, Any], Package | None]:
+    """Package the spec's code and upload the package if the server lacks it: the spec to
+    send (its references relative to the package) and the package (None when none is
+    needed). A run and a schedule send their code alike."""
+    sent, pkg = build_package(spec, modules=modules)
+    if pkg is not None:
+        upload(client, pkg)
+    return sent, pkg
+
+
 def upload(client: Client, pkg: Package) -> bool:
     """Send ``pkg`` to the server's project unless it has it already; True if sent."""
     from insitu.errors import NotFound

@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any
 
 from insitu.client._http import Client
-from insitu.client._package import Package, build_package, upload
+from insitu.client._package import Package, send_code
 from insitu.errors import UserError
 from insitu.store import AttemptRecord, RunRecord, TaskRecord
 from insitu.store import _records as S
@@ -107,9 +107,7 @@ def submit(client: Client, spec: dict[str, Any], params: dict[str, Any], *,
            ) -> tuple[dict[str, Any], Package | None]:
     """Package the spec's code, upload the package if the server lacks it, submit the run;
     return the run's view and the package."""
-    sent, pkg = build_package(spec, modules=modules)
-    if pkg is not None:
-        upload(client, pkg)
+    sent, pkg = send_code(client, spec, modules=modules)
     view: dict[str, Any] = client.post(client.in_project("runs"), {
         "spec": sent, "params": params, "package": pkg.digest if pkg else None,
         "no_cache": no_cache, "labels": dict(labels or {})})

@@ -45,17 +45,20 @@ def routers() -> list[APIRouter]:
 def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = True,
                api_only: bool = False, oidc: OIDCConfig | None = None,
                backend: str = "local", max_package: int = DEFAULT_MAX_PACKAGE,
-               supervisor: Supervisor | None = None) -> FastAPI:
+               supervisor: Supervisor | None = None,
+               clock_file: str | None = None) -> FastAPI:
     """The API over ``store`` (opened, schema at head). The app never reads the database but
     through ``store``. ``nodes`` gives the backend's node inventory (node capacity in
     ``/metrics``); ``gpu_metrics`` reads this machine's GPUs through NVML where it can.
     ``api_only`` marks the app of a worker process (``--workers``): it serves the API and
     runs no background work (``app.state.api_only``). ``oidc``: browser login through that
     provider (see ``_oidc``). Accepted runs are for ``backend``; ``supervisor``, if given, is
-    told when one is written (it also finds them on its own)."""
+    told when one is written (it also finds them on its own). ``clock_file``: where the
+    schedules' routes read "now", as the schedule loop does (``--clock-file``, for tests)."""
     from insitu import __version__
     from insitu.server._oidc import Provider
     from insitu.server._remote_runs import PackageFiles
+    from insitu.server._schedules import Clock
 
     app = FastAPI(title="insitu", version=__version__, openapi_url=f"{API}/openapi.json",
                   docs_url=f"{API}/docs", redoc_url=None,
@@ -68,6 +71,7 @@ def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = 
     app.state.max_package = max_package
     app.state.supervisor = supervisor
     app.state.package_files = PackageFiles(store)
+    app.state.clock = Clock(clock_file)
     app.state.oidc = Provider(oidc) if oidc is not None else None
     app.state.metrics = Metrics(store, __version__, nodes=nodes, gpus=gpu_metrics)
     app.state.metrics.install(app)
@@ -135,7 +139,8 @@ def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
     # idle keep-alive connections stay open longer than a client's pause between calls, so
     # a client reusing one does not race the server closing it
     uvicorn_options.setdefault("timeout_keep_alive", 75)
-    settings = {"oidc": oidc, "backend": backend, "max_package": max_package}
+    settings = {"oidc": oidc, "backend": backend, "max_package": max_package,
+                "clock_file": clock_file}  # the routes read the loop's clock
     schedules = ScheduleLoop(store, backend=backend, clock=Clock(clock_file),
                              interval=schedule_interval)
     schedules.start()

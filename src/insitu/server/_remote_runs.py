@@ -113,6 +113,17 @@ def check_refs(spec: dict[str, Any], package: str | None,
                                  "(the folder the client packages) and submit again")
 
 
+def check_package(spec: dict[str, Any], package: str | None,
+                  files_of: Callable[[str], frozenset[str]]) -> str | None:
+    """The digest (``sha256:<hex>``) of the code package ``package`` names, or None without
+    one, once the package is known to exist and to hold every package-relative file the
+    spec names; a run submission and a schedule are checked alike."""
+    digest = _packages.parse_digest(package) if package is not None else None
+    files = files_of(digest) if digest is not None else None
+    check_refs(spec, digest, files)
+    return digest
+
+
 def submit(store: Store, who: Principal, project: str, *, spec: dict[str, Any],
            params: dict[str, Any], package: str | None, no_cache: bool,
            labels: dict[str, Any], backend: str, client: str | None,
@@ -120,9 +131,7 @@ def submit(store: Store, who: Principal, project: str, *, spec: dict[str, Any],
     """Accept a run (written, pending, before this returns) and return its view."""
     D._project(store, project)
     spec = _valid.check(spec)
-    digest = _packages.parse_digest(package) if package is not None else None
-    files = files_of(digest) if digest is not None else None
-    check_refs(spec, digest, files)
+    digest = check_package(spec, package, files_of)
     if digest is not None:
         labels = {**labels, "package": digest}
     run = accept_run(store, who, project, spec=spec, params=params, backend=backend,

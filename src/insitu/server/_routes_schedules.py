@@ -53,7 +53,8 @@ def create(request: Request, project: str, body: ScheduleIn) -> dict[str, Any]:
                     package=body.package, params=body.params, cron=body.cron,
                     tz=body.timezone, catchup=body.catchup,
                     max_concurrent=body.max_concurrent, paused=body.paused,
-                    now=_now(request), client=_client(request))
+                    now=_now(request), client=_client(request),
+                    files_of=request.app.state.package_files)
 
 
 @router.get("")

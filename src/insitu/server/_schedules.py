@@ -18,6 +18,7 @@ import difflib
 import os
 import socket
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from insitu.engine import bind_params
 from insitu.errors import Conflict, NotFound, UserError
 from insitu.server._access import Principal
 from insitu.server._domain import _project, audit, check_name
+from insitu.server._remote_runs import check_package
 from insitu.server._submit import run_records
 from insitu.spec import validate_spec
 from insitu.store import CATCHUP, ScheduleRecord, Store, TickRecord
@@ -251,9 +253,10 @@ def view(store: Store, s: ScheduleRecord, now: float, *, ticks: int | None = Non
 
 def create(store: Store, who: Principal, project: str, *, name: str, spec: dict[str, Any],
            package: str | None, params: dict[str, Any], cron: str, tz: str, catchup: str,
-           max_concurrent: int, paused: bool, now: float, client: str | None
-           ) -> dict[str, Any]:
-
+           max_concurrent: int, paused: bool, now: float, client: str | None,
+           files_of: Callable[[str], frozenset[str]]) -> dict[str, Any]:
+    """Write a new schedule; its code package (``package``, a digest or None) must be on
+    the server and hold every file the spec's functions name, as for a submitted run."""
     _project(store, project)
     check_name("schedule", name)
     check_cron(cron)
@@ -265,6 +268,7 @@ def create(store: Store, who: Principal, project: str, *, name: str, spec: dict[
                              f"run is going) up to {MAX_CONCURRENT}")
     validate_spec(spec, source=f"the spec of schedule {name!r}")
     bind_params(spec, params)  # a parameter error now, not at every tick
+    package = check_package(spec, package, files_of)
     s = ScheduleRecord(project=project, name=name, pipeline=spec["name"], spec=spec,
                        cron=" ".join(cron.split()), timezone=tz, created_at=time.time(),
                        start_at=now, package=package, params=params, catchup=catchup,
