@@ -112,3 +112,13 @@ def postgres() -> Iterator[_Cluster]:
 def postgres_url(postgres: _Cluster) -> str:
     """A fresh, empty database on the session's PostgreSQL server, for one test."""
     return postgres.create_database("t_" + secrets.token_hex(6))
+
+
+def databases(*default: str) -> list[str]:
+    """The databases a test that runs a real server runs against: ``default`` (the one that
+    matters most for it: PostgreSQL for a team's server, SQLite for a laptop's), or both
+    with ``INSITU_TEST_ALL_DBS=1``. The store conformance suite, the isolation matrix, the
+    API and fuzz tests always run against both."""
+    if os.environ.get("INSITU_TEST_ALL_DBS"):
+        return ["sqlite", "postgresql"]
+    return list(default)

@@ -18,6 +18,7 @@ from insitu.engine import bind_params
 from insitu.sdk import compile_pipeline, load_pipeline
 from insitu.server._submit import run_records
 from insitu.store import QuotaRecord, SQLStore, open_store
+from pg_fixture import databases
 
 HOLD = str(Path(__file__).parents[1] / "pipelines" / "holding.py")
 
@@ -101,7 +102,7 @@ def until(cond: Callable[[], Any], what: str, timeout: float = 180) -> Any:
     raise AssertionError(f"timed out waiting until {what}")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=databases("sqlite"))
 def runs(request: pytest.FixtureRequest, home: Path, tmp_path: Path) -> Iterator[Runs]:
     if request.param == "sqlite":
         url = f"sqlite:///{home / 'insitu.db'}"

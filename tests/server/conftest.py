@@ -82,10 +82,11 @@ def stop_server(s: Server) -> None:
         s.proc.wait()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module")
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Server]:
-    """One server per test module and database kind (tests make their own names)."""
+    """One server per test module and database kind (tests make their own names); the kinds
+    come from :func:`pytest_generate_tests`."""
     home = tmp_path_factory.mktemp("server-home")
     if request.param == "sqlite":
         db_url = f"sqlite:///{home / 'server.db'}"
@@ -99,3 +100,11 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield s
     finally:
         stop_server(s)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test module may name the databases its server runs on (``SERVER_DBS``, usually
+    ``pg_fixture.databases(...)``); the others run on both."""
+    if "server" in metafunc.fixturenames:
+        dbs = getattr(metafunc.module, "SERVER_DBS", ["sqlite", "postgresql"])
+        metafunc.parametrize("server", dbs, indirect=True, scope="module")

@@ -24,6 +24,7 @@ from remote import build_package, compile_spec, launch, start, wait_for, write_p
 
 from conftest import cli
 from insitu.store import open_store
+from pg_fixture import databases
 
 PROJECTS = ("vision", "speech", "ranking")
 RUNS = 20
@@ -96,7 +97,7 @@ def _check_exactly_once(db_url: str, marks: Path, ids: set[str]) -> dict[str, in
 
 
 @pytest.mark.timeout(900)  # a server's start-up is slow on a loaded machine
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", databases("postgresql"))
 def test_sigkilled_server_restarted_completes_every_run_exactly_once(
         kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     home = tmp_path / "home"

@@ -17,6 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Server, _free_port, cli
 from insitu.store import RunRecord, TaskRecord, open_store
+from pg_fixture import databases
+
+SERVER_DBS = databases("postgresql")  # INSITU_TEST_ALL_DBS=1: both
 
 
 def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

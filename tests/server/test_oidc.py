@@ -22,6 +22,7 @@ import pytest
 
 from conftest import cli
 from insitu.store import SessionRecord, UserRecord, open_store
+from pg_fixture import databases
 
 pytest.importorskip("authlib")
 pytest.importorskip("werkzeug")
@@ -101,7 +102,7 @@ def _stop(s: Setup) -> None:
             p.wait()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=databases("sqlite"))
 def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Setup]:
     home = tmp_path_factory.mktemp("oidc-home")

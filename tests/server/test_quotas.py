@@ -20,6 +20,9 @@ from insitu.engine import bind_params
 from insitu.sdk import compile_pipeline, load_pipeline
 from insitu.server._submit import run_records
 from insitu.store import open_store
+from pg_fixture import databases
+
+SERVER_DBS = databases("postgresql")  # INSITU_TEST_ALL_DBS=1: both
 
 HOLD = str(Path(__file__).parents[1] / "pipelines" / "holding.py")
 

@@ -25,6 +25,9 @@ from insitu.artifacts import ArtifactStore, load
 from insitu.cli._explain import render_explain, render_why
 from insitu.models import register
 from insitu.store import ModelRecord, open_store
+from pg_fixture import databases
+
+SERVER_DBS = databases("sqlite")  # INSITU_TEST_ALL_DBS=1: both
 
 PIPES = Path(__file__).parents[1] / "pipelines"
 SERVED = str(PIPES / "served.py")

@@ -84,6 +84,9 @@ def fails(x: int = -1):
 
 HELPERS = '''
 import insitu
+from pg_fixture import databases
+
+SERVER_DBS = databases("sqlite")  # INSITU_TEST_ALL_DBS=1: both
 
 
 def double(x: int) -> int:

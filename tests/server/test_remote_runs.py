@@ -16,6 +16,7 @@ import pytest
 from remote import build_package, compile_spec, launch, wait_for, write_pipeline, zip_of
 
 from conftest import cli
+from pg_fixture import databases
 
 
 class Srv:
@@ -25,7 +26,7 @@ class Srv:
                                  headers={"Authorization": f"Bearer {token}"})
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=databases("postgresql"))
 def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[Srv]:
     home = tmp_path_factory.mktemp("remote-home")

@@ -27,6 +27,7 @@ import pytest
 
 from conftest import _free_port, cli
 from insitu.server._schedules import ticks_between
+from pg_fixture import databases
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -110,7 +111,7 @@ class Deployment:
             p.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=databases("sqlite"))
 def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
     if request.param == "sqlite":
         db_url = f"sqlite:///{tmp_path / 'server.db'}"
