@@ -1,4 +1,9 @@
-"""``insitu datasets``: register datasets and see where every shard lives."""
+"""``insitu datasets``: register datasets and see where every shard lives.
+
+With a server configured (``insitu login``, or INSITU_SERVER), ``ls`` and ``show`` read the
+project's datasets from it and print the same tables from the API's JSON; ``add`` registers
+files of this machine in its own store only, so it is refused there with how to run it
+locally."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from insitu._units import format_bytes
-from insitu.cli._common import _store, console, esc
+from insitu.cli._common import _store, console, esc, remote_client
 
 
 @click.group()
@@ -32,8 +37,10 @@ def datasets() -> None:
 def add_cmd(name: str, sources: tuple[str, ...], node: str, new_node: bool,
             description: str) -> None:
     """Register SOURCES (files, folders, globs, or fsspec URLs) as shards of NAME."""
+    from insitu.cli._models import local_only
     from insitu.datasets import add
 
+    local_only("datasets add")
     store = _store()
     if not new_node:
         known = known_nodes(store)
@@ -74,20 +81,27 @@ def ls_cmd(as_json: bool) -> None:
     """List datasets."""
     from insitu.datasets import list_datasets
 
-    dss = list_datasets(store=_store())
+    client = remote_client()
+    if client is not None:
+        rows = [{k: d.get(k) for k in ("name", "shards", "bytes", "nodes")}
+                for d in client.get(client.in_project("datasets"))]
+    else:
+        rows = [{"name": d.name, "shards": len(d.shard_records), "bytes": d.size,
+                 "nodes": sorted({r.get("node") or "url" for s in d.shard_records
+                                  for r in s.replicas})}
+                for d in list_datasets(store=_store())]
     if as_json:
-        click.echo(json.dumps([{"name": d.name, "shards": len(d.shard_records), "bytes": d.size}
-                               for d in dss], indent=2))
+        click.echo(json.dumps([{k: r[k] for k in ("name", "shards", "bytes")} for r in rows],
+                              indent=2))
         return
     tbl = Table()
     for col in ("dataset", "shards", "size", "nodes"):
         tbl.add_column(col)
-    for d in dss:
-        nodes = sorted({r.get("node") or "url" for s in d.shard_records for r in s.replicas})
-        tbl.add_row(Text(d.name), str(len(d.shard_records)), format_bytes(d.size),
-                    Text(", ".join(nodes)))
+    for r in rows:
+        tbl.add_row(Text(r["name"]), str(r["shards"]), format_bytes(r["bytes"]),
+                    Text(", ".join(r["nodes"])))
     console.print(tbl)
-    if not dss:
+    if not rows:
         console.print("no datasets yet: `insitu datasets add NAME FILES... [--node NODE]`")
 
 
@@ -98,17 +112,25 @@ def show_cmd(name: str, as_json: bool) -> None:
     """Every shard of NAME: size, content hash, and where its replicas live."""
     from insitu.datasets import dataset
 
-    d = dataset(name, store=_store())
+    client = remote_client()
+    if client is not None:
+        got = client.get(client.in_project("datasets", name))
+        keys = ("dataset", "shard", "size", "digest", "replicas")
+        title, shards = got["name"], [{k: s[k] for k in keys} for s in got["shards"]]
+    else:
+        d = dataset(name, store=_store())
+        title, shards = d.name, d.shards()
     if as_json:
-        click.echo(json.dumps(d.shards(), indent=2))
+        click.echo(json.dumps(shards, indent=2))
         return
-    console.print(f"[bold]dataset {esc(d.name)}[/]: {len(d.shard_records)} shards, "
-                  f"{format_bytes(d.size)}")
+    console.print(f"[bold]dataset {esc(title)}[/]: {len(shards)} shards, "
+                  f"{format_bytes(sum(s['size'] for s in shards))}")
     tbl = Table()
     for col in ("shard", "size", "sha256", "replicas"):
         tbl.add_column(col)
-    for s in d.shard_records:
-        tbl.add_row(Text(s.shard), format_bytes(s.size), s.digest[:12],
+    for s in shards:
+        tbl.add_row(Text(s["shard"]), format_bytes(s["size"]), s["digest"][:12],
                     Text("; ".join((f"{r['node']}:{r['path']}" if r.get("node") else r["url"])
-                              + (" (cached)" if r.get("cached") else "") for r in s.replicas)))
+                              + (" (cached)" if r.get("cached") else "")
+                              for r in s["replicas"])))
     console.print(tbl)

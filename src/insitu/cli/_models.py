@@ -1,4 +1,9 @@
-"""``insitu models``: the model registry from the command line."""
+"""``insitu models``: the model registry from the command line.
+
+With a server configured (``insitu login``, or INSITU_SERVER), ``ls`` and ``show`` read the
+project's models from it and print the same tables from the API's JSON; ``register``,
+``alias`` and ``delete`` act on this machine's store only, so they are refused there with how
+to run them locally."""
 
 from __future__ import annotations
 
@@ -10,7 +15,22 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from insitu.cli._common import _store, console, esc
+from insitu.cli._common import _store, console, esc, remote_client
+
+
+def local_only(command: str) -> None:
+    """Refuse ``command`` (one that changes this machine's store) while a server is
+    configured: it would not act on the server the reads show."""
+    from insitu.errors import UserError
+
+    client = remote_client()
+    if client is not None:
+        raise UserError(f"insitu {command} changes this machine's store, not the server "
+                        f"{client.server} (project {client.project}) that insitu login or "
+                        "INSITU_SERVER chose",
+                        hint=f"to change this machine's store, run INSITU_SERVER= insitu "
+                             f"{command} ...; `insitu logout` uses this machine for every "
+                             "command")
 
 
 @click.group()
@@ -34,6 +54,7 @@ def register_cmd(name: str, run_id: str, step: str, alias: str | None, descripti
     from insitu.errors import UserError
     from insitu.models import register
 
+    local_only("models register")
     tag_map = {}
     for t in tags:
         k, sep, v = t.partition("=")
@@ -53,14 +74,19 @@ def ls_cmd(as_json: bool) -> None:
     """List registered models."""
     from insitu.models import list_models, list_versions
 
-    st = _store()
     rows: list[dict[str, Any]] = []
-    for m in list_models(store=st):
-        vs = list_versions(m.name, store=st)
-        rows.append({"name": m.name, "versions": len(vs),
-                     "latest": max((v.version for v in vs), default=None),
-                     "aliases": {a: v.version for v in vs for a in v.aliases},
-                     "description": m.description})
+    client = remote_client()
+    if client is not None:
+        keys = ("name", "versions", "latest", "aliases", "description")
+        rows = [{k: m.get(k) for k in keys} for m in client.get(client.in_project("models"))]
+    else:
+        st = _store()
+        for m in list_models(store=st):
+            vs = list_versions(m.name, store=st)
+            rows.append({"name": m.name, "versions": len(vs),
+                         "latest": max((v.version for v in vs), default=None),
+                         "aliases": {a: v.version for v in vs for a in v.aliases},
+                         "description": m.description})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -70,7 +96,7 @@ def ls_cmd(as_json: bool) -> None:
     for r in rows:
         tbl.add_row(Text(r["name"]), str(r["versions"]), str(r["latest"]),
                     Text(", ".join(f"@{a}={v}" for a, v in sorted(r["aliases"].items()))),
-                    Text(r["description"]))
+                    Text(r["description"] or ""))
     console.print(tbl)
     if not rows:
         console.print("no models yet: `insitu models register NAME --run RUN --step STEP`")
@@ -83,22 +109,33 @@ def show_cmd(name: str, as_json: bool) -> None:
     """Versions of model NAME with their aliases and lineage."""
     from insitu.models import list_versions
 
-    vs = list_versions(name, store=_store())
+    client = remote_client()
+    if client is not None:
+        keys = ("version", "aliases", "run_id", "step", "created_at", "tags", "description",
+                "lineage")
+        got = client.get(client.in_project("models", name))
+        rows = [{k: v.get(k) for k in keys} for v in got["versions"]]
+    else:
+        rows = [{"version": v.version, "aliases": list(v.aliases), "run_id": v.record.run_id,
+                 "step": v.record.task_id, "created_at": v.record.created_at,
+                 "tags": v.record.tags, "description": v.record.description,
+                 "lineage": v.lineage} for v in list_versions(name, store=_store())]
     if as_json:
-        click.echo(json.dumps([{"version": v.version, "aliases": list(v.aliases),
-                                "run_id": v.record.run_id, "step": v.record.task_id,
-                                "created_at": v.record.created_at, "tags": v.record.tags,
-                                "description": v.record.description, "lineage": v.lineage}
-                               for v in vs], indent=2, default=str))
+        click.echo(json.dumps(rows, indent=2, default=str))
         return
+    print_versions(name, rows)
+
+
+def print_versions(name: str, rows: list[dict[str, Any]]) -> None:
+    """``insitu models show``: each version (as ``--json`` prints it) with its lineage."""
     console.print(f"[bold]model {esc(name)}[/]")
-    for v in vs:
-        lin = v.lineage
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.record.created_at))
-        alias = f"  @{', @'.join(v.aliases)}" if v.aliases else ""
-        console.print(f"\n[bold]version {v.version}[/]{esc(alias)}   registered {when}")
-        if v.record.description:
-            console.print(Text(f"  {v.record.description}"))
+    for v in rows:
+        lin = v["lineage"] or {}
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["created_at"]))
+        alias = f"  @{', @'.join(v['aliases'])}" if v["aliases"] else ""
+        console.print(f"\n[bold]version {v['version']}[/]{esc(alias)}   registered {when}")
+        if v["description"]:
+            console.print(Text(f"  {v['description']}"))
         console.print(Text(f"  from run {lin.get('run_id')} (pipeline {lin.get('pipeline')}), "
                            f"step {lin.get('step')}"))
         console.print(Text(f"  code     {lin.get('function')} fingerprint "
@@ -111,9 +148,9 @@ def show_cmd(name: str, as_json: bool) -> None:
             console.print(Text("  inputs   " + ", ".join(f"{k}={str(d)[:12]}"
                                                         for k, d in sorted(lin["inputs"].items()))))
         console.print(Text(f"  datasets {', '.join(lin.get('datasets') or []) or '-'}"))
-        if v.record.tags:
+        if v["tags"]:
             console.print(Text("  tags     " + ", ".join(f"{k}={t}"
-                                                      for k, t in v.record.tags.items())))
+                                                      for k, t in v["tags"].items())))
 
 
 @models.command("alias")
@@ -124,6 +161,7 @@ def alias_cmd(name: str, alias: str, version: int) -> None:
     """Point NAME@ALIAS at VERSION (moved atomically)."""
     from insitu.models import set_alias
 
+    local_only("models alias")
     set_alias(name, alias, version, store=_store())
     console.print(Text(f"{name}@{alias} -> version {version}"))
 
@@ -135,5 +173,6 @@ def delete_cmd(name: str, version: int) -> None:
     """Delete version VERSION of model NAME (refused while an alias points at it)."""
     from insitu.models import delete_version
 
+    local_only("models delete")
     delete_version(name, version, store=_store())
     console.print(Text(f"deleted {name}:{version}"))

@@ -1,4 +1,8 @@
-"""``insitu tune``: run a tuning study from the command line, and show one."""
+"""``insitu tune``: run a tuning study from the command line, and show one.
+
+With a server configured (``insitu login``, or INSITU_SERVER), ``show`` reads the study from
+it and prints the same tables from the API's JSON; ``run`` runs on this machine only, so it
+is refused there with how to run it locally."""
 
 from __future__ import annotations
 
@@ -104,10 +108,12 @@ def run_cmd(target: str, space: str, metric: str, goal: str, algorithm: str, max
             plain: bool) -> None:
     """Tune the step TARGET (FILE:STEP_FUNCTION) over --space."""
     import insitu
+    from insitu.cli._models import local_only
     from insitu.engine import parse_cli_params
     from insitu.sdk import Pipeline, Step
     from insitu.sdk._loader import import_target
 
+    local_only("tune run")
     file, _, name = target.rpartition(":")
     if not file or not name:
         raise UserError(f"cannot read {target!r}", hint="write FILE:STEP, e.g. train.py:fit")
@@ -149,18 +155,22 @@ def _resolve_study(ref: str) -> tuple[Any, str]:
     run_ref, _, step = ref.partition("/")
     run = store.get_run(run_ref)
     tuned = [s["id"] for s in run.spec["steps"] if s.get("tune")]
+    return run, _pick_step(run.id, step, tuned)
+
+
+def _pick_step(run_id: str, step: str, tuned: list[str]) -> str:
     if not tuned:
-        raise NotFound(f"run {run.id} has no tuning step",
+        raise NotFound(f"run {run_id} has no tuning step",
                        hint="studies are named RUN/STEP after a run with insitu.tune")
     if step:
         if step not in tuned:
-            raise NotFound(f"run {run.id} has no tuning step {step!r}",
+            raise NotFound(f"run {run_id} has no tuning step {step!r}",
                            hint=f"its tuning steps: {', '.join(tuned)}")
-        return run, step
+        return step
     if len(tuned) > 1:
-        raise UserError(f"run {run.id} has several tuning steps ({', '.join(tuned)})",
-                        hint=f"name one: insitu tune show {run.id}/{tuned[0]}")
-    return run, tuned[0]
+        raise UserError(f"run {run_id} has several tuning steps ({', '.join(tuned)})",
+                        hint=f"insitu tune show {run_id}/{tuned[0]}")
+    return tuned[0]
 
 
 def _fmt(params: dict[str, Any]) -> str:
@@ -168,10 +178,10 @@ def _fmt(params: dict[str, Any]) -> str:
                      for k, v in params.items())
 
 
-def _show(name: str) -> None:
+def _local_study(name: str) -> dict[str, Any]:
+    """The study as the API's ``GET .../runs/{run}/studies/{step}`` answers it, from this
+    machine's store."""
     from insitu.store import TrialRecord
-    from insitu.tune._space import distributions
-    from insitu.tune._study import add_finished, new_study
 
     run, step = _resolve_study(name)
     store = _store()
@@ -179,34 +189,81 @@ def _show(name: str) -> None:
     records = store.select(TrialRecord, run_id=run.id, step_id=step)
     tasks = {t.id: t for t in store.list_tasks(run.id)}
     counts = collections.Counter(r.state for r in records)
-    ended = sum(n for k, n in counts.items() if k != "running")  # pruned trials count
-    console.print(f"[bold]study {run.id}/{step}[/]  {cfg['goal']} {cfg['metric']}, "
-                  f"{cfg['algorithm']}  {ended}/{len(records)} trials ended: "
-                  + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    done = [r for r in records if r.state == "complete"]
+    trials = []
+    for r in records:
+        t = tasks.get(r.task_id)
+        trials.append({"number": r.number, "state": r.state, "value": r.value,
+                       "params": r.params, "intermediate": r.intermediate,
+                       "duration": t.ended_at - t.started_at
+                       if t and t.ended_at and t.started_at else None,
+                       "pruned_at": max(int(k) for k in r.intermediate)
+                       if r.state == "pruned" and r.intermediate else None})
+    return {"study": f"{run.id}/{step}", "goal": cfg["goal"], "metric": cfg["metric"],
+            "algorithm": cfg["algorithm"], "space": cfg["space"], "trial_count": len(records),
+            "ended": sum(n for k, n in counts.items() if k != "running"),  # pruned count
+            "counts": dict(sorted(counts.items())), "trials": trials}
+
+
+def _remote_study(client: Any, name: str) -> dict[str, Any]:
+    """The study from the server: RUN/STEP, or RUN when it has one tuning step."""
+    from insitu.client._runs import get_view
+
+    run_ref, _, step = name.partition("/")
+    run_id = str(get_view(client, run_ref)["id"])
+    if not step:
+        tuned = [x["step"] for x in client.get(client.in_project("studies"))
+                 if x["run_id"] == run_id]
+        step = _pick_step(run_id, step, tuned)
+    study: dict[str, Any] = client.get(client.in_project("runs", run_id, "studies", step))
+    return study
+
+
+def _show(name: str) -> None:
+    from insitu.cli._common import remote_client
+
+    client = remote_client()
+    print_study(_remote_study(client, name) if client is not None else _local_study(name))
+
+
+def print_study(study: dict[str, Any]) -> None:
+    """``insitu tune show``: the head line, best trial, trials table and parameter importance
+    of a study as the API answers it."""
+    from types import SimpleNamespace
+
+    from insitu.tune._space import distributions
+    from insitu.tune._study import add_finished, new_study
+
+    trials = study["trials"]
+    console.print(f"[bold]study {study['study']}[/]  {study['goal']} {study['metric']}, "
+                  f"{study['algorithm']}  {study['ended']}/{study['trial_count']} trials "
+                  "ended: " + ", ".join(f"{n} {k}" for k, n in study["counts"].items()))
+    done = [r for r in trials if r["state"] == "complete"]
     if done:
-        pick = max if cfg["goal"] == "maximize" else min
-        b = pick(done, key=lambda r: (r.value, -r.number))
-        console.print(f"best trial {b.number}: value {b.value:.6g}  params {_fmt(b.params)}")
+        pick = max if study["goal"] == "maximize" else min
+        b = pick(done, key=lambda r: (r["value"], -r["number"]))
+        console.print(f"best trial {b['number']}: value {b['value']:.6g}  "
+                      f"params {_fmt(b['params'])}")
     tbl = Table(title="trials", title_justify="left")
     for col in ("trial", "state", "value", "params", "duration"):
         tbl.add_column(col, justify="right" if col in ("trial", "value") else "left")
-    for r in records:
-        t = tasks.get(r.task_id)
-        dur = t.ended_at - t.started_at if t and t.ended_at and t.started_at else None
-        state = r.state
-        if r.state == "pruned" and r.intermediate:  # where the pruner stopped it
-            state = f"pruned at step {max(int(k) for k in r.intermediate)}"
-        tbl.add_row(str(r.number), state, "-" if r.value is None else f"{r.value:.6g}",
-                    _fmt(r.params), "-" if dur is None else f"{dur:.2f}s")
+    for r in trials:
+        state = r["state"]
+        if r.get("pruned_at") is not None:  # where the pruner stopped it
+            state = f"pruned at step {r['pruned_at']}"
+        dur = r.get("duration")
+        tbl.add_row(str(r["number"]), state,
+                    "-" if r["value"] is None else f"{r['value']:.6g}",
+                    _fmt(r["params"]), "-" if dur is None else f"{dur:.2f}s")
     console.print(tbl)
     if len(done) >= 2:
         try:
             import optuna
 
-            study = new_study(cfg)
-            add_finished(study, records, distributions(cfg["space"]))
-            imp = optuna.importance.get_param_importances(study)
+            cfg = {k: study[k] for k in ("goal", "metric", "algorithm", "space")}
+            opt = new_study(cfg)
+            add_finished(opt, [SimpleNamespace(**r) for r in trials],
+                         distributions(cfg["space"]))
+            imp = optuna.importance.get_param_importances(opt)
         except Exception as e:  # noqa: BLE001 - importance is a bonus, never a failure
             console.print(f"(parameter importance unavailable: {e})")
             return
