@@ -407,6 +407,82 @@ def test_reads_of_a_run_the_server_holds(
     assert "failed" in shown.stdout and f"why: insitu explain {bad_id}" in shown.stdout
 
 
+SERVED = str(Path(__file__).parents[1] / "pipelines" / "served.py")
+
+
+def test_models_datasets_and_studies_read_from_the_server(
+        server: Server, user: tuple[CLI, Path, dict[str, str]], tmp_path: Path) -> None:
+    """``models ls/show``, ``datasets ls/show`` and ``tune show`` print from the server what
+    they print locally for the same objects; commands that change the local store are
+    refused while a server is configured."""
+    run, _, env = user
+    here = {**env, "INSITU_HOME": str(server.home), "INSITU_DB_URL": server.db_url,
+            "INSITU_SERVER": ""}
+
+    def local(*args: str) -> subprocess.CompletedProcess[str]:
+        """The command on the server's own store, as a user of that machine runs it."""
+        return subprocess.run([sys.executable, "-m", "insitu", *args], capture_output=True,
+                              text=True, timeout=240, env=here, cwd=tmp_path)
+
+    made = _engine_here(server, env, f"{SERVED}:outputs")
+    assert made.returncode == 0, made.stdout + made.stderr
+    outputs = made.stdout.split()[1]
+    tuned = _engine_here(server, env, f"{SERVED}:study")
+    assert tuned.returncode == 0, tuned.stdout + tuned.stderr
+    study = tuned.stdout.split()[1]
+    model, dataset = f"m-{uuid.uuid4().hex[:6]}", f"d-{uuid.uuid4().hex[:6]}"
+    r = local("models", "register", model, "--run", outputs, "--step", "fit", "--alias",
+              "champion", "--tag", "team=vision", "--description", "first fit")
+    assert r.returncode == 0, r.stderr
+    data = tmp_path / "shards"
+    data.mkdir()
+    for i in range(3):
+        (data / f"part-{i}.csv").write_text(f"x\n{i}\n")
+    r = local("datasets", "add", dataset, str(data / "*.csv"))
+    assert r.returncode == 0, r.stderr
+    _login(server, run, "default")
+
+    for args in (("models", "show", model), ("models", "show", model, "--json"),
+                 ("datasets", "show", dataset), ("datasets", "show", dataset, "--json"),
+                 ("tune", "show", f"{study}/bowl"), ("tune", "show", study)):
+        mine, theirs = local(*args), run(*args)
+        assert theirs.returncode == 0 == mine.returncode, (args, theirs.stderr, mine.stderr)
+        assert theirs.stdout == mine.stdout, args
+    shown = run("models", "show", model).stdout
+    for s in (f"model {model}", "version 1  @champion", f"from run {outputs}", "team=vision",
+              "first fit"):
+        assert s in shown, (s, shown)
+    shown = run("tune", "show", study).stdout
+    assert f"study {study}/bowl" in shown and "3/3 trials ended: 3 complete" in shown
+    assert "parameter importance" in shown
+    assert "3 shards" in run("datasets", "show", dataset).stdout
+    # the lists: the same row for the same object (the server lists only its project's)
+    for group, name in (("models", model), ("datasets", dataset)):
+        remote_rows = {x["name"]: x for x in json.loads(run(group, "ls", "--json").stdout)}
+        local_rows = {x["name"]: x for x in json.loads(local(group, "ls", "--json").stdout)}
+        assert remote_rows[name] == local_rows[name]
+        row = next(line for line in run(group, "ls").stdout.splitlines() if name in line)
+        assert row in local(group, "ls").stdout.splitlines()
+    # not found: the server's message
+    err = _one_error(run("models", "show", "nosuchmodel"))
+    assert "has no model 'nosuchmodel'" in err
+    err = _one_error(run("tune", "show", f"{outputs}/fit"))
+    assert f"run {outputs} has no tuning step" in err
+    err = _one_error(run("tune", "show", outputs))
+    assert f"run {outputs} has no tuning step" in err
+    # changes act on this machine's store: refused while a server is configured
+    for args in (("models", "register", model, "--run", outputs, "--step", "fit"),
+                 ("models", "alias", model, "prod", "1"), ("models", "delete", model, "1"),
+                 ("datasets", "add", dataset, str(data / "*.csv")),
+                 ("tune", "run", f"{SERVED}:bowl", "--space", '{"x": "uniform(0, 1)"}',
+                  "--metric", "loss")):
+        err = _one_error(run(*args))
+        assert f"changes this machine's store, not the server {server.url}" in err, err
+        assert f"INSITU_SERVER= insitu {args[0]} {args[1]}" in err, err
+    assert json.loads(run("models", "show", model, "--json").stdout)[0]["aliases"] == \
+        ["champion"]
+
+
 def test_cancel_a_run_on_the_server(server: Server, user: tuple[CLI, Path, dict[str, str]],
                                     tmp_path: Path) -> None:
     run, pipe, env = user
