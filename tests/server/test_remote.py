@@ -23,6 +23,9 @@ import pytest
 
 from conftest import Server, _free_port, stop_server
 from conftest import cli as run_cli
+from pg_fixture import databases
+
+SERVER_DBS = databases("sqlite")  # INSITU_TEST_ALL_DBS=1: both
 
 CLI = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -84,9 +87,6 @@ def fails(x: int = -1):
 
 HELPERS = '''
 import insitu
-from pg_fixture import databases
-
-SERVER_DBS = databases("sqlite")  # INSITU_TEST_ALL_DBS=1: both
 
 
 def double(x: int) -> int:
