@@ -151,7 +151,7 @@ BAD_BY_NAME: dict[str, list[tuple[str, str]]] = {
 # Values of these options are free text: "[/]" is valid there, but must print literally.
 FREE_TEXT = {"description", "address", "pipeline", "policies"}
 # Numbers where 0 is a valid choice (no case for that value; a negative one is always bad).
-ZERO_OK = {"max_failed", "seed"}
+ZERO_OK = {"max_failed", "seed", "max_engines"}  # --max-engines 0: serve the API only
 # Values that are bad only on some commands; (command, param, label) -> reason it is valid.
 VALID_ANYWAY = {
     ("runs", "pipeline", "brackets"): "a filter that matches nothing lists nothing",

@@ -91,9 +91,14 @@ def server(ctx: click.Context, db_url: str | None, host: str, port: int, workers
     Submitted runs execute in engine processes its supervisor starts, on --backend."""
     if ctx.invoked_subcommand is not None:
         return
-    if not math.isfinite(schedule_interval):
-        raise UserError(f"--schedule-interval {schedule_interval} is not a number of seconds",
-                        hint="give e.g. --schedule-interval 5")
+    for option, value, example in (("--schedule-interval", schedule_interval, 5),
+                                   ("--lease", lease_s, 30), ("--poll", poll_s, 1)):
+        if not math.isfinite(value):
+            raise UserError(f"{option} {value} is not a number of seconds",
+                            hint=f"give e.g. {option} {example}")
+    if address is not None and backend != "ray":
+        raise UserError(f"--address {address} names a Ray cluster, and the backend is "
+                        f"{backend}", hint="add --backend ray, or leave out --address")
     oidc_config = _oidc_config(**oidc)
     from insitu._config import load_config
     from insitu._units import parse_memory
