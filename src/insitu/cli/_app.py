@@ -23,7 +23,7 @@ from insitu.cli._common import (
     remote_client,
     write_bytes,
 )
-from insitu.errors import NotFound, UserError, not_found
+from insitu.errors import NotFound, UserError
 from insitu.store import _records as S
 
 
@@ -450,7 +450,7 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
     A step that printed nothing, or never ran, is said so on stderr (exit 0); an unknown
     step or attempt is an error.
     """
-    from insitu.cli._render import report_silent, step_tasks
+    from insitu.cli._render import log_tasks, report_silent, step_tasks
     from insitu.engine import shown_state
     from insitu.engine._paths import log_path
 
@@ -464,14 +464,7 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
     cfg = load_config()
     rec = store.get_run(run_id)
     tasks = store.list_tasks(rec.id)
-    if step is not None:
-        chosen = step_tasks(tasks, step)
-        if not chosen:
-            raise not_found("step", step, [t.id for t in tasks], where=f"run {rec.id}")
-        tasks = chosen
-    if attempt is not None and step is None:
-        raise UserError("--attempt needs a STEP", hint=f"insitu logs {rec.id} STEP --attempt "
-                        f"{attempt}")
+    tasks = log_tasks(tasks, rec.id, step, attempt)
     if attempt is not None and len(tasks) == 1 and attempt > tasks[0].attempts:
         t = tasks[0]
         raise NotFound(f"step {t.id} of run {rec.id} has {t.attempts} attempt(s), not "

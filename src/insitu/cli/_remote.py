@@ -24,7 +24,7 @@ from insitu.client._runs import (
     task_records,
     wait,
 )
-from insitu.errors import NotFound, UserError, not_found
+from insitu.errors import NotFound, UserError
 from insitu.store import _records as S
 
 
@@ -195,20 +195,13 @@ def logs_remote(client: Client, run_id: str, step: str | None, attempt: int | No
                 follow_: bool) -> None:
     """``insitu logs`` of a server run: the same lines, read over the API (``--follow``:
     the server's event stream until the run ends)."""
-    from insitu.cli._render import report_silent, step_tasks
+    from insitu.cli._render import log_tasks, report_silent, step_tasks
     from insitu.client._runs import read_log
 
     view = get_view(client, run_id)
     rid = str(view["id"])
     tasks = get_steps(client, rid)
-    if step is not None:
-        chosen = step_tasks(tasks, step)
-        if not chosen:
-            raise not_found("step", step, [t.id for t in tasks], where=f"run {rid}")
-        tasks = chosen
-    if attempt is not None and step is None:
-        raise UserError("--attempt needs a STEP", hint=f"insitu logs {rid} STEP --attempt "
-                        f"{attempt}")
+    tasks = log_tasks(tasks, rid, step, attempt)
     if attempt is not None and len(tasks) == 1 and attempt > tasks[0].attempts \
             and not follow_:
         t = tasks[0]

@@ -253,6 +253,22 @@ def step_tasks(tasks: list[TaskRecord], step: str) -> list[TaskRecord]:
     return items or exact  # a map whose items were never made: the map itself
 
 
+def log_tasks(tasks: list[TaskRecord], run_id: str, step: str | None,
+              attempt: int | None) -> list[TaskRecord]:
+    """The tasks ``insitu logs RUN [STEP] [--attempt N]`` reads (locally or on a server)."""
+    from insitu.errors import UserError, not_found
+
+    if step is not None:
+        chosen = step_tasks(tasks, step)
+        if not chosen:
+            raise not_found("step", step, [t.id for t in tasks], where=f"run {run_id}")
+        tasks = chosen
+    if attempt is not None and step is None:
+        raise UserError("--attempt needs a STEP", hint=f"insitu logs {run_id} STEP --attempt "
+                        f"{attempt}")
+    return tasks
+
+
 def report_silent(err_console: Console, run_id: str, tasks: list[TaskRecord],
                   printed: set[str], step: str | None, attempt: int | None) -> None:
     """What ``insitu logs`` says on stderr about steps that printed nothing, or never ran."""
