@@ -63,3 +63,39 @@ def test_unreachable_server_is_one_clear_error_with_the_password_hidden() -> Non
         SQLStore(url).list_runs()
     assert "s3cret-pw" not in e.value.message
     assert "127.0.0.1:1" in e.value.message
+
+
+def _drop_connections(url: str) -> int:
+    """Close, from the server's side, every connection to ``url``'s database (as a restart
+    of PostgreSQL or an idle timeout would); the number closed."""
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t"))
+                .scalar() or 0)
+    finally:
+        engine.dispose()
+
+
+def test_connections_closed_by_the_database_are_replaced(postgres_url: str) -> None:
+    import insitu.store._sql as sql
+
+    s = SQLStore(postgres_url, pool_size=2)
+    try:
+        s.put(make_run("before"))
+        assert s.get_run("before").id == "before"
+        assert _drop_connections(postgres_url) >= 1
+        # a read on a connection the database closed is tried again on a new one
+        assert s.get_run("before").id == "before"
+        assert _drop_connections(postgres_url) >= 1
+        # a write checks a connection that sat idle before using it
+        old, sql._IDLE_PING_S = sql._IDLE_PING_S, 0.0
+        try:
+            s.put(make_run("after"))
+        finally:
+            sql._IDLE_PING_S = old
+        assert {r.id for r in s.list_runs()} == {"before", "after"}
+    finally:
+        s.close()

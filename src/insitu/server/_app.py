@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from insitu.server._supervisor import Supervisor
 
 log = logging.getLogger("insitu.server")
-API_THREADS = 16  # requests handled at once per process; the store keeps as many connections
+API_THREADS = 8  # requests handled at once per process; the store keeps as many connections
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,10 @@ class SQLStore(Store):
         self.url = url
         self._engine = _make_engine(url, pool_size)
         self._dialect = self._engine.dialect.name
+        # reads: on PostgreSQL, in autocommit (one round trip per query, not three: no
+        # BEGIN before it and no ROLLBACK after it); the same pool of connections
+        self._reader = (self._engine.execution_options(isolation_level="AUTOCOMMIT")
+                        if self._dialect == "postgresql" else self._engine)
         self._upserts: dict[str, Any] = {}
         self._token_holder_q: Any = None
         self._ensure_schema()
@@ -246,7 +251,7 @@ class SQLStore(Store):
                 raise ValueError(f"{cls.__name__} has no field {k!r}")
             q = q.where(table.c[k] == v)
         q = q.order_by(*(table.c[k] for k in pk))
-        return [_from_row(cls, r) for r in self._rows(q)]
+        return _from_rows(cls, self._rows(q))
 
     def delete(self, cls: type[Any], **equals: Any) -> None:
         table, _ = _TABLE_OF[cls]
@@ -285,16 +290,25 @@ class SQLStore(Store):
 
     # -- reads ----------------------------------------------------------------
     def _rows(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
-        try:
-            with self._engine.connect() as conn:
-                return list(conn.execute(stmt, params))
-        except sa.exc.DatabaseError as e:
-            raise _db_error(e, self._describe()) from None
+        """The rows of one read (a statement of its own; no transaction is left open). A
+        connection the database closed meanwhile (a restart) is replaced and the read tried
+        once more: reads are safe to repeat."""
+        for again in (True, False):
+            try:
+                with self._reader.connect() as conn:
+                    return list(conn.execute(stmt, params))
+            except sa.exc.DBAPIError as e:
+                if again and e.connection_invalidated:
+                    continue
+                if isinstance(e, sa.exc.DatabaseError):
+                    raise _db_error(e, self._describe()) from None
+                raise
+        raise AssertionError("unreachable")
 
     def get_run(self, run_id: str) -> RunRecord:
-        rows = self._rows(sa.select(t.runs).where(t.runs.c.id == run_id))
+        rows = self._rows(sa.select(*_RUN_COLUMNS).where(t.runs.c.id == run_id))
         if not rows and run_id and "%" not in run_id and "_" not in run_id:
-            rows = self._rows(sa.select(t.runs).where(t.runs.c.id.like(f"{run_id}%"))
+            rows = self._rows(sa.select(*_RUN_COLUMNS).where(t.runs.c.id.like(f"{run_id}%"))
                               .order_by(t.runs.c.created_at.desc()).limit(11))
             if len(rows) > 1:
                 ids = ", ".join(f"{r.id} ({r.pipeline})" for r in rows[:10])
@@ -310,7 +324,7 @@ class SQLStore(Store):
                   limit: int | None = None, project: str | None = None,
                   before: tuple[float, str] | None = None,
                   with_spec: bool = True) -> list[RunRecord]:
-        cols = list(t.runs.c) if with_spec else [c for c in t.runs.c if c.name != "spec"]
+        cols = _RUN_COLUMNS if with_spec else _RUN_COLUMNS_NO_SPEC
         q = sa.select(*cols).order_by(t.runs.c.created_at.desc(), t.runs.c.id.desc())
         if project is not None:
             q = q.where(t.runs.c.project == project)
@@ -326,8 +340,8 @@ class SQLStore(Store):
         if limit:
             q = q.limit(limit)
         if with_spec:
-            return [_from_row(RunRecord, r) for r in self._rows(q)]
-        return [_from_row(RunRecord, r, spec={}) for r in self._rows(q)]
+            return _from_rows(RunRecord, self._rows(q))
+        return _from_rows(RunRecord, self._rows(q), spec={})
 
     def list_audit(self, *, project: str | None = None, user: str | None = None,
                    action: str | None = None, since: float | None = None,
@@ -343,7 +357,7 @@ class SQLStore(Store):
             q = q.where(t.audit.c.at < until)
         if before is not None:
             q = q.where(t.audit.c.id < before)
-        return [_from_row(AuditRecord, r) for r in self._rows(q)]
+        return _from_rows(AuditRecord, self._rows(q))
 
     def list_ticks(self, project: str, schedule: str, *, limit: int = 20,
                    state: str | None = None) -> list[TickRecord]:
@@ -352,7 +366,7 @@ class SQLStore(Store):
              .order_by(t.ticks.c.at.desc()).limit(limit))
         if state is not None:
             q = q.where(t.ticks.c.state == state)
-        return [_from_row(TickRecord, r) for r in self._rows(q)]
+        return _from_rows(TickRecord, self._rows(q))
 
     def count_runs(self) -> dict[tuple[str, str], int]:
         q = sa.select(t.runs.c.project, t.runs.c.state, sa.func.count()).group_by(
@@ -457,14 +471,14 @@ class SQLStore(Store):
 
     def list_tasks(self, run_id: str) -> list[TaskRecord]:
         q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.seq)
-        return [_from_row(TaskRecord, r) for r in self._rows(q)]
+        return _from_rows(TaskRecord, self._rows(q))
 
     def list_attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRecord]:
         q = sa.select(t.attempts).where(t.attempts.c.run_id == run_id)
         if task_id is not None:
             q = q.where(t.attempts.c.task_id == task_id)
         q = q.order_by(t.attempts.c.task_id, t.attempts.c.number)
-        return [_from_row(AttemptRecord, r) for r in self._rows(q)]
+        return _from_rows(AttemptRecord, self._rows(q))
 
     def get_cache(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
         out: dict[str, CacheEntry] = {}
@@ -513,15 +527,41 @@ class SQLStore(Store):
         self._engine.dispose()
 
 
+_RUN_FIELDS = {f.name for f in dataclasses.fields(RunRecord)}
+# the columns of a run's record (not the lease's, which only ``claim_run`` writes)
+_RUN_COLUMNS = [c for c in t.runs.c if c.name in _RUN_FIELDS]
+_RUN_COLUMNS_NO_SPEC = [c for c in _RUN_COLUMNS if c.name != "spec"]
+
+
 def _to_row(r: Record) -> dict[str, Any]:
     return {f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
 
 
 def _from_row(cls: type[Any], row: Any, **given: Any) -> Any:
-    if _same_names(cls, row._fields, tuple(given)):  # the usual case: one column per field
-        return cls(**row._asdict(), **given)
+    names = row._fields
+    if _same_names(cls, names, tuple(given)):  # the usual case: one column per field
+        return _make(cls, dict(zip(names, row, strict=True), **given))
     m = row._mapping
     return cls(**{f.name: m[f.name] for f in _fields(cls) if f.name not in given}, **given)
+
+
+def _from_rows(cls: type[Any], rows: list[Any], **given: Any) -> list[Any]:
+    """:func:`_from_row` of each of ``rows`` (all of one query)."""
+    if not rows:
+        return []
+    names = rows[0]._fields
+    if not _same_names(cls, names, tuple(given)):
+        return [_from_row(cls, r, **given) for r in rows]
+    return [_make(cls, dict(zip(names, r, strict=True), **given)) for r in rows]
+
+
+def _make(cls: type[Any], values: dict[str, Any]) -> Any:
+    """A record from a value for each of its fields, as its ``__init__`` would make it (the
+    records are frozen dataclasses without ``__post_init__``) at a fraction of the cost: a
+    page of runs is mostly this."""
+    rec = object.__new__(cls)
+    rec.__dict__.update(values)
+    return rec
 
 
 _SAME: dict[tuple[type[Any], tuple[str, ...], tuple[str, ...]], bool] = {}
@@ -615,8 +655,39 @@ def _make_engine(url: str, pool_size: int | None = None) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, json_deserializer=_json_loads,
-                            **_pool(pool_size))
+    engine = sa.create_engine(url, json_deserializer=_json_loads, **_pool(pool_size))
+    _ping_when_idle(engine)
+    return engine
+
+
+_IDLE_PING_S = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """A pooled connection that sat idle for a while is checked (``SELECT 1``) before use,
+    and replaced if the database closed it (a restart, an idle timeout): SQLAlchemy's
+    ``pool_pre_ping``, but only after ``_IDLE_PING_S`` of idleness, so a busy server does
+    not pay a round trip per query. A connection lost while in use makes that statement
+    fail; reads are then tried once more (``SQLStore._rows``)."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _idle_from(dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < _IDLE_PING_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+            dbapi_conn.rollback()  # leave no transaction open (the ping may have begun one)
+        except engine.dialect.loaded_dbapi.Error as e:
+            if not engine.dialect.is_disconnect(e, dbapi_conn, None):
+                raise
+            alive = False
+        if not alive:  # the pool discards it and checks out another
+            raise sa.exc.DisconnectionError("the database closed this idle connection")
 
 
 def _pool(size: int | None) -> dict[str, int]:
