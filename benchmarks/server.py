@@ -1,26 +1,33 @@
-"""The server's API under load: list runs (a page of 50) and get one run, with many concurrent
-clients, on a database holding many runs, SQLite and PostgreSQL side by side in one run; and
-the server's resident memory idle and under that load.
+"""The server under load, SQLite and PostgreSQL side by side in one run:
 
-    python benchmarks/server.py [--runs 100000] [--clients 50] [--requests 4000] [--workers 1]
+(a) API latency of list runs (a page of 50, first pages and pages 10,000 runs deep) and get
+    one run, with 50 concurrent clients, on a database holding 100,000 runs. Each client sends
+    a request, waits for the answer, pauses, and sends the next: one row per mean pause
+    (``--think``, exponential pauses). A pause of 0 keeps the server saturated: its latencies
+    are then mostly time queued behind the other clients (p50 ~ clients / throughput) and its
+    requests per second are the server's capacity. ``*_cpu_ms`` is the server's own CPU time
+    per request, which depends little on what else the machine runs.
+(b) submissions per second sustained (a trivial 3-step pipeline in a code package, 20
+    clients sending as fast as they are answered, on a server that only accepts:
+    ``--max-engines 0``), every accepted run checked to be in the database;
+(c) time from submit to the first step running on an idle server, one run at a time (the
+    first attempt's start, as the engine records it);
+(d) the server's resident memory idle and under load.
 
-PostgreSQL comes from Debian's package (scripts/test-deps), started as a throw-away cluster as
-the tests do, and analysed after it is filled (as a database that grew to that size would be).
-Prints a table and writes benchmarks/results/server.json. Beside the latencies seen by the
-clients (which, with 50 clients each sending its next request as soon as the last is answered,
-are mostly time queued behind the others: p50 ~ clients / throughput), ``*_cpu_ms`` is the
-server's own CPU time per request, which depends little on what else the machine runs.
+    python benchmarks/server.py [--runs 100000] [--clients 50] [--think 0,100,250,1000]
+                                [--seconds 20] [--workers 1] [--db both]
 
-Also, per database: (b) submissions per second sustained (a trivial 3-step pipeline in a code
-package, many concurrent clients, on a server that only accepts: ``--max-engines 0``), every
-accepted run checked to be in the database; (c) time from submit to the first step running
-on an idle server, one run at a time (the first attempt's start, as the engine records it).
+The load comes from wrk (Debian's package: ``apt-get install wrk``), whose C threads cost the
+machine little next to the server (a Python HTTP client costs more CPU per request than the
+server does, and would measure itself). PostgreSQL comes from Debian's package
+(scripts/test-deps), started as a throw-away cluster as the tests do, and analysed after it is
+filled (as a database that grew to that size would be). Prints tables and writes
+benchmarks/results/server.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
@@ -32,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "src"))
@@ -82,25 +90,39 @@ def cpu_s(pid: int) -> float:
     return total
 
 
-async def load(url: str, token: str, paths: list[str], clients: int) -> list[float]:
-    import httpx
+WRK_SCRIPT = HERE / "wrk_load.lua"
 
-    lat: list[float] = []
-    queue = list(paths)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"},
-                                 timeout=120, limits=limits) as c:
-        async def worker() -> None:
-            while queue:
-                p = queue.pop()
-                t0 = time.perf_counter()
-                r = await c.get(p)
-                lat.append((time.perf_counter() - t0) * 1000)
-                if r.status_code != 200:
-                    raise RuntimeError(f"{p}: {r.status_code} {r.text[:200]}")
 
-        await asyncio.gather(*(worker() for _ in range(clients)))
-    return lat
+def wrk(url: str, token: str, paths: list[str], clients: int, seconds: float,
+        think_ms: float = 0.0, body: bytes | None = None) -> dict[str, Any]:
+    """Load from ``clients`` connections of wrk (its threads written in C, so the load
+    costs the machine little next to the server): each sends a request, waits for the
+    answer, pauses ``think_ms`` on average (a random, exponential pause; none when 0: then
+    they keep the server saturated) and sends the next. GETs ``paths`` in turn, or POSTs
+    ``body`` to them."""
+    import subprocess
+
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise SystemExit("this benchmark drives the server with wrk: install it with "
+                         "`apt-get install wrk` (Debian's package)")
+    with tempfile.TemporaryDirectory(prefix="insitu-wrk-") as tmp:
+        (Path(tmp) / "paths").write_text("\n".join(paths) + "\n")
+        env = {**os.environ, "WRK_PATHS": f"{tmp}/paths", "WRK_TOKEN": token,
+               "WRK_THINK_MS": str(think_ms)}
+        if body is not None:
+            (Path(tmp) / "body").write_bytes(body)
+            env["WRK_BODY"] = f"{tmp}/body"
+        threads = min(clients, 2)
+        r = subprocess.run([exe, f"-t{threads}", f"-c{clients}", f"-d{seconds:g}s",
+                            "--timeout", "60s", "-s", str(WRK_SCRIPT), url],
+                           env=env, capture_output=True, text=True, check=False)
+    line = next((x for x in r.stdout.splitlines() if x.startswith("JSON ")), None)
+    if r.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({r.returncode}): {r.stdout[-2000:]} {r.stderr[-2000:]}")
+    out: dict[str, Any] = json.loads(line[5:])
+    out["statuses"] = {int(k): v for k, v in out["statuses"].items()}
+    return out
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -108,7 +130,8 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(len(xs) * q))]
 
 
-def bench(kind: str, db_url: str, args: argparse.Namespace) -> dict[str, object]:
+def bench(kind: str, db_url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """(a) and (d): a row per pause between a client's requests."""
     from conftest import start_server, stop_server
 
     home = Path(tempfile.mkdtemp(prefix=f"insitu-bench-{kind}-"))
@@ -129,34 +152,37 @@ def bench(kind: str, db_url: str, args: argparse.Namespace) -> dict[str, object]
         s.admin.post("/api/v1/projects", json={"name": "bench"})
         idle = rss_mb(s.proc.pid)
         rng = random.Random(42)
-        # list: first pages and pages deep in the list (cursor from a real walk)
-        first = ["/api/v1/projects/bench/runs?limit=50" for _ in range(args.requests // 2)]
+        # list: first pages, and pages deep in the list (a cursor from a real walk)
         deep = s.admin.get("/api/v1/projects/bench/runs", params={"limit": 500}).json()
         for _ in range(min(20, args.runs // 500 - 2)):  # about 10,000 runs deep at most
             deep = s.admin.get("/api/v1/projects/bench/runs",
                                params={"limit": 500, "cursor": deep["next_cursor"]}).json()
-        cur = deep["next_cursor"]
-        lists = first[: args.requests // 4] + [
-            f"/api/v1/projects/bench/runs?limit=50&cursor={cur}"] * (args.requests // 4)
-        gets = [f"/api/v1/projects/bench/runs/{rng.choice(ids)}"
-                for _ in range(args.requests // 2)]
-        out: dict[str, object] = {"db": kind, "runs": args.runs, "workers": args.workers,
-                                  "fill_s": round(fill_s, 1),
-                                  "rss_idle_mb": round(idle, 1)}
-        for name, paths in (("list", lists), ("get", gets)):
-            asyncio.run(load(s.url, s.admin_token, paths[:200], args.clients))  # warm up
-            cpu0 = cpu_s(s.proc.pid)
-            t1 = time.perf_counter()
-            lat = asyncio.run(load(s.url, s.admin_token, paths, args.clients))
-            wall = time.perf_counter() - t1
-            # the server's own CPU time per request (all its processes): what a request
-            # costs, whatever else the machine is doing
-            out[f"{name}_cpu_ms"] = round((cpu_s(s.proc.pid) - cpu0) / len(lat) * 1000, 2)
-            out[f"{name}_p50_ms"] = round(statistics.median(lat), 2)
-            out[f"{name}_p99_ms"] = round(pct(lat, 0.99), 2)
-            out[f"{name}_rps"] = round(len(lat) / wall, 1)
-        out["rss_loaded_mb"] = round(rss_mb(s.proc.pid), 1)
-        return out
+        lists = ["/api/v1/projects/bench/runs?limit=50",
+                 f"/api/v1/projects/bench/runs?limit=50&cursor={deep['next_cursor']}"]
+        gets = [f"/api/v1/projects/bench/runs/{rng.choice(ids)}" for _ in range(5000)]
+        rows: list[dict[str, Any]] = []
+        for think in args.think:
+            row: dict[str, Any] = {"db": kind, "runs": args.runs, "workers": args.workers,
+                                   "clients": args.clients, "think_ms": think,
+                                   "fill_s": round(fill_s, 1), "rss_idle_mb": round(idle, 1)}
+            for name, paths in (("list", lists), ("get", gets)):
+                wrk(s.url, s.admin_token, paths, args.clients, 3, think)  # warm up
+                cpu0 = cpu_s(s.proc.pid)
+                got = wrk(s.url, s.admin_token, paths, args.clients, args.seconds, think)
+                bad = sum(n for st, n in got["statuses"].items() if st != 200)
+                if bad or got["socket_errors"]:
+                    raise RuntimeError(f"{name}: answers other than 200: {got}")
+                # the server's own CPU time per request (all its processes): what a request
+                # costs, whatever else the machine is doing
+                row[f"{name}_cpu_ms"] = round((cpu_s(s.proc.pid) - cpu0) / got["requests"]
+                                              * 1000, 2)
+                row[f"{name}_p50_ms"] = round(got["p50_ms"], 1)
+                row[f"{name}_p99_ms"] = round(got["p99_ms"], 1)
+                row[f"{name}_rps"] = round(got["requests"] / got["duration_s"], 1)
+            row["rss_loaded_mb"] = round(rss_mb(s.proc.pid), 1)
+            rows.append(row)
+            print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        return rows
     finally:
         stop_server(s)
         shutil.rmtree(home, ignore_errors=True)
@@ -222,49 +248,35 @@ def _stop(proc: object, home: Path) -> None:
     shutil.rmtree(home, ignore_errors=True)
 
 
-def bench_submit(kind: str, db_url: str, args: argparse.Namespace) -> dict[str, object]:
-    """(b): submissions per second, with ``args.clients`` clients, nothing executing."""
-    import httpx
-
+def bench_submit(kind: str, db_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """(b): submissions per second, sustained for ``args.seconds`` by ``args.submitters``
+    clients sending as fast as they are answered, on a server that only accepts
+    (``--max-engines 0``); every accepted run is then looked for in the database."""
     from insitu.store import open_store
 
     proc, url, token, spec, digest, home = _submit_setup(kind, db_url, "--max-engines", "0")
     try:
-        accepted: list[str] = []
-        refused = 0
-        body = {"spec": spec, "package": digest, "no_cache": True}
-
-        async def run(n: int) -> None:
-            nonlocal refused
-            left = [n]
-            limits = httpx.Limits(max_connections=args.clients)
-            async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits,
-                                         headers={"Authorization": f"Bearer {token}"}) as c:
-                async def worker() -> None:
-                    nonlocal refused
-                    while left[0] > 0:
-                        left[0] -= 1
-                        r = await c.post("/api/v1/projects/default/runs", json=body)
-                        if r.status_code == 201:
-                            accepted.append(r.json()["id"])
-                        else:
-                            refused += 1
-
-                await asyncio.gather(*(worker() for _ in range(args.clients)))
-
-        asyncio.run(run(50))  # warm up
-        accepted.clear()
-        t0 = time.perf_counter()
-        asyncio.run(run(args.submissions))
-        wall = time.perf_counter() - t0
+        body = json.dumps({"spec": spec, "package": digest, "no_cache": True}).encode()
+        paths = ["/api/v1/projects/default/runs"]
+        wrk(url, token, paths, args.submitters, 3, body=body)  # warm up
         store = open_store(db_url)
         try:
-            stored = {r.id for r in store.list_runs(project="default")}
+            before = {r.id for r in store.list_runs(project="default", with_spec=False)}
+            got = wrk(url, token, paths, args.submitters, args.seconds, body=body)
+            after = {r.id for r in store.list_runs(project="default", with_spec=False)}
         finally:
             store.close()
-        lost = len(set(accepted) - stored)
-        return {"submit_per_s": round(len(accepted) / wall, 1), "submit_accepted":
-                len(accepted), "submit_refused": refused, "submit_lost": lost}
+        accepted = got["statuses"].get(201, 0)
+        refused = sum(n for st, n in got["statuses"].items() if st != 201)
+        stored = len(after - before)
+        return {"submit_per_s": round(accepted / got["duration_s"], 1),
+                "submit_accepted": accepted, "submit_refused": refused,
+                "submit_socket_errors": got["socket_errors"],
+                # accepted (201) but not in the database; a run in the database that no
+                # 201 reported would be one answered after wrk stopped waiting
+                "submit_lost": max(0, accepted - stored), "submit_stored": stored,
+                "submit_p50_ms": round(got["p50_ms"], 1),
+                "submit_p99_ms": round(got["p99_ms"], 1)}
     finally:
         _stop(proc, home)
 
@@ -310,49 +322,74 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=100_000)
     ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--requests", type=int, default=4000)
-    ap.add_argument("--submissions", type=int, default=1000)
+    ap.add_argument("--think", type=lambda v: [float(x) for x in v.split(",")],
+                    default=[0.0, 100.0, 250.0, 1000.0],
+                    help="mean pauses (ms) between a client's requests, one row each "
+                         "(0: each sends again as soon as it is answered)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of each load")
+    ap.add_argument("--submitters", type=int, default=20, help="clients submitting runs")
     ap.add_argument("--first-step-runs", type=int, default=10)
     ap.add_argument("--only-submit", action="store_true",
                     help="measure only (b) and (c), not the API latency on a full database")
     ap.add_argument("--workers", type=int, default=1, help="server processes (--workers)")
+    ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
     args = ap.parse_args()
     import pg_fixture
 
-    def one(kind: str, make_url: Callable[[], str]) -> dict[str, object]:
-        row: dict[str, object] = {"db": kind}
-        if not args.only_submit:
-            row.update(bench(kind, make_url(), args))
-        row.update(bench_submit(kind, make_url(), args))
-        row.update(bench_first_step(kind, make_url(), args))
-        return row
+    def one(kind: str, make_url: Callable[[], str]) -> tuple[list[dict[str, Any]],
+                                                             dict[str, Any]]:
+        lat = [] if args.only_submit else bench(kind, make_url(), args)
+        sub: dict[str, Any] = {"db": kind, "workers": args.workers}
+        sub.update(bench_submit(kind, make_url(), args))
+        sub.update(bench_first_step(kind, make_url(), args))
+        print("  ".join(f"{k}={v}" for k, v in sub.items()), flush=True)
+        return lat, sub
 
-    rows = []
-    home = Path(tempfile.mkdtemp(prefix="insitu-bench-sqlite-"))
-    try:
-        n = iter(range(100))
-        rows.append(one("sqlite", lambda: f"sqlite:///{home / f'server{next(n)}.db'}"))
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    pg = pg_fixture._Cluster(pg_fixture._bin_dir())  # type: ignore[arg-type]
-    pg.start()
-    try:
-        rows.append(one("postgresql",
-                        lambda: pg.create_database("b_" + secrets.token_hex(4))))
-    finally:
-        pg.stop()
-    cols = ["db", "runs", "list_p50_ms", "list_p99_ms", "list_rps", "list_cpu_ms", "get_p50_ms",
-            "get_p99_ms", "get_rps", "get_cpu_ms", "rss_idle_mb", "rss_loaded_mb",
-            "submit_per_s", "submit_lost", "first_step_p50_ms"]
-    print(f"server API, {args.clients} concurrent clients, {args.requests} requests per kind, "
-          f"{args.workers} server worker(s), {os.cpu_count()} CPUs")
+    latency: list[dict[str, Any]] = []
+    submit: list[dict[str, Any]] = []
+    if args.db in ("sqlite", "both"):
+        home = Path(tempfile.mkdtemp(prefix="insitu-bench-sqlite-"))
+        try:
+            n = iter(range(100))
+            lat, sub = one("sqlite", lambda: f"sqlite:///{home / f'server{next(n)}.db'}")
+            latency += lat
+            submit.append(sub)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+    if args.db in ("postgresql", "both"):
+        pg = pg_fixture._Cluster(pg_fixture._bin_dir())  # type: ignore[arg-type]
+        pg.start()
+        try:
+            lat, sub = one("postgresql",
+                           lambda: pg.create_database("b_" + secrets.token_hex(4)))
+            latency += lat
+            submit.append(sub)
+        finally:
+            pg.stop()
+    print(f"\n(a, d) API latency: {args.clients} clients, each pausing think_ms on average "
+          f"between its requests; {args.runs} runs in the database; {args.workers} server "
+          f"worker(s); {os.cpu_count()} CPUs; {args.seconds:g} s per load")
+    cols = ["db", "think_ms", "list_p50_ms", "list_p99_ms", "list_rps", "list_cpu_ms",
+            "get_p50_ms", "get_p99_ms", "get_rps", "get_cpu_ms", "rss_idle_mb",
+            "rss_loaded_mb"]
+    _table(cols, latency)
+    print(f"\n(b) submissions sustained by {args.submitters} clients for {args.seconds:g} s; "
+          "(c) submit to first step running, on an idle server")
+    _table(["db", "submit_per_s", "submit_accepted", "submit_refused", "submit_lost",
+            "submit_p50_ms", "submit_p99_ms", "first_step_p50_ms", "first_step_max_ms"],
+           submit)
+    name = "server-submit.json" if args.only_submit else "server.json"
+    out = HERE / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"latency": latency, "submit": submit,
+                               "args": {k: v for k, v in vars(args).items()}}, indent=2))
+    print(f"wrote {out}")
+
+
+def _table(cols: list[str], rows: list[dict[str, Any]]) -> None:
     print("  ".join(f"{c:>13}" for c in cols))
     for r in rows:
         print("  ".join(f"{str(r.get(c, '-')):>13}" for c in cols))
-    out = HERE / "results" / ("server-submit.json" if args.only_submit else "server.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2))
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

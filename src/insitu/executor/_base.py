@@ -96,6 +96,11 @@ class Executor(abc.ABC):
     def prepare(self, functions: list[dict[str, Any]]) -> None:  # noqa: B027 - optional
         """Warm up for a run that will call these functions (e.g. import them once)."""
 
+    def use_code(self, root: str) -> None:  # noqa: B027 - optional
+        """Attempts from now on start in the folder ``root`` (a run's code package) and
+        import from it first. Executors whose workers take the engine's working directory
+        and ``PYTHONPATH`` when they start, which the caller sets too, need do nothing."""
+
     @abc.abstractmethod
     def launch(self, req: LaunchRequest) -> None: ...
 

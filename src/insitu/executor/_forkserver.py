@@ -6,7 +6,8 @@ of its own). It enforces timeouts, reaps children with ``wait4`` (exit status,
 peak RSS, CPU time) and reports each exit to the engine. When the engine goes
 away (its pipe closes) it kills every child and exits, so no attempt outlives it.
 
-Protocol (pickled tuples over pipes): engine -> server ``("preload", [fn])``,
+Protocol (pickled tuples over pipes): engine -> server ``("code", folder)`` (attempts start
+in that folder and import from it first: a run's code package), ``("preload", [fn])``,
 ``("launch", LaunchRequest)``, ``("cancel", key)``, ``("stop",)``;
 server -> engine ``("started", key, pid, t)``, ``("exit", key, status...)``.
 
@@ -141,6 +142,8 @@ def serve(rx: Connection, tx: Connection, memory: str | None = None) -> None:
                             if target is not None:
                                 target.cancelled = True
                                 _kill(target)
+                        elif op == "code":
+                            _use_code(msg[1])
                         elif op == "preload":
                             for fn in msg[1]:
                                 try:
@@ -171,6 +174,14 @@ def serve(rx: Connection, tx: Connection, memory: str | None = None) -> None:
             elif c.guard.active and now >= c.guard.next_check:
                 c.guard.check()
     enforcer.close()
+
+
+def _use_code(root: str) -> None:
+    os.chdir(root)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [root, os.environ.get("PYTHONPATH")]))
 
 
 class _Null:

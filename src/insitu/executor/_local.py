@@ -98,6 +98,15 @@ class LocalExecutor(Executor):
     def nodes(self) -> list[NodeInfo]:
         return [self._node]
 
+    def start(self) -> None:
+        """Start the fork server now rather than at the first launch: an engine kept warm
+        for runs to come pays its start-up before a run arrives."""
+        self._start()
+
+    def use_code(self, root: str) -> None:
+        if self._tx is not None:  # a server started later takes it from our cwd and env
+            self._tx.send(("code", root))
+
     def _start(self) -> None:
         if self._proc is not None:
             return

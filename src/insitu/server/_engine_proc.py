@@ -22,10 +22,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from insitu._config import load_config
 from insitu.errors import InsituError, StoreError, UserError
+from insitu.executor import Executor
 from insitu.store import Store
 from insitu.store._states import RUN_TERMINAL
 from insitu.store._states import RunState as R
@@ -91,7 +91,7 @@ class LeaseKeeper:
         os._exit(LOST_LEASE_EXIT)  # at once: no write of ours may follow another's
 
 
-def _use_package(store: Store, digest: str) -> None:
+def _use_package(store: Store, digest: str, executor: Executor) -> None:
     from insitu.server._packages import unpack
 
     root = unpack(store, digest, load_config().home / "packages")
@@ -99,9 +99,10 @@ def _use_package(store: Store, digest: str) -> None:
     sys.path.insert(0, str(root))
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    executor.use_code(str(root))  # workers already started (a warm engine's) too
 
 
-def _executor(backend: str, address: str | None) -> Any:
+def _executor(backend: str, address: str | None) -> Executor:
     if backend == "ray":
         try:
             from insitu.executor._ray import RayExecutor
@@ -129,7 +130,8 @@ def _fail(store: Store, run_id: str, e: InsituError) -> None:
 
 
 def drive(store: Store, run_id: str, owner: str, lease_s: float, backend: str,
-          address: str | None) -> int:
+          address: str | None, executor: Executor | None = None) -> int:
+    """Drive the run with ``executor`` (a warm engine's, made ahead), else a new one."""
     from insitu.engine import Engine
 
     keeper = LeaseKeeper(store, run_id, owner, lease_s)
@@ -142,9 +144,11 @@ def drive(store: Store, run_id: str, owner: str, lease_s: float, backend: str,
             return 0
         log.info("run %s: driving it as %s (engine %d)", run_id, owner, os.getpid())
         try:
+            if executor is None:
+                executor = _executor(backend, address)
             if run.labels.get("package"):
-                _use_package(store, str(run.labels["package"]))
-            engine = Engine(store, _executor(backend, address), config=load_config())
+                _use_package(store, str(run.labels["package"]), executor)
+            engine = Engine(store, executor, config=load_config())
         except StoreError:
             raise
         except InsituError as e:
@@ -192,15 +196,24 @@ def main(argv: list[str] | None = None) -> int:
 
     store = open_store(a.db)
     try:
-        if a.run is None:  # warm: imports done and database open before a run arrives
+        executor = None
+        if a.run is None:  # warm: imports done, database open, workers' fork server
+            # started, before a run arrives
             import insitu.engine  # noqa: F401
-            import insitu.executor  # noqa: F401
+            import insitu.scheduler  # noqa: F401 - what placing the first step imports
 
+            if a.backend == "local":
+                from insitu.executor import LocalExecutor
+
+                executor = LocalExecutor()
+                executor.start()
             got = _assigned(load_config().home / "engines")
             if got is None:
+                if executor is not None:
+                    executor.close()
                 return 0
             a.run, a.owner = got
-        return drive(store, a.run, a.owner, a.lease, a.backend, a.address)
+        return drive(store, a.run, a.owner, a.lease, a.backend, a.address, executor)
     finally:
         store.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -324,24 +325,15 @@ class SQLStore(Store):
                   limit: int | None = None, project: str | None = None,
                   before: tuple[float, str] | None = None,
                   with_spec: bool = True) -> list[RunRecord]:
-        cols = _RUN_COLUMNS if with_spec else _RUN_COLUMNS_NO_SPEC
-        q = sa.select(*cols).order_by(t.runs.c.created_at.desc(), t.runs.c.id.desc())
-        if project is not None:
-            q = q.where(t.runs.c.project == project)
-        if pipeline:
-            q = q.where(t.runs.c.pipeline == pipeline)
-        if state:
-            q = q.where(t.runs.c.state == state)
-        if before is not None:  # keyset pagination: strictly after (created_at, id) in order
-            # a row-value comparison, which both databases answer from the index on
-            # (project, created_at, id) by seeking, however deep the page is
-            at, rid = before
-            q = q.where(sa.tuple_(t.runs.c.created_at, t.runs.c.id) < sa.tuple_(at, rid))
-        if limit:
-            q = q.limit(limit)
+        given = {"project": project, "pipeline": pipeline or None, "state": state or None,
+                 "limit": limit or None}
+        params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        if before is not None:
+            params["before_at"], params["before_id"] = before
+        q = _run_list_query(with_spec, tuple(sorted(params)))
         if with_spec:
-            return _from_rows(RunRecord, self._rows(q))
-        return _from_rows(RunRecord, self._rows(q), spec={})
+            return _from_rows(RunRecord, self._rows(q, params))
+        return _from_rows(RunRecord, self._rows(q, params), spec={})
 
     def list_audit(self, *, project: str | None = None, user: str | None = None,
                    action: str | None = None, since: float | None = None,
@@ -531,6 +523,26 @@ _RUN_FIELDS = {f.name for f in dataclasses.fields(RunRecord)}
 # the columns of a run's record (not the lease's, which only ``claim_run`` writes)
 _RUN_COLUMNS = [c for c in t.runs.c if c.name in _RUN_FIELDS]
 _RUN_COLUMNS_NO_SPEC = [c for c in _RUN_COLUMNS if c.name != "spec"]
+
+
+@functools.lru_cache(maxsize=64)
+def _run_list_query(with_spec: bool, filters: tuple[str, ...]) -> Any:
+    """The statement of ``list_runs`` for that set of filters (each a bound parameter of its
+    name), built once: building it costs more than running it."""
+    r = t.runs.c
+    q = sa.select(*(_RUN_COLUMNS if with_spec else _RUN_COLUMNS_NO_SPEC)).order_by(
+        r.created_at.desc(), r.id.desc())
+    for name in ("project", "pipeline", "state"):
+        if name in filters:
+            q = q.where(r[name] == sa.bindparam(name))
+    if "before_at" in filters:  # keyset pagination: strictly after (created_at, id) in order
+        # a row-value comparison, which both databases answer from the index on
+        # (project, created_at, id) by seeking, however deep the page is
+        q = q.where(sa.tuple_(r.created_at, r.id)
+                    < sa.tuple_(sa.bindparam("before_at"), sa.bindparam("before_id")))
+    if "limit" in filters:
+        q = q.limit(sa.bindparam("limit", type_=sa.Integer))
+    return q
 
 
 def _to_row(r: Record) -> dict[str, Any]:
