@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Server
 from insitu.engine import bind_params
@@ -178,6 +179,15 @@ def test_a_quota_below_current_use_is_refused_unless_forced(server: Server,
                 "cohort, so it cannot borrow")
         _until(lambda: store.list_tasks(b)[0].pending_reason == want, "run b waits")
         assert [x.state for x in store.list_attempts(a)] == ["running"]
+        # /metrics: the quota, what the project holds of it, and what waits for it
+        text = server.admin.get("/metrics").text
+        got = {(f.name, tuple(sorted(x.labels.items()))): x.value
+               for f in text_string_to_metric_families(text) for x in f.samples
+               if x.labels.get("project") == p and f.name.startswith("insitu_quota")}
+        assert got == {
+            ("insitu_quota_limit", (("project", p), ("resource", "cpu"))): 1.0,
+            ("insitu_quota_used", (("project", p), ("resource", "cpu"))): 2.0,
+            ("insitu_quota_waiting_steps", (("project", p),)): 1.0}, got
         Path(ga).touch()
         _until(lambda: Path(f"{gb}.started").exists(), "run b starts once run a's step ends")
         Path(gb).touch()

@@ -306,11 +306,13 @@ def test_run_on_the_server_from_another_directory(
     one = run("logs", run_id, "total")
     assert one.stdout.splitlines() == ["[total#1] sum is 12", "[total#1 stderr] a line on stderr"]
     # the same files again: the same package (digest), already on the server
-    again = run("run", str(pipe / "pipeline.py:numbers"), "-p", "n=4", "--plain")
+    again = run("run", str(pipe / "pipeline.py:numbers"), "-p", "n=4", "--plain",
+                "--priority", "7")
     assert again.returncode == 0, again.stderr
     second = again.stdout.split()[1]
     v2 = server.admin.get(f"/api/v1/projects/{project}/runs/{second}").json()
     assert v2["labels"]["package"] == view["labels"]["package"]
+    assert v2["labels"]["priority"] == 7
     # a compiled spec submits too: its code is found from the spec's references
     spec = pipe.parent / "spec.json"
     compiled = run("compile", str(pipe / "pipeline.py:numbers"), "-p", "n=5", "-o", str(spec))
@@ -338,6 +340,9 @@ def test_a_bad_parameter_is_refused_before_anything_is_sent(
     _login(server, run, project)
     err = _one_error(run("run", str(pipe / "pipeline.py:numbers"), "-p", "n=many"))
     assert "'n'" in err and "int" in err
+    r = server.admin.post(f"/api/v1/projects/{project}/runs",
+                          json={"spec": {"steps": []}, "labels": {"priority": "high"}})
+    assert r.status_code == 400 and "priority must be a whole number" in r.json()["detail"]
     listed = server.admin.get(f"/api/v1/projects/{project}/runs").json()
     assert listed["items"] == []
 

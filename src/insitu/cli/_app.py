@@ -189,8 +189,11 @@ def _check_params(spec: dict[str, Any], pairs: tuple[str, ...]) -> None:
 @click.option("--address", default=None,
               help="The Ray cluster's address (default: RAY_ADDRESS, or `insitu cluster up`'s).")
 @click.option("--plain", is_flag=True, help="Print progress as lines instead of a live table.")
+@click.option("--priority", type=click.IntRange(-1_000_000, 1_000_000), default=None,
+              help="On a server: among steps waiting for the project's quota, those of "
+                   "runs of higher priority start first (default 0).")
 def run(target: str, params: tuple[str, ...], no_cache: bool, backend: str | None,
-        address: str | None, plain: bool) -> None:
+        address: str | None, plain: bool, priority: int | None) -> None:
     """Run a pipeline: TARGET is FILE[:PIPELINE], a module[:PIPELINE], or a compiled spec.json.
 
     With a server (`insitu login`, or INSITU_SERVER), the run is submitted there with the
@@ -208,7 +211,13 @@ def run(target: str, params: tuple[str, ...], no_cache: bool, backend: str | Non
                                  f"{target}")
         spec = _spec_from(target, params, require=True)
         _check_params(spec, params)
-        sys.exit(submit_and_follow(remote, spec, params, no_cache=no_cache, plain=plain))
+        sys.exit(submit_and_follow(remote, spec, params, no_cache=no_cache, plain=plain,
+                                   priority=priority))
+    if priority is not None:
+        raise UserError("--priority orders runs waiting for a project's quota on a server; "
+                        "a run on this machine has no quota to wait for",
+                        hint=f"leave it out, or log in to a server (insitu login URL) and "
+                             f"run insitu run {target} --priority {priority}")
     backend = backend or "local"
     executor = _executor(backend, address)  # a local one starts its server while we compile
     try:

@@ -96,7 +96,7 @@ def logout() -> None:
 # -- run, resume: submit and follow ---------------------------------------------------------
 
 def submit_and_follow(client: Client, spec: dict[str, Any], pairs: tuple[str, ...], *,
-                      no_cache: bool, plain: bool) -> int:
+                      no_cache: bool, plain: bool, priority: int | None = None) -> int:
     """``insitu run`` against the server: package, upload, submit, follow; the exit code."""
     from insitu._units import format_bytes
     from insitu.engine import bind_params, parse_cli_params
@@ -104,7 +104,8 @@ def submit_and_follow(client: Client, spec: dict[str, Any], pairs: tuple[str, ..
     given = parse_cli_params(list(pairs))
     bound = bind_params(spec, given, from_text=True)  # refused here, before any upload
     values = {k: bound[k] for k in given}
-    view, pkg = submit(client, spec, values, no_cache=no_cache)
+    view, pkg = submit(client, spec, values, no_cache=no_cache,
+                       labels=None if priority is None else {"priority": priority})
     console.print(f"run [bold]{view['id']}[/] of pipeline {esc(view['pipeline'])} submitted "
                   f"to {esc(client.server)} (project {esc(client.project)})")
     if pkg is not None:

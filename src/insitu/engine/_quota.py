@@ -50,6 +50,19 @@ _BIG_MEMORY = 1 << 50         # bytes (1 PiB)
 _BIG_GPUS = 64                 # devices per model for a cohort where some project has no limit
 
 
+def use_of(claims: Iterable[ClaimRecord]) -> dict[str, float]:
+    """What ``claims`` amount to, in a quota's units and keys: ``cpu`` cores, ``memory``
+    bytes, ``gpu`` GPUs of any type, ``gpu:<TYPE>`` GPUs of one type."""
+    use: dict[str, float] = {"cpu": 0.0, "memory": 0.0, "gpu": 0.0}
+    for c in claims:
+        use["cpu"] += c.cpu / 1000
+        use["memory"] += c.memory
+        use["gpu"] += c.gpu / 1000
+        if c.gpu and c.gpu_type:
+            use[f"gpu:{c.gpu_type}"] = use.get(f"gpu:{c.gpu_type}", 0.0) + c.gpu / 1000
+    return use
+
+
 def claim_name(c: ClaimRecord) -> str:
     return f"{c.run_id}/{c.task_id}"
 

@@ -78,9 +78,10 @@ def _local_cluster() -> LocalRayCluster | None:
     return local if local is not None and local.running() else None
 
 
-def connect(address: str | None) -> str:
+def connect(address: str | None, *, working_dir: str | None = None) -> str:
     """Connect this process to the Ray cluster at ``address`` (else ``RAY_ADDRESS``, else
-    the local cluster ``insitu cluster up`` started).
+    the local cluster ``insitu cluster up`` started); ``working_dir``: a folder Ray ships
+    to the nodes as the working directory of this driver's tasks.
 
     Raises :class:`RayUnreachable` (a :class:`~insitu.errors.UserError`) naming the
     address when there is none or it does not answer. Reuses an existing connection.
@@ -93,7 +94,7 @@ def connect(address: str | None) -> str:
             hint="pass --address HOST:PORT, set RAY_ADDRESS, or start a local cluster with "
                  "`insitu cluster up --local 3`")
     env = local.ray_env if local is not None and local.address == addr else None
-    return connect_to(addr, env)
+    return connect_to(addr, env, working_dir=working_dir)
 
 
 def _node_name(n: dict[str, Any]) -> str:
@@ -178,12 +179,19 @@ def _wait(pid: int, guard: Guard) -> tuple[int, Any]:
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def _attempt_task(req: LaunchRequest, pythonpath: str, memory: str) -> dict[str, Any]:
+def _attempt_task(req: LaunchRequest, pythonpath: str, memory: str,
+                  shipped_code: bool = False) -> dict[str, Any]:
+    """``shipped_code``: the run's code came with this task as its Ray working directory
+    (``RayExecutor.use_code``): the attempt starts there and imports from it first."""
     global _enforcer
     if _enforcer is None or _enforcer.requested != memory:
         _enforcer = MemoryEnforcer(memory)
     guard = _enforcer.guard(req.memory_limit)
     work = tempfile.mkdtemp(prefix="insitu-attempt-")
+    if shipped_code:
+        here = os.getcwd()
+        pythonpath = os.pathsep.join(filter(None, [here, pythonpath]))
+        req = dataclasses.replace(req, env={**req.env, "INSITU_DRIVER_CWD": here})
     try:
         local = dataclasses.replace(req, result_path=f"{work}/result.json",
                                     stdout_path=f"{work}/out", stderr_path=f"{work}/err")
@@ -242,12 +250,13 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None, *, warm_workers: int = 2,
-                 memory_enforcement: str | None = None) -> None:
+                 memory_enforcement: str | None = None, code: str | None = None) -> None:
         self.memory_enforcement = memory_enforcement or os.environ.get(ENFORCEMENT_ENV) or "auto"
         if self.memory_enforcement not in MODES:
             raise UserError(f"unknown memory enforcement {self.memory_enforcement!r}",
                             hint=f"use one of {', '.join(MODES)}")
-        self.address = connect(address)
+        self._code = code  # see use_code
+        self.address = connect(address, working_dir=code)
         self.warm_workers = warm_workers
         self._running: dict[str, _Attempt] = {}
         self._ready: list[AttemptExit] = []
@@ -256,6 +265,16 @@ class RayExecutor(Executor):
         self._transfer: dict[str, str] = {}  # node name -> its transfer service URL
         self._pythonpath = os.pathsep.join(
             filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+
+    def use_code(self, root: str) -> None:
+        """``root`` becomes the Ray job's working directory: Ray copies it to each node that
+        runs an attempt (once per content), where attempts start in it and import from it
+        first, so a run's code package reaches nodes that share no disk with the engine.
+        (Ray takes a folder to upload only when a driver connects: this reconnects, unless
+        the executor was made with ``code=root``.)"""
+        if root != self._code:
+            self._code = root
+            self.address = connect(self.address, working_dir=root)
 
     # -- nodes ----------------------------------------------------------------------
     def nodes(self) -> list[NodeInfo]:
@@ -340,7 +359,8 @@ class RayExecutor(Executor):
             env.setdefault("INSITU_TRANSFER", json.dumps(self._transfer))
         ref = _attempt_task.options(
             scheduling_strategy=_pinned(node_id), name=f"insitu:{req.key}",
-        ).remote(dataclasses.replace(req, env=env), self._pythonpath, self.memory_enforcement)
+        ).remote(dataclasses.replace(req, env=env), self._pythonpath, self.memory_enforcement,
+                 self._code is not None)
         self._running[req.key] = _Attempt(req=req, ref=ref, launched=time.time())
 
     def cancel(self, key: str) -> None:

@@ -12,7 +12,7 @@ import ray
 
 from insitu.errors import UserError
 
-_connected: str | None = None  # the address this process is connected to
+_connected: tuple[str, str | None] | None = None  # (address, working directory) in use
 
 
 class RayUnreachable(UserError):
@@ -27,9 +27,12 @@ def unreachable(addr: str, why: str) -> RayUnreachable:
              "prints: `insitu run --backend ray --address HOST:PORT ...`")
 
 
-def connect_to(addr: str, env: dict[str, str] | None = None) -> str:
+def connect_to(addr: str, env: dict[str, str] | None = None, *,
+               working_dir: str | None = None) -> str:
     """Connect to the Ray cluster at ``addr``; ``env`` holds the Ray settings its processes
-    were started with (e.g. ``RAY_AUTH_MODE``), which this process then uses too."""
+    were started with (e.g. ``RAY_AUTH_MODE``), which this process then uses too;
+    ``working_dir``: the job's working directory, which Ray uploads and ships to the nodes
+    (a connection with another one is replaced)."""
     if not addr.startswith(("ray://", "auto")):
         host, _, port = addr.rpartition(":")
         try:
@@ -41,18 +44,19 @@ def connect_to(addr: str, env: dict[str, str] | None = None) -> str:
             raise unreachable(addr, e.strerror or str(e)) from None
     global _connected
     if ray.is_initialized():
-        if _connected in (None, addr):
+        if _connected is None or _connected == (addr, working_dir):
             return addr
         ray.shutdown()
     if env:
         _use_settings(env)
     try:
         ray.init(address=addr, namespace="insitu", log_to_driver=False,
-                 logging_level=logging.ERROR, configure_logging=False)
+                 logging_level=logging.ERROR, configure_logging=False,
+                 runtime_env={"working_dir": working_dir} if working_dir else None)
     except (ConnectionError, RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise unreachable(addr, first) from None
-    _connected = addr
+    _connected = (addr, working_dir)
     return addr
 
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from insitu._config import load_config
-from insitu.errors import InsituError, StoreError, UserError
+from insitu.errors import InsituError, InternalError, StoreError, UserError
 from insitu.executor import Executor
 from insitu.store import Store
 from insitu.store._states import RUN_TERMINAL
@@ -91,7 +91,8 @@ class LeaseKeeper:
         os._exit(LOST_LEASE_EXIT)  # at once: no write of ours may follow another's
 
 
-def _use_package(store: Store, digest: str, executor: Executor) -> None:
+def _use_package(store: Store, digest: str) -> str:
+    """Unpack the run's code package and work in it; its folder."""
     from insitu.server._packages import unpack
 
     root = unpack(store, digest, load_config().home / "packages")
@@ -99,17 +100,18 @@ def _use_package(store: Store, digest: str, executor: Executor) -> None:
     sys.path.insert(0, str(root))
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(root), os.environ.get("PYTHONPATH")]))
-    executor.use_code(str(root))  # workers already started (a warm engine's) too
+    return str(root)
 
 
-def _executor(backend: str, address: str | None) -> Executor:
+def _executor(backend: str, address: str | None, code: str | None = None) -> Executor:
+    """The backend's executor; ``code``: the run's code folder (see Executor.use_code)."""
     if backend == "ray":
         try:
             from insitu.executor._ray import RayExecutor
         except ImportError:
             raise UserError("the server's ray backend needs Ray installed where the server "
                             "runs", hint='pip install "ray==2.60.0"') from None
-        return RayExecutor(address)
+        return RayExecutor(address, code=code)
     from insitu.executor import LocalExecutor
 
     return LocalExecutor()
@@ -144,17 +146,31 @@ def drive(store: Store, run_id: str, owner: str, lease_s: float, backend: str,
             return 0
         log.info("run %s: driving it as %s (engine %d)", run_id, owner, os.getpid())
         try:
-            if executor is None:
-                executor = _executor(backend, address)
+            code = None
             if run.labels.get("package"):
-                _use_package(store, str(run.labels["package"]), executor)
+                code = _use_package(store, str(run.labels["package"]))
+            if executor is None:
+                executor = _executor(backend, address, code)
+            elif code is not None:  # a warm engine's, started before the run was known
+                executor.use_code(code)
             engine = Engine(store, executor, config=load_config())
         except StoreError:
             raise
         except InsituError as e:
             _fail(store, run_id, e)
             return 1
-        final = engine.execute(run_id)
+        try:
+            final = engine.execute(run_id)
+        except StoreError:
+            raise  # the database is away: the lease lapses and another engine goes on
+        except Exception as e:  # noqa: BLE001 - recorded: another engine would fail alike
+            log.exception("run %s: the engine failed", run_id)
+            logs = load_config().home / "engines" / f"{run_id}.log"
+            _fail(store, run_id, InternalError(
+                f"the engine driving this run failed: {type(e).__name__}: {e}",
+                hint=f"the engine's log is {logs} on the server; once the cause is fixed, "
+                     f"`insitu resume {run_id}` goes on without re-running finished steps"))
+            return 1
         log.info("run %s ended %s", run_id, final.state)
         return 0
     finally:

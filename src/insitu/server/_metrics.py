@@ -15,6 +15,9 @@ number of runs (see the monitoring aggregates of :class:`~insitu.store.Store`):
 - ``insitu_node_allocated_{cpu_cores,memory_bytes,gpus}`` by node (and GPU type), and
   ``insitu_project_allocated_*`` by project: what running steps hold (their recorded request);
   ``insitu_node_capacity_*`` when the server knows its backend's nodes;
+- ``insitu_quota_limit{project,resource}``, ``insitu_quota_used{project,resource}`` and
+  ``insitu_quota_waiting_steps{project}``: each project's quota, what its admitted steps hold
+  of it, and how many steps wait for it;
 - ``insitu_engines{project,status}`` (live or stale) and
   ``insitu_engine_heartbeat_age_seconds{project}``: the age of the newest heartbeat;
 - ``insitu_build_info{version}``.
@@ -25,7 +28,7 @@ From NVML (nvidia-ml-py), only where the server's machine has NVIDIA GPUs and a 
 are absent, never zero.
 
 Other parts of the server add families with :meth:`Metrics.register` (a prometheus-client
-``Collector``), e.g. quota limits and use per project.
+``Collector``).
 
 With several worker processes (``insitu server --workers N``) the request metrics are shared
 through ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess mode), so any worker's
@@ -54,7 +57,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from insitu.executor import NodeInfo
-from insitu.store import Store
+from insitu.store import ClaimRecord, QuotaRecord, Store
 
 log = logging.getLogger("insitu.server")
 
@@ -131,8 +134,32 @@ class _StoreCollector(Collector):
                 age.add_metric([project], max(0.0, now - hb.newest))
         yield live
         yield age
+        yield from self._quotas()
         yield InfoMetricFamily("insitu_build", "The insitu version serving",
                                value={"version": self.version})
+
+    def _quotas(self) -> Iterator[Metric]:
+        from insitu.engine._quota import WAITING, use_of
+
+        limit = GaugeMetricFamily("insitu_quota_limit", "A project's quota per resource "
+                                  "(cpu: cores, memory: bytes, gpu: GPUs of any type, "
+                                  "gpu:TYPE: of one type)", labels=["project", "resource"])
+        used = GaugeMetricFamily("insitu_quota_used", "What the project's admitted steps hold "
+                                 "of each resource of its quota", labels=["project",
+                                                                          "resource"])
+        waiting = GaugeMetricFamily("insitu_quota_waiting_steps", "Steps waiting for the "
+                                    "project's quota", labels=["project"])
+        claims: dict[str, list[ClaimRecord]] = {}
+        for c in self.store.select(ClaimRecord):
+            claims.setdefault(c.project, []).append(c)
+        for q in sorted(self.store.select(QuotaRecord), key=lambda q: q.project):
+            mine = claims.get(q.project, [])
+            use = use_of(c for c in mine if c.state != WAITING)
+            for resource, amount in sorted(q.quota.items()):
+                limit.add_metric([q.project, resource], amount)
+                used.add_metric([q.project, resource], use.get(resource, 0.0))
+            waiting.add_metric([q.project], sum(c.state == WAITING for c in mine))
+        yield from (limit, used, waiting)
 
     def _allocation(self, now: float) -> Iterator[Metric]:
         inventory: Sequence[NodeInfo] = ()

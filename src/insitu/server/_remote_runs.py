@@ -124,12 +124,24 @@ def check_package(spec: dict[str, Any], package: str | None,
     return digest
 
 
+def check_priority(labels: dict[str, Any]) -> None:
+    """A run's ``priority`` label orders its steps waiting for the project's quota (higher
+    first): a whole number."""
+    p = labels.get("priority")
+    if p is not None and (isinstance(p, bool) or not isinstance(p, int)
+                          or not -1_000_000 <= p <= 1_000_000):
+        raise UserError(f"the run's priority must be a whole number from -1000000 to "
+                        f"1000000, got {p!r}",
+                        hint='send "labels": {"priority": 10} (higher runs first; default 0)')
+
+
 def submit(store: Store, who: Principal, project: str, *, spec: dict[str, Any],
            params: dict[str, Any], package: str | None, no_cache: bool,
            labels: dict[str, Any], backend: str, client: str | None,
            files_of: Callable[[str], frozenset[str]]) -> dict[str, Any]:
     """Accept a run (written, pending, before this returns) and return its view."""
     D._project(store, project)
+    check_priority(labels)
     spec = _valid.check(spec)
     digest = check_package(spec, package, files_of)
     if digest is not None:

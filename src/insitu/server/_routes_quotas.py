@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 
 from insitu._units import format_bytes, parse_memory
+from insitu.engine._quota import use_of
 from insitu.errors import Conflict, UserError
 from insitu.server._access import API, Principal, no_project
 from insitu.server._domain import audit, check_name
@@ -69,18 +70,6 @@ def _show(k: str, v: float) -> str:
     return f"{v:g} {unit}"
 
 
-def _use(claims: list[ClaimRecord]) -> dict[str, float]:
-    """What running (admitted) claims use, in the quota's units."""
-    use: dict[str, float] = {"cpu": 0.0, "memory": 0.0, "gpu": 0.0}
-    for c in claims:
-        use["cpu"] += c.cpu / 1000
-        use["memory"] += c.memory
-        use["gpu"] += c.gpu / 1000
-        if c.gpu and c.gpu_type:
-            use[f"gpu:{c.gpu_type}"] = use.get(f"gpu:{c.gpu_type}", 0.0) + c.gpu / 1000
-    return use
-
-
 def _demand(c: ClaimRecord, k: str) -> float:
     if k == "cpu":
         return c.cpu / 1000
@@ -93,7 +82,7 @@ def _demand(c: ClaimRecord, k: str) -> float:
 
 def _view(project: str, q: QuotaRecord | None, claims: list[ClaimRecord]) -> dict[str, Any]:
     running = [c for c in claims if c.state != "waiting"]
-    use = {k: round(v, 3) for k, v in _use(running).items()}
+    use = {k: round(v, 3) for k, v in use_of(running).items()}
     base: dict[str, Any] = {"project": project, "use": use,
                             "running": len(running),
                             "waiting": len(claims) - len(running)}
@@ -147,7 +136,7 @@ def set_quota(request: Request, project: str, body: QuotaIn) -> dict[str, Any]:
     with store.exclusive() as tx:  # type: ignore[attr-defined]
         claims = tx.claims(project)
         running = [c for c in claims if c.state != "waiting"]
-        use = _use(running)
+        use = use_of(running)
         over = [k for k, v in quota.items() if use.get(k, 0.0) > v + 1e-9]
         if over and not body.force:
             k = over[0]
