@@ -263,3 +263,11 @@ def test_logs_follow_prints_until_the_run_ends(home: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_priority_without_a_server_is_refused(cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("run", BASIC, "--priority", "5")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "--priority orders runs waiting for a project's quota on a server" in r.stderr
+    assert "insitu login" in r.stderr
+    assert cli("runs", "--json").stdout.strip() in ("", "[]")  # nothing ran

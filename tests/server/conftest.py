@@ -30,9 +30,18 @@ class Server:
     proc: subprocess.Popen[bytes]
     tokens: dict[str, str] = field(default_factory=dict)
 
+    clients: dict[str | None, httpx.Client] = field(default_factory=dict)
+
     def client(self, token: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+        """A client sending ``token`` (none: no Authorization header), one per token for
+        the server's life: making an httpx client costs tens of milliseconds (it loads the
+        system's certificates), more than most requests."""
+        c = self.clients.get(token)
+        if c is None or c.is_closed:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            c = self.clients[token] = httpx.Client(base_url=self.url, headers=headers,
+                                                   timeout=60)
+        return c
 
     @property
     def admin(self) -> httpx.Client:
@@ -74,6 +83,9 @@ def start_server(db_url: str, home: Path, *extra: str) -> Server:
 
 
 def stop_server(s: Server) -> None:
+    for c in s.clients.values():
+        c.close()
+    s.clients.clear()
     s.proc.terminate()
     try:
         s.proc.wait(timeout=60)
