@@ -119,10 +119,10 @@ def serve(model: str, host: str, port: int, canary: str | None, percent: float,
         raise UserError(f"cannot listen on --host {host!r}: {e}",
                         hint="give an address of this machine, e.g. 127.0.0.1") from None
     endpoint = Endpoint(spec)  # resolves every version and its runtime before listening
-    if not ipaddress.ip_address(addr).is_loopback:
+    if not ipaddress.ip_address(str(addr)).is_loopback:
         err_console.print(f"[bold yellow]warning:[/] listening on {esc(host)}: anyone who can "
                           "reach this machine can call the model (no authentication)")
-    shown = f"[{addr}]" if ":" in addr else addr
+    shown = f"[{addr}]" if ":" in str(addr) else str(addr)
     url = f"http://{shown}:{port}"
     name = endpoint.name
     ref = f"{endpoint.model}:{endpoint.stable}"

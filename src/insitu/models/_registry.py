@@ -151,7 +151,8 @@ def register(name: str, *, run: str, step: str, description: str = "",
         except Conflict:
             pass  # registered by someone else meanwhile
     lineage = _lineage(st, rec, task)
-    flavor = flavor_of_ref(task.output, lambda: _load_ref(task.output))
+    output = task.output
+    flavor = flavor_of_ref(output, lambda: _load_ref(output))
     for _ in range(20):  # versions are numbered without gaps; retry if another took ours
         versions = st.select(ModelVersionRecord, name=name)
         n = max((v.version for v in versions), default=0) + 1

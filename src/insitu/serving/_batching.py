@@ -5,6 +5,7 @@ on its own; the others are not affected."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -36,26 +37,29 @@ def predict_many(runtime: Runtime, reqs: list[Request],
             groups[("alone", i)] = [i]
     for idx in groups.values():
         if len(idx) == 1:
-            r = reqs[idx[0]]
-            results[idx[0]] = (boundary(lambda r=r: runtime.predict(r.inputs, r.outputs)), 1)
+            results[idx[0]] = (_alone(runtime, reqs[idx[0]], boundary), 1)
             continue
         rows = [reqs[i].rows for i in idx]
         names = list(reqs[idx[0]].inputs)
         stacked = {n: np.concatenate([reqs[i].inputs[n] for i in idx]) for n in names}
         first = reqs[idx[0]]
-        got = boundary(lambda s=stacked, o=first.outputs: runtime.predict(s, o))
+        got = boundary(functools.partial(runtime.predict, stacked, first.outputs))
         total = sum(rows)
         if isinstance(got, BaseException) or any(
                 v.ndim == 0 or v.shape[0] != total for v in got.values()):
             for i in idx:  # answer each alone: one bad request must not fail the others
-                r = reqs[i]
-                results[i] = (boundary(lambda r=r: runtime.predict(r.inputs, r.outputs)), 1)
+                results[i] = (_alone(runtime, reqs[i], boundary), 1)
             continue
         start = 0
         for i, n in zip(idx, rows, strict=True):
             results[i] = ({k: v[start:start + n] for k, v in got.items()}, len(idx))
             start += n
     return results
+
+
+def _alone(runtime: Runtime, req: Request,
+           boundary: Callable[[Callable[[], dict[str, np.ndarray]]], Outcome]) -> Outcome:
+    return boundary(functools.partial(runtime.predict, req.inputs, req.outputs))
 
 
 def model_boundary(call: Callable[[], dict[str, np.ndarray]]) -> Outcome:

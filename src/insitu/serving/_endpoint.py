@@ -24,8 +24,8 @@ from insitu.serving._errors import BadInput, TooLarge, UnknownModel
 from insitu.serving._metrics import Metrics
 from insitu.serving._payloads import PayloadLog, PayloadLogging
 from insitu.serving._pool import Fleet, Pool
+from insitu.serving._registry import runtime_class
 from insitu.serving._replica import ReplicaSpec
-from insitu.serving._runtime import runtime_class
 from insitu.serving._traffic import Traffic, mirror, route
 
 if False:  # pragma: no cover - typing only
@@ -249,9 +249,8 @@ class Endpoint:
     async def metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         v = self._version_of(name, version)
         pool = self.pool(v if v is not None else self.stable)
-        if pool.metadata is None:
-            if pool.load_error is None and pool.ready_count == 0:
-                await pool._pick()  # starts one (from zero) and waits for it
+        if pool.metadata is None and pool.load_error is None and pool.ready_count == 0:
+            await pool._pick()  # starts one (from zero) and waits for it
         if pool.metadata is None:
             from insitu.serving._errors import ModelFailed
 

@@ -22,10 +22,10 @@ import orjson
 
 from insitu.serving import _wire
 from insitu.serving._batching import model_boundary, predict_many
-from insitu.serving._codec import Request, decode_v1, decode_v2, encode_v1, encode_v2, \
-    error_body
+from insitu.serving._codec import Request, decode_v1, decode_v2, encode_v1, encode_v2, error_body
 from insitu.serving._errors import ModelFailed, status_of
-from insitu.serving._runtime import Runtime, runtime_class
+from insitu.serving._registry import runtime_class
+from insitu.serving._runtime import Runtime
 
 
 @dataclass(frozen=True, kw_only=True)

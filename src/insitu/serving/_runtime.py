@@ -9,14 +9,11 @@ It knows nothing of HTTP; the replica around it knows nothing of any framework.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from insitu.errors import UserError
 from insitu.serving._codec import datatype_of
 from insitu.serving._errors import BadInput
 
@@ -88,34 +85,3 @@ def register_runtime(cls: type[Runtime]) -> type[Runtime]:
     """Make ``cls`` the runtime of its flavour (a class decorator)."""
     _REGISTRY[cls.flavor] = cls
     return cls
-
-
-def runtime_class(flavor: str, *, what: str = "the model") -> type[Runtime]:
-    """The runtime for a flavour; a clear :class:`UserError` if there is none or its
-    library is not installed here."""
-    from insitu.serving import _runtimes  # noqa: F401 - registers the built-in runtimes
-
-    if flavor not in _REGISTRY:
-        raise UserError(f"{what} has no flavour insitu can serve"
-                        + (f" ({flavor!r})" if flavor else " (its object is of no known "
-                           "framework)"),
-                        hint="register a scikit-learn, XGBoost, LightGBM, PyTorch, "
-                             "TorchScript or ONNX model, or an object with a predict "
-                             "method (see docs/serving.md)")
-    cls = _REGISTRY[flavor]
-    if cls.module and importlib.util.find_spec(cls.module) is None:
-        raise UserError(f"{what} is a {flavor} model, and the {cls.package} package is not "
-                        "installed here", hint=f"pip install {cls.package}")
-    return cls
-
-
-def preload(flavor: str) -> None:
-    """Import a flavour's library (in the warm process that replicas fork from)."""
-    cls = runtime_class(flavor)
-    if cls.module:
-        importlib.import_module(cls.module)
-    for extra in getattr(cls, "preload_modules", ()):
-        try:
-            importlib.import_module(extra)
-        except ImportError:
-            pass

@@ -33,9 +33,9 @@ class SklearnRuntime(Runtime):
     module = "sklearn"
     package = "scikit-learn"
     platform = "sklearn"
-    preload_modules = ("sklearn.linear_model", "sklearn.ensemble", "sklearn.pipeline",
-                       "sklearn.preprocessing", "sklearn.tree", "sklearn.svm",
-                       "sklearn.neighbors")
+    preload_modules: tuple[str, ...] = (
+        "sklearn.linear_model", "sklearn.ensemble", "sklearn.pipeline", "sklearn.preprocessing",
+        "sklearn.tree", "sklearn.svm", "sklearn.neighbors")
 
     def __init__(self, model: Any) -> None:
         super().__init__(model)

@@ -41,8 +41,8 @@ def main() -> None:
 
     from insitu.executor._forkserver import _die_with_parent
     from insitu.executor._memory import MemoryEnforcer, note_oom
+    from insitu.serving._registry import preload
     from insitu.serving._replica import ReplicaSpec, run
-    from insitu.serving._runtime import preload
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
@@ -56,7 +56,7 @@ def main() -> None:
     gc.freeze()  # replicas share these objects without copying them
     enforcer = MemoryEnforcer()
     sel = selectors.DefaultSelector()
-    stdin = sys.stdin.buffer.raw  # type: ignore[attr-defined]
+    stdin = sys.stdin.buffer
     sel.register(stdin, selectors.EVENT_READ, None)
     children: dict[int, Any] = {}  # pidfd -> (id, pid, guard, log)
     by_id: dict[str, int] = {}
