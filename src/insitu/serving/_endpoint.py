@@ -132,6 +132,8 @@ class Endpoint:
         self.metrics = metrics or Metrics()
         self.payloads = PayloadLog(self.name, spec.payloads)
         self._background: set[asyncio.Task[Any]] = set()
+        self._children: dict[int, tuple[Any, Any, Any]] = {}
+        self._counters: dict[tuple[int, int], Any] = {}
 
     # -- versions ---------------------------------------------------------------------
     def _spec(self, version: int) -> ReplicaSpec:
@@ -198,37 +200,57 @@ class Endpoint:
                           f"of {self.spec.max_body_bytes}",
                           hint="send fewer rows per request, or raise --max-body-bytes")
             return _error(e2.status, str(e2))
-        chosen = pinned if pinned is not None else route(self.traffic, self.stable, header,
-                                                        random.random())
+        t = self.traffic
+        if pinned is not None:
+            chosen = pinned
+        elif t.canary is None and not t.routes:
+            chosen = self.stable
+        else:
+            chosen = route(t, self.stable, header, random.random())
         kind = _wire.V1 if v1 else _wire.V2
         answer = await self._call(chosen, kind, body, t0)
-        if pinned is None:
-            shadow = mirror(self.traffic, random.random())
+        if pinned is None and t.shadow is not None:
+            shadow = mirror(t, random.random())
             if shadow is not None and shadow != chosen:
                 task = asyncio.get_running_loop().create_task(self._shadow(shadow, kind, body))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
         return answer
 
+    def _series(self, version: int) -> tuple[Any, Any, Any]:
+        """The (latency, batch, queue) metric children of a version (looked up once)."""
+        got = self._children.get(version)
+        if got is None:
+            labels = (self.name, self.model, str(version))
+            m = self.metrics
+            got = self._children[version] = (m.latency.labels(*labels),
+                                             m.batch.labels(*labels), m.queue.labels(*labels))
+        return got
+
     async def _call(self, version: int, kind: int, body: bytes, t0: float) -> Answer:
         labels = (self.name, self.model, str(version))
         m = self.metrics
+        latency, batch, queue = self._series(version)
         try:
             reply = await self.pool(version).call(kind, body)
             status, out = reply.status, reply.body
             if reply.batch:
-                m.batch.labels(*labels).observe(reply.batch)
-                m.queue.labels(*labels).observe(reply.wait_us / 1e6)
+                batch.observe(reply.batch)
+                queue.observe(reply.wait_us / 1e6)
         except UserError as e:
             status, out = getattr(e, "status", 400), orjson.dumps({"error": str(e)})
         except Exception as e:  # noqa: BLE001 - the process stays up; the caller is told
             status = getattr(e, "status", 500)
             out = orjson.dumps({"error": str(e) or type(e).__name__})
         dt = time.perf_counter() - t0
-        m.requests.labels(*labels, str(status)).inc()
+        key = (version, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = m.requests.labels(*labels, str(status))
+        counter.inc()
         if status >= 400:
             m.errors.labels(*labels, str(status)).inc()
-        m.latency.labels(*labels).observe(dt)
+        latency.observe(dt)
         if self.payloads.wanted():
             self.payloads.record(model=self.model, version=version, request=body,
                                  response=out, status=status, latency_ms=dt * 1000)
