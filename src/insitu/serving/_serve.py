@@ -46,7 +46,14 @@ class Server:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._server.serve(sockets=[self._sock]))
+            try:
+                import uvloop
+
+                factory: Any = uvloop.new_event_loop
+            except ImportError:
+                factory = None
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(self._server.serve(sockets=[self._sock]))
         except BaseException as e:  # noqa: BLE001 - reported by start()
             self._error = e
 
