@@ -51,6 +51,14 @@ class Slow:
         return np.asarray(x).sum(axis=1)
 
 
+class Hog:
+    """Allocates as many MiB as its input's first value says (to cross a memory limit)."""
+
+    def predict(self, x: Any) -> Any:
+        held = np.ones(int(np.asarray(x).ravel()[0]) * 2**20 // 8)
+        return np.asarray([held.sum()])
+
+
 @insitu.step
 def sklearn_model(c: float = 1.0) -> Any:
     from sklearn.linear_model import LogisticRegression
@@ -119,6 +127,11 @@ def slow_model() -> Any:
 
 
 @insitu.step
+def hog_model() -> Any:
+    return Hog()
+
+
+@insitu.step
 def not_a_model() -> Any:
     return np.arange(3)
 
@@ -134,4 +147,5 @@ def zoo() -> None:
     onnx_model()
     custom_model()
     slow_model()
+    hog_model()
     not_a_model()

@@ -27,6 +27,7 @@ from insitu.serving._warm import WarmProcess
 
 LOAD_RETRY_SECONDS = 5.0   # after a failed load, requests get that error for this long
 START_TIMEOUT = 120.0
+RETRIES = 1                # a request whose replica died is sent to another this often
 
 
 class Lost(Exception):
@@ -124,17 +125,29 @@ class Pool:
         self.last_request = self.fleet.clock()
         self.inflight += 1
         try:
-            for _ in range(5):
+            for _ in range(RETRIES + 1):
                 replica = await self._pick()
                 try:
                     return await replica.send(kind, body)
                 except Lost:
                     continue  # its replica died: another one answers
-            raise ModelFailed(f"the replicas of {self.spec.ref} died with the request in "
-                              "flight five times", hint="see the replicas' logs")
+            raise ModelFailed(f"replicas of {self.spec.ref} died with the request in flight "
+                              f"{RETRIES + 1} times{await self._cause()}",
+                              hint="see the replicas' logs")
         finally:
             self.inflight -= 1
             self.last_request = self.fleet.clock()
+
+    async def _cause(self) -> str:
+        """The cause of the last death, when the warm process reports it soon."""
+        deadline = time.monotonic() + 2.0
+        seen = len(self.deaths)
+        while time.monotonic() < deadline:
+            if self.deaths and (len(self.deaths) > seen or self.deaths[-1].get("cause")):
+                break
+            await asyncio.sleep(0.02)
+        cause = self.deaths[-1].get("cause") if self.deaths else None
+        return f"; the last one was {cause}" if cause else ""
 
     async def _pick(self) -> Replica:
         deadline = time.monotonic() + START_TIMEOUT
@@ -292,8 +305,14 @@ class Fleet:
         self.asked_to_stop.discard(rid)
         if r is not None:
             if msg.get("oom"):
-                msg["cause"] = (f"stopped at its memory limit of {msg.get('limit')} bytes "
-                                f"(peak {msg.get('peak')})")
+                from insitu._units import format_bytes
+
+                msg["cause"] = (f"stopped at its memory limit of {format_bytes(msg.get('limit'))}"
+                                f" (peak {format_bytes(msg.get('peak'))})")
+            else:
+                code = msg.get("code") or 0
+                msg["cause"] = (f"killed by signal {-code}" if code < 0 else
+                                f"exited with code {code}")
             r.pool.exited(rid, msg, asked)
         self.changed()
 
