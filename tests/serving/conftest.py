@@ -32,8 +32,9 @@ def zoo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     mp.setenv("INSITU_HOME", str(home))
     mp.delenv("INSITU_DB_URL", raising=False)
     mp.delenv("INSITU_ARTIFACTS", raising=False)
-    import insitu
     import zoo
+
+    import insitu
 
     run = insitu.run(zoo.zoo)
     assert run.state == "succeeded"

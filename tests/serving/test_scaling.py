@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Http, body, wait_for
-
 from insitu.serving import Autoscaling, Batching, EndpointSpec, Resources, Server
 
 
@@ -81,8 +80,7 @@ def test_scale_to_zero_and_back_with_an_injected_clock(served_home: Path) -> Non
         assert pool.ready_count == 1
         clock.now += 2
         wait_for(lambda: pool.live_count == 0, what="scale to zero")
-        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                 open(f"/proc/{pid}/stat").read().split()[2] == "Z", what="replica exit")
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), what="the replica's exit")
         assert h.get("/v2/models/sk/ready")[0] == 200  # ready: it scales from zero
         status, _, doc = h.post("/v2/models/sk/infer", body())
         assert status == 200 and doc["model_version"] == "1"
