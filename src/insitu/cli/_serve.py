@@ -105,7 +105,7 @@ def serve(model: str, host: str, port: int, canary: str | None, percent: float,
     spec = EndpointSpec(
         model=model, traffic=traffic,
         autoscaling=Autoscaling(min_replicas=min_replicas,
-                                max_replicas=max(max_replicas, min_replicas),
+                                max_replicas=max_replicas,
                                 target_concurrency=target_concurrency,
                                 idle_seconds=idle_seconds),
         batching=Batching(enabled=not no_batching, max_batch_size=max_batch_size,
