@@ -137,7 +137,7 @@ class Server:
                  cwd: str | None = None) -> None:
         self.name, self.cmd, self.url, self.env, self.cwd = name, cmd, url, env, cwd
         self.proc: subprocess.Popen[Any] | None = None
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - the server's output, kept open
 
     def start(self, body: bytes) -> float:
         t0 = time.monotonic()
@@ -208,10 +208,9 @@ def insitu_home(work: Path, model: Path) -> Path:
     home = work / "insitu-home"
     (work / "bench_pipe.py").write_text(TRAIN)
     env = {**os.environ, "INSITU_HOME": str(home), "PYTHONPATH": str(SRC)}
-    code = ("import sys; sys.path.insert(0, %r); import insitu, bench_pipe; "
-            "r = insitu.run(bench_pipe.bench, path=%r); "
-            "insitu.models.register('bench', run=r.id, step='bench_model', alias='champion')"
-            % (str(work), str(model)))
+    code = (f"import sys; sys.path.insert(0, {str(work)!r}); import insitu, bench_pipe; "
+            f"r = insitu.run(bench_pipe.bench, path={str(model)!r}); "
+            "insitu.models.register('bench', run=r.id, step='bench_model', alias='champion')")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
     return home
 
