@@ -179,8 +179,9 @@ def mlserver_python(given: str | None) -> str | None:
     if not (venv / "bin" / "mlserver").exists():
         print(f"installing MLServer into {venv} (once)...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        # MLServer 1.7's workers call asyncio.get_event_loop(), which uvloop 0.22 refuses
         r = subprocess.run([str(py), "-m", "pip", "install", "-q", "mlserver",
-                            "mlserver-sklearn"], capture_output=True, text=True)
+                            "mlserver-sklearn", "uvloop<0.22"], capture_output=True, text=True)
         if r.returncode != 0:
             print(f"MLServer could not be installed:\n{r.stderr[-2000:]}")
             return None
