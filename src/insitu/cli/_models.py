@@ -112,14 +112,15 @@ def show_cmd(name: str, as_json: bool) -> None:
     client = remote_client()
     if client is not None:
         keys = ("version", "aliases", "run_id", "step", "created_at", "tags", "description",
-                "lineage")
+                "lineage", "flavor")
         got = client.get(client.in_project("models", name))
         rows = [{k: v.get(k) for k in keys} for v in got["versions"]]
     else:
         rows = [{"version": v.version, "aliases": list(v.aliases), "run_id": v.record.run_id,
                  "step": v.record.task_id, "created_at": v.record.created_at,
                  "tags": v.record.tags, "description": v.record.description,
-                 "lineage": v.lineage} for v in list_versions(name, store=_store())]
+                 "lineage": v.lineage, "flavor": v.record.flavor}
+                for v in list_versions(name, store=_store())]
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -136,6 +137,9 @@ def print_versions(name: str, rows: list[dict[str, Any]]) -> None:
         console.print(f"\n[bold]version {v['version']}[/]{esc(alias)}   registered {when}")
         if v["description"]:
             console.print(Text(f"  {v['description']}"))
+        if v.get("flavor"):
+            console.print(Text(f"  flavour  {v['flavor']} (served by `insitu serve "
+                               f"{name}:{v['version']}`)"))
         console.print(Text(f"  from run {lin.get('run_id')} (pipeline {lin.get('pipeline')}), "
                            f"step {lin.get('step')}"))
         console.print(Text(f"  code     {lin.get('function')} fingerprint "

@@ -152,11 +152,20 @@ class Endpoint:
         self._specs[version] = s
         return s
 
+    def _policy(self, version: int) -> Autoscaling:
+        """The endpoint's policy for versions in its traffic; a version asked for only by
+        number, or left by a promote or rollback, scales to zero after a minute."""
+        if version == self.stable or version in self.traffic.versions():
+            return self.spec.autoscaling
+        return replace(self.spec.autoscaling, min_replicas=0, idle_seconds=60.0)
+
     def pool(self, version: int) -> Pool:
-        policy = self.spec.autoscaling
-        if version != self.stable and version not in self.traffic.versions():
-            policy = replace(policy, min_replicas=0, idle_seconds=60.0)  # asked by number
-        return self.fleet.pool(self._spec(version), policy, self.spec.resources.memory)
+        return self.fleet.pool(self._spec(version), self._policy(version),
+                               self.spec.resources.memory)
+
+    def _retune(self) -> None:
+        for p in self.fleet.pools.values():
+            p.policy = self._policy(p.spec.version)
 
     def versions(self) -> list[int]:
         return sorted({self.stable, *self.traffic.versions()})
@@ -296,9 +305,8 @@ class Endpoint:
                 self._spec(v)
             except UserError as e:
                 raise BadInput(e.message, hint=e.hint) from None
-        for v in traffic.versions():
-            self.pool(v).policy = self.spec.autoscaling
         self.traffic = traffic
+        self._retune()
 
     def promote(self) -> int:
         """Make the canary the stable version: the alias moves to it in the registry (one
@@ -313,6 +321,7 @@ class Endpoint:
             set_alias(self.model, self.spec.alias, canary, store=self.store)
         self.stable = canary
         self.traffic = self.traffic.without_canary()
+        self._retune()
         return canary
 
     def rollback(self) -> int:
@@ -320,6 +329,7 @@ class Endpoint:
         if self.traffic.canary is None:
             raise UserError("there is no canary to roll back")
         self.traffic = self.traffic.without_canary()
+        self._retune()
         return self.stable
 
     def describe(self) -> dict[str, Any]:
