@@ -89,7 +89,7 @@ def test_scale_to_zero_and_back_with_an_injected_clock(served_home: Path) -> Non
         h.close()
 
 
-def test_a_replica_killed_under_load_is_replaced(served_home: Path) -> None:
+def test_replicas_killed_under_load_are_replaced(served_home: Path) -> None:
     spec = EndpointSpec(model="sk@champion",
                         autoscaling=Autoscaling(min_replicas=2, max_replicas=2))
     with Server(spec) as s:
@@ -101,7 +101,10 @@ def test_a_replica_killed_under_load_is_replaced(served_home: Path) -> None:
         def load() -> None:
             h = Http(s.url)
             while not stop.is_set():
-                answers.append(h.post("/v2/models/sk/infer", body())[0])
+                status, _, doc = h.post("/v2/models/sk/infer", body())
+                answers.append(status)
+                if status != 200:
+                    print(doc)
             h.close()
 
         threads = [threading.Thread(target=load) for _ in range(4)]
@@ -114,6 +117,13 @@ def test_a_replica_killed_under_load_is_replaced(served_home: Path) -> None:
                  victim.id not in pool.replicas, what="replacement")
         mark = len(answers)
         wait_for(lambda: len(answers) > mark + 100, what="load after replacement")
+        # the warm process itself dies (and its replicas with it): another one starts
+        fleet = s.endpoint.fleet
+        os.kill(fleet.warm.proc.pid, signal.SIGKILL)
+        wait_for(lambda: fleet.warm_restarts == 1 and pool.ready_count == 2, 120,
+                 what="a new warm process and two replicas")
+        mark = len(answers)
+        wait_for(lambda: len(answers) > mark + 100, what="load after the new warm process")
         stop.set()
         for t in threads:
             t.join()
@@ -121,6 +131,7 @@ def test_a_replica_killed_under_load_is_replaced(served_home: Path) -> None:
               f"{sum(a != 200 for a in answers)} failed")
         assert [a for a in answers if a != 200] == []
         assert pool.deaths[0]["code"] == -signal.SIGKILL
+        assert pool.deaths[0]["cause"] == f"killed by signal {signal.SIGKILL}"
 
 
 def test_a_replica_over_its_memory_limit_is_stopped_with_the_cause(served_home: Path) -> None:

@@ -125,12 +125,19 @@ class Pool:
         self.last_request = self.fleet.clock()
         self.inflight += 1
         try:
-            for _ in range(RETRIES + 1):
+            tries = 0
+            while tries <= RETRIES:
                 replica = await self._pick()
                 try:
                     return await replica.send(kind, body)
-                except Lost:
-                    continue  # its replica died: another one answers
+                except Lost:  # its replica died: another one answers
+                    # (a warm process that dies kills its replicas before it can be seen
+                    # dead: give it a moment, so that its death does not count as a try)
+                    await asyncio.sleep(0.05)
+                    if not self.fleet.warm.alive:  # all its replicas died with it
+                        self.fleet.doom_all()
+                        continue
+                    tries += 1
             raise ModelFailed(f"replicas of {self.spec.ref} died with the request in flight "
                               f"{RETRIES + 1} times{await self._cause()}",
                               hint="see the replicas' logs")
@@ -162,6 +169,8 @@ class Pool:
                     LOAD_RETRY_SECONDS:
                 raise ModelFailed(self.load_error, hint="see the replica's log")
             if not any(r.state == "starting" for r in self.replicas.values()):
+                if not self.fleet.warm.alive:
+                    await self.fleet.ensure_warm()
                 self.spawn()
             self._changed.clear()
             left = deadline - time.monotonic()
@@ -255,15 +264,45 @@ class Fleet:
         os.makedirs(logdir, exist_ok=True)
         self.clock = clock
         self.tick = tick
-        self.warm = WarmProcess(flavors, os.path.join(logdir, "warm.log"))
-        self.warm.on_started = self._started
-        self.warm.on_exit = self._exited
+        self.flavors = flavors
+        self.warm = self._new_warm()
+        self.warm_restarts = 0
+        self._warm_lock = asyncio.Lock()
         self.pools: dict[str, Pool] = {}
         self._by_replica: dict[str, Replica] = {}
         self.asked_to_stop: set[str] = set()
         self._n = 0
         self._task: asyncio.Task[None] | None = None
         self.on_change: Callable[[], None] = lambda: None
+
+    def doom_all(self) -> None:
+        """The warm process died, so did every replica it forked: route to none of them."""
+        for r in self._by_replica.values():
+            r.state = "gone"
+
+    def _new_warm(self) -> WarmProcess:
+        warm = WarmProcess(self.flavors, os.path.join(self.logdir, "warm.log"))
+        warm.on_started = self._started
+        warm.on_exit = self._exited
+        return warm
+
+    async def ensure_warm(self) -> None:
+        """Start a new warm process if the last one died (its replicas died with it)."""
+        async with self._warm_lock:
+            if self.warm.alive:
+                return
+            old = self.warm
+            await asyncio.get_running_loop().run_in_executor(None, old.close)
+            for rid, r in list(self._by_replica.items()):  # no exit will be reported
+                r.pool.exited(rid, {"id": rid, "cause": "its warm process died"},
+                              rid in self.asked_to_stop)
+            self._by_replica.clear()
+            self.asked_to_stop.clear()
+            print("insitu: the warm process of the replicas died; starting another",
+                  flush=True)
+            self.warm = self._new_warm()
+            self.warm_restarts += 1
+            await self.warm.start()
 
     async def start(self) -> None:
         await self.warm.start()
@@ -322,6 +361,12 @@ class Fleet:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.tick)
+            if not self.warm.alive:
+                try:
+                    await self.ensure_warm()
+                except Exception as e:  # noqa: BLE001 - tried again on the next tick
+                    print(f"insitu: could not start the warm process: {e}", flush=True)
+                    continue
             for pool in list(self.pools.values()):
                 try:
                     pool.scale()

@@ -33,7 +33,11 @@ class WarmProcess:
         self._ready: asyncio.Future[None] | None = None
         self.on_started: Callable[[str, int], None] = lambda rid, pid: None
         self.on_exit: Callable[[dict[str, Any]], None] = lambda msg: None
-        self.alive = True
+        self._eof = False
+
+    @property
+    def alive(self) -> bool:
+        return not self._eof and self.proc.poll() is None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -48,7 +52,7 @@ class WarmProcess:
         except BlockingIOError:
             return
         if not data:
-            self.alive = False
+            self._eof = True
             asyncio.get_running_loop().remove_reader(self._stdout.fileno())
             if self._ready is not None and not self._ready.done():
                 self._ready.set_exception(RuntimeError(
