@@ -109,3 +109,13 @@ def test_traffic_rules() -> None:
                 dict(percent=5), dict(routes={"a": 1})):
         with pytest.raises(UserError):
             Traffic(**bad)  # type: ignore[arg-type]
+
+
+def test_the_public_names_are_exactly_these() -> None:
+    import insitu.serving
+
+    assert sorted(insitu.serving.__all__) == [
+        "Autoscaling", "Batching", "Endpoint", "EndpointSpec", "PayloadLogging", "Resources",
+        "Server", "Traffic", "read_payloads"]
+    for name in insitu.serving.__all__:
+        assert hasattr(insitu.serving, name)
