@@ -22,7 +22,8 @@ sys.path.insert(0, str(HERE))
 # name -> step of zoo.zoo; each registered as NAME@champion (sk also has version 2)
 MODELS = {"sk": "sk1", "xgb": "xgboost_model", "lgb": "lightgbm_model", "torch": "torch_model",
           "ts": "torchscript_model", "onnx": "onnx_model", "custom": "custom_model",
-          "slow": "slow_model", "hog": "hog_model", "data": "not_a_model"}
+          "slow": "slow_model", "hog": "hog_model", "unl": "unloadable_model",
+          "data": "not_a_model"}
 
 
 @pytest.fixture(scope="session")

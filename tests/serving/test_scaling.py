@@ -145,6 +145,10 @@ def test_a_replica_over_its_memory_limit_is_stopped_with_the_cause(served_home: 
             return h.post("/v2/models/hog/infer", json.dumps(req).encode())
 
         assert ask(10)[0] == 200
+        status, _, doc = ask(-1)  # predict raises: the caller is told why, the replica stays
+        assert status == 500 and "the model raised ValueError: negative dimensions" in \
+            doc["error"], doc
+        assert ask(10)[0] == 200 and not pool.deaths
         status, _, doc = ask(1000)
         assert status == 500, doc
         assert "died with the request in flight" in doc["error"]
@@ -153,4 +157,22 @@ def test_a_replica_over_its_memory_limit_is_stopped_with_the_cause(served_home: 
         log = Path(s.endpoint.fleet.log(pool.deaths[0]["id"])).read_text()
         assert "stopped at its memory limit" in log
         assert ask(10)[0] == 200  # a new replica answers the next request
+        h.close()
+
+
+def test_a_model_that_cannot_load_is_a_clear_error_and_the_process_stays_up(
+        served_home: Path) -> None:
+    with Server(EndpointSpec(model="unl@champion")) as s:
+        h = Http(s.url)
+        for _ in range(2):  # the first starts a replica, the second is told the same
+            status, _, doc = h.post("/v2/models/unl/infer", body())
+            assert status == 500
+            assert "model unl:1 could not be loaded: RuntimeError: the weights file is " \
+                   "gone" in doc["error"], doc
+        assert h.get("/v2/health/live")[0] == 200
+        assert h.get("/v2/health/ready")[0] == 503
+        status, _, doc = h.get("/v2/models/unl")
+        assert status == 500 and "could not be loaded" in doc["error"]
+        log = Path(s.endpoint.logdir)
+        assert any("the weights file is gone" in f.read_text() for f in log.glob("*.log"))
         h.close()

@@ -59,6 +59,16 @@ class Hog:
         return np.asarray([held.sum()])
 
 
+class Unloadable:
+    """Its load fails in every replica."""
+
+    def load(self) -> None:
+        raise RuntimeError("the weights file is gone")
+
+    def predict(self, x: Any) -> Any:
+        return x
+
+
 @insitu.step
 def sklearn_model(c: float = 1.0) -> Any:
     from sklearn.linear_model import LogisticRegression
@@ -132,6 +142,11 @@ def hog_model() -> Any:
 
 
 @insitu.step
+def unloadable_model() -> Any:
+    return Unloadable()
+
+
+@insitu.step
 def not_a_model() -> Any:
     return np.arange(3)
 
@@ -148,4 +163,5 @@ def zoo() -> None:
     custom_model()
     slow_model()
     hog_model()
+    unloadable_model()
     not_a_model()
