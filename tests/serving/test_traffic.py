@@ -109,7 +109,7 @@ def test_shadow_answers_are_logged_never_returned(server: Server, zoo_home: Path
     url = str(zoo_home.parent / "payloads")
 
     def logged() -> object:
-        server.endpoint.payloads.close()  # flush what the writer holds
+        server.endpoint.payloads.flush()  # what the writer holds is written
         f = read_payloads("tr", url=url)
         return (f,) if (f["kind"] == "shadow").sum() >= 30 else None
 

@@ -55,6 +55,7 @@ class PayloadLog:
         self.url = (policy.url or default_url()).rstrip("/") + "/" + endpoint
         self._q: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=10_000)
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         self.dropped = 0
 
     @property
@@ -73,9 +74,11 @@ class PayloadLog:
                "version": version, "kind": kind, "status": status,
                "latency_ms": round(latency_ms, 3), "request": req, "response": resp,
                "truncated": req_cut or resp_cut}
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._write, name="payloads", daemon=True)
-            self._thread.start()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._write, name="payloads",
+                                                daemon=True)
+                self._thread.start()
         try:
             self._q.put_nowait(row)
         except queue.Full:
@@ -90,22 +93,37 @@ class PayloadLog:
                 rows.append(self._q.get_nowait())
             stop = None in rows
             rows = [r for r in rows if r is not None]
-            if rows:
-                day = datetime.date.today().isoformat()
-                path = f"{self.url}/{day}-{os.getpid()}.jsonl"
-                fs, p = fsspec.core.url_to_fs(path)
-                fs.makedirs(self.url if "://" in self.url else os.path.dirname(p),
-                            exist_ok=True)
-                with fs.open(p, "ab") as f:
-                    f.write(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+            try:
+                if rows:
+                    day = datetime.date.today().isoformat()
+                    path = f"{self.url}/{day}-{os.getpid()}.jsonl"
+                    fs, p = fsspec.core.url_to_fs(path)
+                    fs.makedirs(self.url if "://" in self.url else os.path.dirname(p),
+                                exist_ok=True)
+                    with fs.open(p, "ab") as f:
+                        f.write(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+            except OSError as e:  # the log is best effort: serving goes on
+                self.dropped += len(rows)
+                print(f"insitu: could not write payloads to {self.url}: {e}", flush=True)
+            finally:
+                for _ in range(len(rows) + stop):
+                    self._q.task_done()
             if stop:
                 return
 
+    def flush(self) -> None:
+        """Return once every row recorded so far is written."""
+        with self._lock:
+            running = self._thread is not None and self._thread.is_alive()
+        if running:
+            self._q.join()
+
     def close(self) -> None:
-        if self._thread is not None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
             self._q.put(None)
-            self._thread.join(timeout=30)
-            self._thread = None
+            thread.join(timeout=30)
 
 
 def read_payloads(endpoint: str, *, url: str | None = None) -> Any:
