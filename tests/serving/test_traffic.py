@@ -89,6 +89,8 @@ def test_promote_and_rollback_under_load_fail_no_request(server: Server) -> None
     wait_for(lambda: len(load.answers) > mark + 200, what="answers after rollback")
     answers = load.finish()
     assert {v for _, v in answers[mark + 5:]} == {"sk:2"}
+    print(f"promote and rollback under load: {len(answers)} requests, "
+          f"{sum(a[0] != 200 for a in answers)} failed, {Counter(v for _, v in answers)}")
     assert [a for a in answers if a[0] != 200] == []  # not one failed request
     assert len(answers) > 400
     assert insitu.models.get_version("sk@traffic").version == 2

@@ -343,7 +343,11 @@ class Fleet:
         asked = rid in self.asked_to_stop
         self.asked_to_stop.discard(rid)
         if r is not None:
-            if msg.get("oom"):
+            if msg.get("error"):  # it never started: like a failed load, not retried at once
+                r.pool.load_error = str(msg["error"])
+                r.pool._load_error_at = time.monotonic()
+                msg["cause"] = msg["error"]
+            elif msg.get("oom"):
                 from insitu._units import format_bytes
 
                 msg["cause"] = (f"stopped at its memory limit of {format_bytes(msg.get('limit'))}"

@@ -78,11 +78,18 @@ def main() -> None:
                     line, buf = buf.split(b"\n", 1)
                     msg = json.loads(line)
                     if msg["op"] == "spawn":
-                        spec = ReplicaSpec(**msg["spec"])
-                        guard = enforcer.guard(msg.get("memory"))
-                        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                        listener.bind(msg["socket"])
-                        listener.listen(4)
+                        try:
+                            spec = ReplicaSpec(**msg["spec"])
+                            guard = enforcer.guard(msg.get("memory"))
+                            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                            listener.bind(msg["socket"])
+                            listener.listen(4)
+                        except Exception as e:  # noqa: BLE001 - told to the front
+                            _send({"op": "exit", "id": msg["id"], "pid": 0, "code": -1,
+                                   "oom": False, "peak": None, "limit": None,
+                                   "error": f"could not start a replica: "
+                                            f"{type(e).__name__}: {e}"})
+                            continue
                         pid = os.fork()
                         if pid == 0:
                             try:
