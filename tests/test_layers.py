@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"executor"},
     {"engine"},
     {"models"},
+    {"serving"},
     {"client"},
     {"_results"},
     {"<root>"},

@@ -85,7 +85,7 @@ VALID: dict[str, list[str]] = {
     "run_id": ["{RUN}"], "run_ids": ["{RUN}"], "step": ["quiet"], "target": ["{PIPE}"],
     "name": ["{MODEL}"], "alias": ["champion"], "version": ["1"], "sources": ["{DATA}"],
     "study": ["{STUDY}"], "trace": ["{TRACE}"], "space": ['{"x": "uniform(0, 1)"}'],
-    "metric": ["loss"], "n": ["1"],
+    "metric": ["loss"], "n": ["1"], "model": ["{MODEL}@champion"],
 }
 VALID_FOR: dict[tuple[str, str], list[str]] = {
     ("datasets add", "name"): ["newds"], ("datasets show", "name"): ["{DS}"],
@@ -105,7 +105,8 @@ BASE_EXTRA: dict[str, dict[str, list[str]]] = {"tune run": {"max_trials": ["--tr
 # Commands whose valid base is not run by test_each_base_is_valid: they destroy the world,
 # take minutes, or start a Ray cluster.
 BASE_NOT_RUN = {"delete", "models delete", "demo", "cluster up", "cluster down",
-                "cluster status", "server", *SERVER_ONLY}
+                "cluster status", "server", *SERVER_ONLY,
+                "serve"}  # serve: with a servable model it serves until stopped
 
 # Bad values by kind. Each is (label, argv values); "markup" values must never crash the
 # printer, but may be valid text (exit 0 allowed).
@@ -147,11 +148,22 @@ BAD_BY_NAME: dict[str, list[tuple[str, str]]] = {
     "host": [("unknown", "nosuchhost.invalid"), ("brackets", "[/]")],
     "admin": [("brackets", "[/]"), ("empty", ""), ("space", "bad name")],
     "url": [("empty", ""), ("not-http", "ftp://example.com"), ("unreachable", "127.0.0.1:9")],
+    "model": [("unknown", "nosuch@champion"), ("no-alias", "{MODEL}@nosuch"),
+              ("no-version", "{MODEL}:99"), ("not-a-version", "{MODEL}:x"),
+              ("brackets", "[/]"), ("empty", "")],
+    "canary": [("unknown-version", "{MODEL}:99"), ("other-model", "nosuch:1"),
+               ("not-a-version", "x")],
+    "shadow": [("unknown-version", "{MODEL}:99"), ("not-a-version", "x")],
+    "routes": [("no-equals", "b"), ("bad-version", "b=x")],
+    "memory": [("text", "lots"), ("zero", "0")],
 }
 # Values of these options are free text: "[/]" is valid there, but must print literally.
 FREE_TEXT = {"description", "address", "pipeline", "policies"}
 # Numbers where 0 is a valid choice (no case for that value; a negative one is always bad).
-ZERO_OK = {"max_failed", "seed", "max_engines"}  # --max-engines 0: serve the API only
+ZERO_OK = {"max_failed", "seed", "max_engines",  # --max-engines 0: serve the API only
+           # serve: no canary share, no shadow share, scale to zero, never wait, log nothing
+           "percent", "shadow_percent", "min_replicas", "max_latency_ms", "payload_sample",
+           "payload_max_bytes"}
 # Values that are bad only on some commands; (command, param, label) -> reason it is valid.
 VALID_ANYWAY = {
     ("runs", "pipeline", "brackets"): "a filter that matches nothing lists nothing",

@@ -56,6 +56,7 @@ class _Group(click.Group):
             "datasets": ("insitu.cli._datasets", "datasets"),
             "cluster": ("insitu.cli._cluster", "cluster"),
             "server": ("insitu.cli._server", "server"),
+            "serve": ("insitu.cli._serve", "serve"),
             "quota": ("insitu.cli._quota", "quota"),
             "schedule": ("insitu.cli._schedule", "schedule"),
             "login": ("insitu.cli._remote", "login"),

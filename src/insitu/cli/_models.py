@@ -110,23 +110,27 @@ def show_cmd(name: str, as_json: bool) -> None:
     from insitu.models import list_versions
 
     client = remote_client()
+    flavors: dict[int, str] = {}
     if client is not None:
         keys = ("version", "aliases", "run_id", "step", "created_at", "tags", "description",
                 "lineage")
         got = client.get(client.in_project("models", name))
         rows = [{k: v.get(k) for k in keys} for v in got["versions"]]
     else:
+        versions = list_versions(name, store=_store())
         rows = [{"version": v.version, "aliases": list(v.aliases), "run_id": v.record.run_id,
                  "step": v.record.task_id, "created_at": v.record.created_at,
                  "tags": v.record.tags, "description": v.record.description,
-                 "lineage": v.lineage} for v in list_versions(name, store=_store())]
+                 "lineage": v.lineage} for v in versions]
+        flavors = {v.version: v.record.flavor for v in versions}
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    print_versions(name, rows)
+    print_versions(name, rows, flavors)
 
 
-def print_versions(name: str, rows: list[dict[str, Any]]) -> None:
+def print_versions(name: str, rows: list[dict[str, Any]],
+                   flavors: dict[int, str] | None = None) -> None:
     """``insitu models show``: each version (as ``--json`` prints it) with its lineage."""
     console.print(f"[bold]model {esc(name)}[/]")
     for v in rows:
@@ -136,6 +140,10 @@ def print_versions(name: str, rows: list[dict[str, Any]]) -> None:
         console.print(f"\n[bold]version {v['version']}[/]{esc(alias)}   registered {when}")
         if v["description"]:
             console.print(Text(f"  {v['description']}"))
+        flavor = (flavors or {}).get(v["version"])
+        if flavor:
+            console.print(Text(f"  flavour  {flavor} (served by `insitu serve "
+                               f"{name}:{v['version']}`)"))
         console.print(Text(f"  from run {lin.get('run_id')} (pipeline {lin.get('pipeline')}), "
                            f"step {lin.get('step')}"))
         console.print(Text(f"  code     {lin.get('function')} fingerprint "

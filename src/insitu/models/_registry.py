@@ -10,6 +10,7 @@ from typing import Any
 
 from insitu._config import load_config
 from insitu.errors import Conflict, NotFound, UserError, not_found
+from insitu.models._flavor import flavor_of_ref
 from insitu.store import (
     AliasRecord,
     ModelRecord,
@@ -41,6 +42,14 @@ class ModelVersion:
     @property
     def lineage(self) -> dict[str, Any]:
         return self.record.lineage
+
+    @property
+    def flavor(self) -> str:
+        """The framework of the object (``sklearn``, ``pytorch``, ...; ``""`` if none is
+        known); detected now for versions registered before flavours were recorded."""
+        if self.record.flavor:
+            return self.record.flavor
+        return flavor_of_ref(self.record.output, lambda: _load_ref(self.record.output))
 
     def __repr__(self) -> str:
         tags = f" @{','.join(self.aliases)}" if self.aliases else ""
@@ -142,12 +151,14 @@ def register(name: str, *, run: str, step: str, description: str = "",
         except Conflict:
             pass  # registered by someone else meanwhile
     lineage = _lineage(st, rec, task)
+    output = task.output
+    flavor = flavor_of_ref(output, lambda: _load_ref(output))
     for _ in range(20):  # versions are numbered without gaps; retry if another took ours
         versions = st.select(ModelVersionRecord, name=name)
         n = max((v.version for v in versions), default=0) + 1
         mv = ModelVersionRecord(name=name, version=n, run_id=rec.id, task_id=task.id,
                                 output=task.output, created_at=now, description=description,
-                                tags=dict(tags or {}), lineage=lineage)
+                                tags=dict(tags or {}), lineage=lineage, flavor=flavor)
         try:
             st.insert(mv)
             break
@@ -225,12 +236,15 @@ def get_version(ref: str, *, store: Store | None = None) -> ModelVersion:
 
 def load(ref: str, *, store: Store | None = None) -> Any:
     """The object a model version holds, e.g. ``load("fraud@champion")``."""
+    return _load_ref(get_version(ref, store=store).record.output)
+
+
+def _load_ref(output: dict[str, Any]) -> Any:
     from insitu.artifacts import ArtifactStore
     from insitu.artifacts import load as load_ref
 
-    mv = get_version(ref, store=store)
     cfg = load_config()
-    return load_ref(mv.record.output, ArtifactStore(cfg.artifacts_url),
+    return load_ref(output, ArtifactStore(cfg.artifacts_url),
                     materialize_dir=str(cfg.home / "materialized"))
 
 

@@ -186,6 +186,7 @@ class ModelVersionRecord:
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
+    flavor: str = ""            # the framework of the object, e.g. "sklearn" ("" if unknown)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -49,9 +49,9 @@ from insitu.store._tenancy import (
     UserRecord,
 )
 
-HEAD = "0012"  # the newest migration; keep in step with migrations/versions
+HEAD = "0013"  # the newest migration; keep in step with migrations/versions
 _KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011",
-          "0012"}
+          "0012", "0013"}
 
 _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     RunRecord: (t.runs, ("id",)),

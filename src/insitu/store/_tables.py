@@ -138,6 +138,7 @@ model_versions = sa.Table(
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("tags", sa.JSON, nullable=False),
     sa.Column("lineage", sa.JSON, nullable=False),
+    sa.Column("flavor", sa.String(40), nullable=False, server_default=""),
 )
 
 aliases = sa.Table(
