@@ -271,3 +271,19 @@ def test_priority_without_a_server_is_refused(cli) -> None:  # type: ignore[no-u
     assert "--priority orders runs waiting for a project's quota on a server" in r.stderr
     assert "insitu login" in r.stderr
     assert cli("runs", "--json").stdout.strip() in ("", "[]")  # nothing ran
+
+
+def test_a_missing_optional_package_names_the_extra(home: Path) -> None:
+    """The server without its extra installed (fastapi made unimportable in that process)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['fastapi'] = None; "
+            "sys.argv = ['insitu', 'server', '--port', '8499']; "
+            "from insitu.cli import main; main()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "INSITU_HOME": str(home)})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "this command needs fastapi" in r.stderr
+    assert 'pip install "insitu[server]"' in r.stderr

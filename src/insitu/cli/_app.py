@@ -7,7 +7,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.table import Table
@@ -693,6 +693,13 @@ def main() -> None:
         sys.exit(130)
     except SystemExit:
         raise
+    except ModuleNotFoundError as e:
+        extra = _EXTRAS.get((e.name or "").partition(".")[0])
+        if extra is None:
+            _internal_error()
+        _say(f"this command needs {e.name}, which is not installed here",
+             f'pip install "insitu[{extra}]" (or pip install -e ".[{extra}]" in a clone)')
+        sys.exit(2)
     except OSError as e:
         _say(*_os_error(e))
         sys.exit(1)
@@ -703,10 +710,19 @@ def main() -> None:
         if db is not None:
             _say(db.message, db.hint)
             sys.exit(2)
-        import traceback
-
-        traceback.print_exc()
-        err_console.print("[bold red]internal error in insitu[/]: please report it with the "
-                          "traceback above. Your finished work is kept; `insitu runs` lists it.")
-        sys.exit(70)
+        _internal_error()
     sys.exit(0)
+
+
+# packages of the optional extras (pyproject.toml) -> the extra that installs them
+_EXTRAS = {"fastapi": "server", "psycopg": "server", "authlib": "server",
+           "croniter": "server", "pynvml": "server"}
+
+
+def _internal_error() -> NoReturn:
+    import traceback
+
+    traceback.print_exc()
+    err_console.print("[bold red]internal error in insitu[/]: please report it with the "
+                      "traceback above. Your finished work is kept; `insitu runs` lists it.")
+    sys.exit(70)
