@@ -522,10 +522,13 @@ def test_ctrl_c_detaches_then_cancel_and_resume(
     project = _project(server)
     _login(server, run, project)
     marker = tmp_path / "go"
+    # as from a terminal: Ctrl-C at its default (a test runner's worker may ignore SIGINT,
+    # and a process started with SIGINT ignored keeps ignoring it)
     proc = subprocess.Popen([sys.executable, "-m", "insitu", "run",
                              str(pipe / "pipeline.py:waits"), "-p", f"marker={marker}",
                              "--plain"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=tmp_path)
+                            text=True, env=env, cwd=tmp_path,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         run_id = _wait_for_running(server, project)
         proc.send_signal(signal.SIGINT)
