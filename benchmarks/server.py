@@ -127,11 +127,6 @@ def wrk(url: str, token: str, paths: list[str], clients: int, seconds: float,
     return out
 
 
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * q))]
-
-
 def bench(kind: str, db_url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     """(a) and (d): a row per pause between a client's requests."""
     from conftest import start_server, stop_server

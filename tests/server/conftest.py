@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from remote import stop
 
 
 def _free_port() -> int:
@@ -86,12 +87,7 @@ def stop_server(s: Server) -> None:
     for c in s.clients.values():
         c.close()
     s.clients.clear()
-    s.proc.terminate()
-    try:
-        s.proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        s.proc.kill()
-        s.proc.wait()
+    stop(s.proc)
 
 
 @pytest.fixture(scope="module")

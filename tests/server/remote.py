@@ -156,6 +156,18 @@ def launch(db_url: str, home: Path, *args: str, port: int | None = None
         time.sleep(0.1)
 
 
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Stop a server (or any process) started for a test: SIGTERM, then SIGKILL after 60 s."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for(cond: Any, timeout: float, what: str, every: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:

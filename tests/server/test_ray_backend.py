@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from remote import build_package, compile_spec, launch, wait_for
+from remote import build_package, compile_spec, launch, stop, wait_for
 
 from conftest import cli
 
@@ -109,12 +108,7 @@ def test_a_run_submitted_to_a_ray_server_runs_on_the_cluster_with_its_package(
         assert not Path(got["cwd"]).is_relative_to(server_copy), (got, server_copy)
         assert Path(got["helper"]).is_relative_to(got["cwd"]), got
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _engine_log(home: Path, rid: str) -> str:

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from remote import build_package, compile_spec, launch, wait_for, write_pipeline, zip_of
+from remote import build_package, compile_spec, launch, stop, wait_for, write_pipeline, zip_of
 
 from conftest import cli
 from pg_fixture import databases
@@ -44,12 +43,7 @@ def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         yield s
     finally:
         s.http.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _problem(r: httpx.Response, status: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from remote import stop
 
 from conftest import _free_port, cli
 from insitu.server._schedules import ticks_between
@@ -54,13 +55,7 @@ class Proc:
     log: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
 
 
 class Deployment:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from served import ROW, Http, ServeProcess, body
 
 import insitu
-from conftest import ROW, Http, ServeProcess, body
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from served import ROW, Http
 
 import insitu
-from conftest import ROW, Http
 from insitu.errors import UserError
 from insitu.serving import EndpointSpec, Server
 

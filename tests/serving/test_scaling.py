@@ -12,7 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from conftest import Http, body, wait_for
+from served import Http, body, wait_for
+
 from insitu.serving import Autoscaling, Batching, EndpointSpec, Resources, Server
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+from served import HERE, Http, ServeProcess, body, wait_for
 
-from conftest import HERE, Http, ServeProcess, body, wait_for
 from insitu.serving import read_payloads
 
 

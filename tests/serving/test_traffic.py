@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from served import Http, body, wait_for
 
 import insitu
-from conftest import Http, body, wait_for
 from insitu.errors import UserError
 from insitu.serving import EndpointSpec, PayloadLogging, Server, Traffic, read_payloads
 

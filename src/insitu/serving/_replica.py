@@ -97,37 +97,35 @@ def _loop(conn: socket.socket, spec: ReplicaSpec, rt: Runtime) -> None:
     wait = spec.max_latency_ms / 1000 if limit > 1 else 0.0
     version = str(spec.version)
     recv = conn.recv
+
+    def read() -> bool:
+        """Add the requests that have come in full to ``pending``; False once the front
+        closed the connection."""
+        data = recv(1 << 20)
+        if not data:
+            return False
+        buf.extend(data)
+        now = time.perf_counter()
+        pending.extend((rid, code, body, now) for rid, code, _, _, body in _wire.split(buf))
+        return True
+
     while True:
-        if not pending:
-            data = recv(1 << 20)
-            if not data:
-                return
-            buf += data
-            now = time.perf_counter()
-            pending += [(rid, code, body, now) for rid, code, _, _, body in _wire.split(buf)]
+        if not pending and not read():
+            return
         if wait and len(pending) < limit:
             deadline = pending[0][3] + wait
             while len(pending) < limit:
                 left = deadline - time.perf_counter()
                 if left <= 0 or not select.select([conn], [], [], left)[0]:
                     break
-                data = recv(1 << 20)
-                if not data:
+                if not read():
                     return
-                buf += data
-                now = time.perf_counter()
-                pending += [(rid, code, body, now) for rid, code, _, _, body
-                            in _wire.split(buf)]
         else:  # take what has already come, without waiting
             while len(pending) < limit and select.select([conn], [], [], 0)[0]:
-                data = recv(1 << 20)
-                if not data:
+                if not read():
                     return
-                buf += data
-                now = time.perf_counter()
-                pending += [(rid, code, body, now) for rid, code, _, _, body
-                            in _wire.split(buf)]
-        batch, pending = pending[:limit], pending[limit:]
+        batch = pending[:limit]
+        del pending[:limit]
         conn.sendall(_answer(batch, spec.model, version, rt))
 
 
