@@ -22,9 +22,12 @@ def _config(app: Any, host: str, port: int | None, sock: socket.socket | None) -
         import uvloop  # noqa: F401
     except ImportError:
         loop = "asyncio"
+    # idle keep-alive connections stay open longer than a client's pause between calls
+    # (and than a load balancer's idle timeout, often 60 s), so a client reusing one does
+    # not race the server closing it; as `insitu server` does
     return uvicorn.Config(app, host=host, port=port or 0, log_level="warning",
                           access_log=False, loop=loop, http="httptools", lifespan="on",
-                          timeout_graceful_shutdown=5)
+                          timeout_graceful_shutdown=5, timeout_keep_alive=75)
 
 
 class Server:
