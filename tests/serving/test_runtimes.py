@@ -84,3 +84,18 @@ def test_a_flavour_with_no_runtime_or_library_is_refused(served_home: Path) -> N
                                         "is not installed here") as e:
         runtime_class("catboost-test", what="model cb:1")
     assert e.value.hint == "pip install catboost"
+
+
+def test_a_request_larger_than_one_read_of_the_replica_is_answered(served_home: Path) -> None:
+    """20,000 rows (about 12 MB of JSON): the replica receives it over many reads."""
+    rows = 20_000
+    x = np.tile(np.array(ROW), (rows, 1))
+    with Server(EndpointSpec(model="sk@champion")) as s:
+        h = Http(s.url)
+        req = {"inputs": [{"name": "input-0", "shape": [rows, 30], "datatype": "FP64",
+                           "data": x.ravel().tolist()}]}
+        status, _, doc = h.post("/v2/models/sk/infer", json.dumps(req).encode())
+        assert status == 200, doc
+        assert doc["outputs"][0]["shape"] == [rows]
+        np.testing.assert_array_equal(doc["outputs"][0]["data"], _direct("sk", x))
+        h.close()

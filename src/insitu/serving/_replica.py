@@ -110,8 +110,9 @@ def _loop(conn: socket.socket, spec: ReplicaSpec, rt: Runtime) -> None:
         return True
 
     while True:
-        if not pending and not read():
-            return
+        while not pending:  # until a request has come in full
+            if not read():
+                return
         if wait and len(pending) < limit:
             deadline = pending[0][3] + wait
             while len(pending) < limit:
