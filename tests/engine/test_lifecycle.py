@@ -144,3 +144,47 @@ def test_resume_runs_a_task_that_was_waiting_for_its_retry(home: Path, tmp_path:
     task = store.list_tasks(runs[0].id)[0]
     assert task.state == "succeeded" and task.attempts == 2, task
     assert insitu.get_run(runs[0].id).output("fails_once_then_waits") == "ok after 2"
+
+
+def test_a_run_cancelled_while_its_engine_starts_stays_cancelled(home: Path) -> None:
+    from insitu.engine import cancel_run
+    from insitu.engine._engine import resolve_resources
+    from insitu.engine._loop import RunLoop
+
+    store = open_store()
+    ex = LocalExecutor()
+    try:
+        engine = Engine(store, ex)
+        pending = engine.submit(lifecycle.failing.compile(), {})
+        # the engine has read the pending run; a cancel lands before its first write
+        loop = RunLoop(engine, pending, resources=resolve_resources, reopen=False)
+        cancelled, driven = cancel_run(store, pending.id, wait_s=0)
+        assert (cancelled.state, driven) == ("cancelled", False)
+        final = loop.run()
+        assert final.state == "cancelled"
+        assert store.get_run(pending.id).state == "cancelled"
+        assert store.list_attempts(pending.id) == []  # nothing was launched
+        assert [t.state for t in store.list_tasks(pending.id)] == ["cancelled"]
+    finally:
+        ex.close()
+
+
+def test_a_cancel_asked_while_its_engine_starts_is_kept(home: Path) -> None:
+    from insitu.engine._engine import resolve_resources
+    from insitu.engine._loop import RunLoop
+    from insitu.engine._moves import move, unchanged
+
+    store = open_store()
+    ex = LocalExecutor()
+    try:
+        engine = Engine(store, ex)
+        pending = engine.submit(lifecycle.failing.compile(), {})
+        loop = RunLoop(engine, pending, resources=resolve_resources, reopen=False)
+        # a cancel asked (as of a live engine) before this engine's first write
+        assert store.put_if(pending.id, unchanged(pending),
+                            move(pending, cancel_requested=True))
+        final = loop.run()
+        assert final.state == "cancelled"
+        assert store.list_attempts(pending.id) == []
+    finally:
+        ex.close()

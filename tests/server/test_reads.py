@@ -354,8 +354,16 @@ def test_another_projects_objects_are_not_found(world: World) -> None:
     theirs = f"t-{uuid.uuid4().hex[:6]}"
     register(theirs, run=copy, step="fit", store=store)
     assert store.select(ModelRecord, name=theirs)[0].project == project
+    # a name another project uses is free in theirs: a model of its own, the other untouched
+    before = _get(world, f"{P}/models/{name}")["versions"]
+    same = register(name, run=copy, step="fit", store=store)
+    assert (same.version, same.record.project) == (1, project)
     store.close()
-    assert [m["name"] for m in c.get(f"/api/v1/projects/{project}/models").json()] == [theirs]
+    assert [v["run_id"] for v in c.get(f"/api/v1/projects/{project}/models/{name}")
+            .json()["versions"]] == [copy]
+    assert _get(world, f"{P}/models/{name}")["versions"] == before
+    assert sorted(m["name"] for m in c.get(f"/api/v1/projects/{project}/models").json()) == \
+        sorted([theirs, name])
     got = c.get(f"/api/v1/projects/{project}/models/{theirs}").json()
     assert got["versions"][0]["run_id"] == copy
     assert theirs not in {m["name"] for m in _get(world, f"{P}/models")}

@@ -132,3 +132,39 @@ def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) ->
         for p in procs:
             p.join(60)
         assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+
+
+def test_upgrade_keys_models_by_project(tmp_path: Path) -> None:
+    """Versions and aliases made before models were keyed by project take their model's."""
+    from alembic import command
+    from alembic.config import Config
+
+    import insitu.store._sql as sql
+    from insitu.store import AliasRecord, ModelRecord, ModelVersionRecord
+
+    p = tmp_path / "old.db"
+    engine = sql._make_engine(f"sqlite:///{p}")
+    ini = Path(sql.__file__).parent / "migrations" / "alembic.ini"
+    cfg = Config(str(ini))
+    cfg.set_main_option("script_location", str(ini.parent))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0013")
+        conn.exec_driver_sql("INSERT INTO models (name, created_at, description, tags, project)"
+                             " VALUES ('fraud', 1.0, '', '{}', 'vision')")
+        conn.exec_driver_sql(
+            "INSERT INTO model_versions (name, version, run_id, task_id, output, created_at,"
+            " description, tags, lineage, flavor) VALUES ('fraud', 1, 'r1', 'fit', '{}', 1.0,"
+            " '', '{}', '{}', 'sklearn')")
+        conn.exec_driver_sql("INSERT INTO aliases (name, alias, version, updated_at) VALUES"
+                             " ('fraud', 'champion', 1, 1.0)")
+    engine.dispose()
+    s = SQLStore(f"sqlite:///{p}")
+    assert [m.project for m in s.select(ModelRecord, name="fraud")] == ["vision"]
+    assert [(v.project, v.flavor) for v in s.select(ModelVersionRecord)] == [
+        ("vision", "sklearn")]
+    assert [(a.project, a.alias) for a in s.select(AliasRecord)] == [("vision", "champion")]
+    # the name is now free in another project
+    s.put(ModelRecord(name="fraud", created_at=2.0, project="default"))
+    assert sorted(m.project for m in s.select(ModelRecord, name="fraud")) == [
+        "default", "vision"]

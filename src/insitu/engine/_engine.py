@@ -123,14 +123,17 @@ class Engine:
             f"cannot run pipeline '{spec['name']}':\n" + "\n".join(f"  - {p}" for p in problems),
             hint="; ".join(dict.fromkeys(h for h in hints if h)))
 
-    def execute(self, run_id: str) -> RunRecord:
+    def execute(self, run_id: str, *, reopen: bool = True) -> RunRecord:
         """Run (or resume) a run until it ends; return its final record.
+
+        ``reopen=False``: a run that has ended (say, cancelled before this engine took it)
+        is returned as it is instead of being resumed.
 
         On the main thread, Ctrl-C and SIGTERM cancel the run: the handler only sets a
         flag, which the loop reads between two steps of its own (never mid-write)."""
         run = self.store.get_run(run_id)
         with stop_signals() as stop:
-            loop = RunLoop(self, run, stop=stop, resources=resolve_resources)
+            loop = RunLoop(self, run, stop=stop, resources=resolve_resources, reopen=reopen)
             return loop.run()
 
 

@@ -35,6 +35,7 @@ from insitu.engine._placement import Placer, Request
 from insitu.engine._quota import POLL_S, QuotaGate
 from insitu.engine._refs import cache_key, concretize, condition_steps, evaluate, upstream_steps
 from insitu.engine._tuning import TuneController
+from insitu.errors import InternalError
 from insitu.executor import AttemptExit, read_result
 from insitu.store import (
     AttemptRecord,
@@ -44,7 +45,7 @@ from insitu.store import (
     RunRecord,
     TaskRecord,
 )
-from insitu.store._states import TASK_DONE, TASK_TERMINAL
+from insitu.store._states import RUN_TERMINAL, TASK_DONE, TASK_TERMINAL
 from insitu.store._states import AttemptState as A
 from insitu.store._states import ErrorKind as K
 from insitu.store._states import RunState as R
@@ -63,8 +64,9 @@ class RunLoop:
 
     def __init__(self, engine: Engine, run: RunRecord, *,
                  resources: Callable[[dict[str, Any], dict[str, Any]], Request],
-                 stop: Callable[[], bool] = lambda: False) -> None:
+                 stop: Callable[[], bool] = lambda: False, reopen: bool = True) -> None:
         self.engine = engine
+        self.reopen = reopen  # run an ended run again (resume); False: leave it ended
         self.resources = resources  # a step's request, from its spec and the run's params
         self.store = engine.store
         self.executor = engine.executor
@@ -181,7 +183,7 @@ class RunLoop:
     # -- lifecycle ----------------------------------------------------------------------
     def run(self) -> RunRecord:
         run = self.run_rec
-        if run.state == R.SUCCEEDED:
+        if run.state == R.SUCCEEDED or (run.state in RUN_TERMINAL and not self.reopen):
             return run
         for t in self.store.list_tasks(run.id):
             self.tasks[t.id] = t
@@ -189,11 +191,8 @@ class RunLoop:
                 self.items.setdefault(t.step_id, []).append(t.id)
         self._recover()
         self.quota.close()  # claims a stopped engine of this run left behind
-        now = time.time()
-        self._set_run(R.RUNNING, started_at=run.started_at or now, ended_at=None,
-                      engine_pid=os.getpid(), engine_host=socket.gethostname(),
-                      heartbeat_at=now, cancel_requested=False, error=None)
-        self.flush()
+        if not self._start():
+            return self.run_rec
         for d in ("logs", "results", "metrics"):
             (self.cfg.run_dir(run.id) / d).mkdir(parents=True, exist_ok=True)
         self.executor.prepare([s["function"] for s in self.spec["steps"]])
@@ -208,6 +207,27 @@ class RunLoop:
         finally:
             self.quota.close()
         return self._finish()
+
+    def _start(self) -> bool:
+        """Mark the run running, guarded against a cancel that came since it was read: a
+        run cancelled meanwhile is left ended (False); a cancel asked before is kept."""
+        for _ in range(100):
+            seen = self.run_rec
+            ended = seen.state in RUN_TERMINAL
+            asked = seen.cancel_requested and not ended  # an ended run's request is over
+            now = time.time()
+            self._set_run(R.RUNNING, started_at=seen.started_at or now, ended_at=None,
+                          engine_pid=os.getpid(), engine_host=socket.gethostname(),
+                          heartbeat_at=now, cancel_requested=asked, error=None)
+            if self.store.put_if(seen.id, _moves.unchanged(seen), *self.dirty):
+                self.dirty = []
+                self.cancelling = self.cancelling or asked
+                return True
+            self.dirty = [r for r in self.dirty if not isinstance(r, RunRecord)]
+            self.run_rec = self.store.get_run(seen.id)
+            if self.run_rec.state in RUN_TERMINAL and not ended:
+                return False  # cancelled before it started
+        raise InternalError(f"run {self.run_rec.id} kept changing while its engine started")
 
     def _drive(self) -> None:
         while True:
@@ -278,7 +298,13 @@ class RunLoop:
         if fresh.cancel_requested:
             self.cancelling = True
         self._set_run(heartbeat_at=now, cancel_requested=fresh.cancel_requested)
-        self.flush()
+        if self.store.put_if(fresh.id, {"cancel_requested": fresh.cancel_requested},
+                             *self.dirty):
+            self.dirty = []
+        else:  # a cancel asked between the read and the write: keep it
+            self.cancelling = True
+            self._set_run(cancel_requested=True)
+            self.flush()
 
     def _poll_timeout(self) -> float:
         if self.quota.mine:  # admission is decided by any engine's pass: look again soon

@@ -85,4 +85,12 @@ def move(rec: Rec, to: str | None = None, **changes: Any) -> Rec:
     return dataclasses.replace(rec, **changes)
 
 
-__all__ = ["ATTEMPT_MOVES", "RUN_MOVES", "TASK_MOVES", "IllegalMove", "allowed", "move"]
+def unchanged(run: RunRecord) -> dict[str, Any]:
+    """The columns a guarded write (``Store.put_if``) of ``run`` expects still as read: every
+    writer of a run (an engine starting or beating, a user cancelling) changes one of them."""
+    return {"state": run.state, "engine_pid": run.engine_pid,
+            "heartbeat_at": run.heartbeat_at, "cancel_requested": run.cancel_requested}
+
+
+__all__ = ["ATTEMPT_MOVES", "RUN_MOVES", "TASK_MOVES", "IllegalMove", "allowed", "move",
+           "unchanged"]

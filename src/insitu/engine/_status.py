@@ -8,7 +8,7 @@ import socket
 import time
 from collections.abc import Sequence
 
-from insitu.engine._moves import move
+from insitu.engine._moves import move, unchanged
 from insitu.errors import UserError
 from insitu.store import Record, RunRecord, Store
 from insitu.store._states import INTERRUPTED, RUN_TERMINAL
@@ -61,25 +61,41 @@ def cancel_run(store: Store, run_id: str, *, wait_s: float = 60.0,
     ``also`` (e.g. an audit record) is written in the same transaction as the change.
     """
     rec = store.get_run(run_id)
-    if rec.state in RUN_TERMINAL:
-        return rec, False
-    if not engine_alive(rec):
-        now = time.time()
-        recs: list[Record] = []
-        for a in store.list_attempts(rec.id):
-            if a.state == A.RUNNING:
-                recs.append(move(a, A.CANCELLED, ended_at=now,
-                                 error={"kind": "cancelled", "message": "cancelled"}))
-        for t in store.list_tasks(rec.id):
-            if t.state in (T.PENDING, T.RUNNING):
-                recs.append(move(t, T.CANCELLED, ended_at=now))
-        final = move(rec, R.CANCELLED, ended_at=now)
-        store.put(*recs, final, *also)
-        return final, False
+    for _ in range(100):  # each lost race means another writer moved on: read again
+        if rec.state in RUN_TERMINAL:
+            return rec, False
+        if not engine_alive(rec):
+            now = time.time()
+            recs: list[Record] = []
+            for a in store.list_attempts(rec.id):
+                if a.state == A.RUNNING:
+                    recs.append(move(a, A.CANCELLED, ended_at=now,
+                                     error={"kind": "cancelled", "message": "cancelled"}))
+            for t in store.list_tasks(rec.id):
+                if t.state in (T.PENDING, T.RUNNING):
+                    recs.append(move(t, T.CANCELLED, ended_at=now))
+            final = move(rec, R.CANCELLED, ended_at=now)
+            # an engine that starts meanwhile finds the run changed, and leaves it ended
+            if store.put_if(rec.id, unchanged(rec), *recs, final, *also):
+                return final, False
+        elif rec.cancel_requested:  # asked already: record this call, and wait alike
+            if also:
+                store.put(*also)
+                also = ()
+            break
+        else:
+            asked = move(rec, cancel_requested=True)
+            if store.put_if(rec.id, unchanged(rec), asked, *also):
+                also = ()
+                if wait_s <= 0:
+                    return asked, True
+                break
+        rec = store.get_run(rec.id)
+    else:
+        raise UserError(f"run {rec.id} changed 100 times while it was being cancelled",
+                        hint="try `insitu cancel` again")
     if wait_s <= 0:
-        asked = move(rec, cancel_requested=True)
-        store.put(asked, *also)
-        return asked, True
+        return rec, True
     deadline = time.time() + wait_s
     while time.time() < deadline:
         cur = store.get_run(rec.id)
@@ -87,9 +103,6 @@ def cancel_run(store: Store, run_id: str, *, wait_s: float = 60.0,
             return cur, True
         if not engine_alive(cur):  # it died meanwhile: mark it here
             return cancel_run(store, rec.id, wait_s=0, also=also)
-        if not cur.cancel_requested:
-            store.put(move(cur, cancel_requested=True), *also)
-            also = ()
         time.sleep(poll_s)
     raise UserError(f"run {rec.id} did not stop within {wait_s:g}s",
                     hint=f"its engine is process {rec.engine_pid} on {rec.engine_host}; "

@@ -21,6 +21,7 @@ from insitu.store import (
 )
 from insitu.store import _records as S
 
+DEFAULT_PROJECT = "default"  # local use: everything is in it
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -127,7 +128,8 @@ def _datasets_read(spec_step: dict[str, Any], tasks: dict[str, S.TaskRecord],
 def register(name: str, *, run: str, step: str, description: str = "",
              tags: dict[str, str] | None = None, alias: str | None = None,
              store: Store | None = None) -> ModelVersion:
-    """Register the output of ``step`` in ``run`` as the next version of model ``name``.
+    """Register the output of ``step`` in ``run`` as the next version of model ``name``
+    of the run's project (a name is unique within a project, not across projects).
 
     Everything is checked before anything is written: a bad alias leaves no version behind.
     """
@@ -144,21 +146,23 @@ def register(name: str, *, run: str, step: str, description: str = "",
         raise UserError(f"step {step!r} of run {rec.id} is {task.state}; only a finished step's "
                         "output can be registered", hint=f"see `insitu show {rec.id}`")
     now = time.time()
-    if not st.select(ModelRecord, name=name):
+    project = rec.project
+    if not st.select(ModelRecord, project=project, name=name):
         try:
             st.insert(ModelRecord(name=name, created_at=now, description=description,
-                                  project=rec.project))
+                                  project=project))
         except Conflict:
             pass  # registered by someone else meanwhile
     lineage = _lineage(st, rec, task)
     output = task.output
     flavor = flavor_of_ref(output, lambda: _load_ref(output))
     for _ in range(20):  # versions are numbered without gaps; retry if another took ours
-        versions = st.select(ModelVersionRecord, name=name)
+        versions = st.select(ModelVersionRecord, project=project, name=name)
         n = max((v.version for v in versions), default=0) + 1
         mv = ModelVersionRecord(name=name, version=n, run_id=rec.id, task_id=task.id,
                                 output=task.output, created_at=now, description=description,
-                                tags=dict(tags or {}), lineage=lineage, flavor=flavor)
+                                tags=dict(tags or {}), lineage=lineage, flavor=flavor,
+                                project=project)
         try:
             st.insert(mv)
             break
@@ -167,39 +171,42 @@ def register(name: str, *, run: str, step: str, description: str = "",
     else:  # pragma: no cover - 20 concurrent registrations of one model
         raise Conflict(f"could not number a new version of {name!r}", hint="try again")
     if alias is not None:
-        set_alias(name, alias, n, store=st)
-    return get_version(f"{name}:{n}", store=st)
+        set_alias(name, alias, n, store=st, project=project)
+    return get_version(f"{name}:{n}", store=st, project=project)
 
 
-def _aliases(st: Store, name: str) -> dict[int, list[str]]:
+def _aliases(st: Store, project: str, name: str) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
-    for a in st.select(AliasRecord, name=name):
+    for a in st.select(AliasRecord, project=project, name=name):
         out.setdefault(a.version, []).append(a.alias)
     return out
 
 
-def list_models(*, store: Store | None = None) -> list[ModelRecord]:
-    return _store(store).select(ModelRecord)
+def list_models(*, store: Store | None = None, project: str = DEFAULT_PROJECT
+                ) -> list[ModelRecord]:
+    return _store(store).select(ModelRecord, project=project)
 
 
-def list_versions(name: str, *, store: Store | None = None) -> list[ModelVersion]:
+def list_versions(name: str, *, store: Store | None = None, project: str = DEFAULT_PROJECT
+                  ) -> list[ModelVersion]:
     _check_name("model name", name)  # no model can have a malformed name
     st = _store(store)
-    if not st.select(ModelRecord, name=name):
-        _unknown_model(st, name)
-    al = _aliases(st, name)
+    if not st.select(ModelRecord, project=project, name=name):
+        _unknown_model(st, project, name)
+    al = _aliases(st, project, name)
     return [ModelVersion(v, tuple(sorted(al.get(v.version, []))))
-            for v in st.select(ModelVersionRecord, name=name)]
+            for v in st.select(ModelVersionRecord, project=project, name=name)]
 
 
-def _unknown_model(st: Store, name: str) -> None:
-    raise not_found("model", name, [m.name for m in st.select(ModelRecord)],
+def _unknown_model(st: Store, project: str, name: str) -> None:
+    raise not_found("model", name, [m.name for m in st.select(ModelRecord, project=project)],
                     otherwise="register one with `insitu models register NAME --run RUN "
                               "--step STEP`")
 
 
-def get_version(ref: str, *, store: Store | None = None) -> ModelVersion:
-    """``"name@alias"``, ``"name:3"`` or ``"name"`` (the latest version)."""
+def get_version(ref: str, *, store: Store | None = None, project: str = DEFAULT_PROJECT
+                ) -> ModelVersion:
+    """``"name@alias"``, ``"name:3"`` or ``"name"`` (the latest version), in ``project``."""
     st = _store(store)
     name, alias, number = ref, None, None
     if "@" in ref:
@@ -211,11 +218,12 @@ def get_version(ref: str, *, store: Store | None = None) -> ModelVersion:
         except ValueError:
             raise UserError(f"bad model reference {ref!r}",
                             hint="write NAME, NAME:VERSION or NAME@ALIAS") from None
-    versions = {v.version: v for v in list_versions(name, store=st)}
+    versions = {v.version: v for v in list_versions(name, store=st, project=project)}
     if alias is not None:
-        hit = [a for a in st.select(AliasRecord, name=name, alias=alias)]
+        hit = [a for a in st.select(AliasRecord, project=project, name=name, alias=alias)]
         if not hit:
-            have = sorted({a.alias for a in st.select(AliasRecord, name=name)})
+            have = sorted({a.alias for a in st.select(AliasRecord, project=project,
+                                                      name=name)})
             raise NotFound(f"model {name!r} has no alias {alias!r}",
                            hint=f"aliases: {', '.join(have)}" if have else
                            f"set one with `insitu models alias {name} {alias} VERSION`")
@@ -234,9 +242,9 @@ def get_version(ref: str, *, store: Store | None = None) -> ModelVersion:
     return versions[number]
 
 
-def load(ref: str, *, store: Store | None = None) -> Any:
+def load(ref: str, *, store: Store | None = None, project: str = DEFAULT_PROJECT) -> Any:
     """The object a model version holds, e.g. ``load("fraud@champion")``."""
-    return _load_ref(get_version(ref, store=store).record.output)
+    return _load_ref(get_version(ref, store=store, project=project).record.output)
 
 
 def _load_ref(output: dict[str, Any]) -> Any:
@@ -248,24 +256,28 @@ def _load_ref(output: dict[str, Any]) -> Any:
                     materialize_dir=str(cfg.home / "materialized"))
 
 
-def set_alias(name: str, alias: str, version: int, *, store: Store | None = None) -> None:
+def set_alias(name: str, alias: str, version: int, *, store: Store | None = None,
+              project: str = DEFAULT_PROJECT) -> None:
     """Point ``name@alias`` at ``version`` (one atomic write; it may have pointed elsewhere)."""
     _check_name("alias", alias)
     st = _store(store)
-    get_version(f"{name}:{version}", store=st)
-    st.put(AliasRecord(name=name, alias=alias, version=version, updated_at=time.time()))
+    get_version(f"{name}:{version}", store=st, project=project)
+    st.put(AliasRecord(name=name, alias=alias, version=version, updated_at=time.time(),
+                       project=project))
 
 
-def delete_alias(name: str, alias: str, *, store: Store | None = None) -> None:
+def delete_alias(name: str, alias: str, *, store: Store | None = None,
+                 project: str = DEFAULT_PROJECT) -> None:
     st = _store(store)
-    if not st.select(AliasRecord, name=name, alias=alias):
+    if not st.select(AliasRecord, project=project, name=name, alias=alias):
         raise NotFound(f"model {name!r} has no alias {alias!r}")
-    st.delete(AliasRecord, name=name, alias=alias)
+    st.delete(AliasRecord, project=project, name=name, alias=alias)
 
 
-def delete_version(name: str, version: int, *, store: Store | None = None) -> None:
+def delete_version(name: str, version: int, *, store: Store | None = None,
+                   project: str = DEFAULT_PROJECT) -> None:
     st = _store(store)
-    mv = get_version(f"{name}:{version}", store=st)
+    mv = get_version(f"{name}:{version}", store=st, project=project)
     if mv.aliases:
         raise Conflict(f"{name}:{version} is aliased as {', '.join(mv.aliases)}",
                        hint=f"move or delete the alias first (insitu models alias {name} "

@@ -31,7 +31,7 @@ from insitu.store import (
 
 def _model(store: Store, project: str, name: str) -> ModelRecord:
     _project(store, project)
-    found = [m for m in store.select(ModelRecord, name=name) if m.project == project]
+    found = store.select(ModelRecord, project=project, name=name)
     if not found:
         raise not_found("model", name, [m.name for m in store.select(ModelRecord,
                                                                      project=project)],
@@ -40,9 +40,9 @@ def _model(store: Store, project: str, name: str) -> ModelRecord:
     return found[0]
 
 
-def _aliases(store: Store, name: str) -> dict[int, list[str]]:
+def _aliases(store: Store, project: str, name: str) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
-    for a in store.select(AliasRecord, name=name):
+    for a in store.select(AliasRecord, project=project, name=name):
         out.setdefault(a.version, []).append(a.alias)
     return out
 
@@ -59,12 +59,13 @@ def list_models(store: Store, project: str) -> list[dict[str, Any]]:
     _project(store, project)
     out = []
     for m in store.select(ModelRecord, project=project):
-        vs = store.select(ModelVersionRecord, name=m.name)
+        vs = store.select(ModelVersionRecord, project=project, name=m.name)
         present = {v.version for v in vs}
         out.append({"name": m.name, "versions": len(vs),
                     "latest": max(present, default=None),
                     "aliases": {a.alias: a.version
-                                for a in store.select(AliasRecord, name=m.name)
+                                for a in store.select(AliasRecord, project=project,
+                                                      name=m.name)
                                 if a.version in present},
                     "description": m.description, "tags": m.tags,
                     "created_at": m.created_at})
@@ -73,21 +74,23 @@ def list_models(store: Store, project: str) -> list[dict[str, Any]]:
 
 def get_model(store: Store, project: str, name: str) -> dict[str, Any]:
     m = _model(store, project, name)
-    al = _aliases(store, name)
+    al = _aliases(store, project, name)
     return {**dataclasses.asdict(m),
             "versions": [version_view(v, al.get(v.version, []))
-                         for v in store.select(ModelVersionRecord, name=name)]}
+                         for v in store.select(ModelVersionRecord, project=project,
+                                               name=name)]}
 
 
 def get_model_version(store: Store, project: str, name: str, version: int) -> dict[str, Any]:
     _model(store, project, name)
-    found = store.select(ModelVersionRecord, name=name, version=version)
+    found = store.select(ModelVersionRecord, project=project, name=name, version=version)
     if not found:
-        have = [v.version for v in store.select(ModelVersionRecord, name=name)]
+        have = [v.version for v in store.select(ModelVersionRecord, project=project,
+                                                name=name)]
         raise NotFound(f"model {name!r} has no version {version}",
                        hint=f"versions: {', '.join(map(str, have))}" if have else
                        "it has no versions yet")
-    return version_view(found[0], _aliases(store, name).get(version, []))
+    return version_view(found[0], _aliases(store, project, name).get(version, []))
 
 
 # -- datasets -------------------------------------------------------------------------------
@@ -95,7 +98,7 @@ def get_model_version(store: Store, project: str, name: str, version: int) -> di
 
 def _dataset(store: Store, project: str, name: str) -> DatasetRecord:
     _project(store, project)
-    found = [d for d in store.select(DatasetRecord, name=name) if d.project == project]
+    found = store.select(DatasetRecord, project=project, name=name)
     if not found:
         raise not_found("dataset", name, [d.name for d in store.select(DatasetRecord,
                                                                        project=project)],

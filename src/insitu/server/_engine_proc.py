@@ -160,7 +160,7 @@ def drive(store: Store, run_id: str, owner: str, lease_s: float, backend: str,
             _fail(store, run_id, e)
             return 1
         try:
-            final = engine.execute(run_id)
+            final = engine.execute(run_id, reopen=False)
         except StoreError:
             raise  # the database is away: the lease lapses and another engine goes on
         except Exception as e:  # noqa: BLE001 - recorded: another engine would fail alike

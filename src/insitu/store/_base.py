@@ -11,6 +11,10 @@ Contract for every implementation:
   ``get_run`` also accepts a unique prefix of a run id.
 - A store may be used from several processes at once (an engine writing, a CLI
   reading); one store object is used by one thread at a time.
+- ``put_if(run_id, expect, *records)`` is ``put`` guarded by the run's row: it writes only
+  if the run's columns still hold the ``expect``-ed values, atomically with that check, and
+  returns whether it wrote. Two writers that read a run and both mean to change it (an
+  engine starting it, a user cancelling it) use it so that neither overwrites the other.
 - ``delete_cache`` of an absent key is not an error.
 - ``select`` / ``delete`` work on every record type (runs, tasks, attempts, cache entries,
   metrics, params, logged artifacts, models, model versions, aliases).
@@ -19,7 +23,7 @@ Contract for every implementation:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -56,6 +60,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def put(self, *records: Record) -> None:
         """Upsert all ``records`` atomically."""
+
+    @abc.abstractmethod
+    def put_if(self, run_id: str, expect: Mapping[str, Any], *records: Record) -> bool:
+        """Upsert ``records`` atomically if run ``run_id`` still has the ``expect``-ed
+        column values (``None`` matches a null); return whether they were written."""
 
     @abc.abstractmethod
     def get_run(self, run_id: str) -> RunRecord:

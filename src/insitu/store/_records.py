@@ -172,7 +172,7 @@ class ModelRecord:
     created_at: float
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
-    project: str = "default"     # the project it belongs to (that of its first run)
+    project: str = "default"     # the project it belongs to; its name is unique within it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,6 +187,7 @@ class ModelVersionRecord:
     tags: dict[str, str] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
     flavor: str = ""            # the framework of the object, e.g. "sklearn" ("" if unknown)
+    project: str = "default"     # its model's project
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,6 +196,7 @@ class AliasRecord:
     alias: str
     version: int
     updated_at: float
+    project: str = "default"     # its model's project
 
 
 

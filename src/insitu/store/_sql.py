@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from insitu.store._tenancy import (
     UserRecord,
 )
 
-HEAD = "0013"  # the newest migration; keep in step with migrations/versions
+HEAD = "0014"  # the newest migration; keep in step with migrations/versions
 _KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011",
           "0012", "0013"}
 
@@ -61,9 +61,9 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     MetricRecord: (t.metrics, ("run_id", "task_id", "attempt", "name", "step")),
     ParamRecord: (t.params, ("run_id", "task_id", "name")),
     LoggedArtifact: (t.logged_artifacts, ("run_id", "task_id", "attempt", "name")),
-    ModelRecord: (t.models, ("name",)),
-    ModelVersionRecord: (t.model_versions, ("name", "version")),
-    AliasRecord: (t.aliases, ("name", "alias")),
+    ModelRecord: (t.models, ("project", "name")),
+    ModelVersionRecord: (t.model_versions, ("project", "name", "version")),
+    AliasRecord: (t.aliases, ("project", "name", "alias")),
     TrialRecord: (t.trials, ("run_id", "step_id", "number")),
     DatasetRecord: (t.datasets, ("name",)),
     ShardRecord: (t.shards, ("dataset", "shard")),
@@ -181,6 +181,29 @@ class SQLStore(Store):
                 for cls, rows in groups.items():
                     table, pk = _TABLE_OF[cls]
                     self._upsert(conn, table, pk, rows)
+        except sa.exc.DatabaseError as e:
+            raise _db_error(e, self._describe()) from None
+
+    def put_if(self, run_id: str, expect: Mapping[str, Any], *records: Record) -> bool:
+        r = t.runs.c
+        cond = [r.id == run_id]
+        for k, v in expect.items():
+            if k not in r:
+                raise ValueError(f"runs have no column {k!r}")
+            cond.append(r[k].is_(None) if v is None else r[k] == v)
+        groups: dict[type, list[dict[str, Any]]] = {}
+        for rec in records:
+            groups.setdefault(type(rec), []).append(_to_row(rec))
+        try:
+            with self._engine.begin() as conn:
+                # a write that changes nothing: it checks the row and holds it to the commit
+                hit = conn.execute(t.runs.update().where(*cond).values(id=r.id)).rowcount
+                if hit != 1:
+                    return False
+                for cls, rows in groups.items():
+                    table, pk = _TABLE_OF[cls]
+                    self._upsert(conn, table, pk, rows)
+                return True
         except sa.exc.DatabaseError as e:
             raise _db_error(e, self._describe()) from None
 

@@ -117,18 +117,19 @@ logged_artifacts = sa.Table(
     sa.Column("output", sa.JSON, nullable=False),
 )
 
-models = sa.Table(
+models = sa.Table(  # a model's name is unique within its project
     "models", metadata,
+    sa.Column("project", sa.String(100), primary_key=True, server_default="default",
+              index=True),
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("tags", sa.JSON, nullable=False),
-    sa.Column("project", sa.String(100), nullable=False, server_default="default",
-              index=True),
 )
 
 model_versions = sa.Table(
     "model_versions", metadata,
+    sa.Column("project", sa.String(100), primary_key=True, server_default="default"),
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("run_id", sa.String(64), nullable=False, index=True),
@@ -143,6 +144,7 @@ model_versions = sa.Table(
 
 aliases = sa.Table(
     "aliases", metadata,
+    sa.Column("project", sa.String(100), primary_key=True, server_default="default"),
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("alias", sa.String(200), primary_key=True),
     sa.Column("version", sa.Integer, nullable=False),

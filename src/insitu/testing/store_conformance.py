@@ -103,6 +103,23 @@ class StoreConformance:
         with pytest.raises(NotFound):
             store.get_run("ok1")
 
+    def test_put_if_writes_only_over_the_run_it_expects(self, store: Store) -> None:
+        run = make_run("cas1", state="pending")
+        store.put(run)
+        task = TaskRecord(run_id="cas1", id="t", step_id="t", state="pending")
+        cancelled = dataclasses.replace(run, state="cancelled", ended_at=2.0)
+        assert store.put_if("cas1", {"state": "pending", "engine_pid": None},
+                            cancelled, task) is True
+        assert store.get_run("cas1").state == "cancelled"
+        # a writer that read the run before that change finds it changed and writes nothing
+        started = dataclasses.replace(run, state="running", engine_pid=42)
+        other = dataclasses.replace(task, state="running")
+        assert store.put_if("cas1", {"state": "pending", "engine_pid": None},
+                            started, other) is False
+        assert store.get_run("cas1").state == "cancelled"
+        assert [t.state for t in store.list_tasks("cas1")] == ["pending"]
+        assert store.put_if("absent-run", {"state": "pending"}, task) is False
+
     def test_cache_get_and_delete(self, store: Store) -> None:
         e = CacheEntry(key="k1", step="s", output={"kind": "inline", "value": 1},
                        run_id="r", task_id="s", created_at=1.0)
