@@ -336,3 +336,28 @@ def test_login_sends_the_browser_back_only_to_this_server() -> None:
     for bad in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:x",
                 "/a\r\nSet-Cookie: x=y", None, ""):
         assert safe_next(bad) == "/api/v1/whoami", bad
+
+
+def test_a_login_clears_that_persons_sessions_ended_long_ago(setup: Setup) -> None:
+    from dataclasses import replace
+
+    from insitu.server import _sessions
+
+    now = time.time()
+    old, _ = _sessions.mint("alice", hours=1, client=None, now=now - 9 * 86400)
+    recent, _ = _sessions.mint("alice", hours=1, client=None, now=now - 7200)
+    logged_out, _ = _sessions.mint("alice", hours=999, client=None, now=now - 9 * 86400)
+    store = open_store(setup.db_url)
+    try:
+        store.put(old, recent, replace(logged_out, revoked_at=now - 8 * 86400))
+    finally:
+        store.close()
+    with _browser() as c:
+        assert _login(setup, c, "alice").status_code == 200
+    store = open_store(setup.db_url)
+    try:
+        ids = {ses.id for ses in store.select(SessionRecord, user="alice")}
+    finally:
+        store.close()
+    assert recent.id in ids  # ended lately: still refused by name ("expired")
+    assert old.id not in ids and logged_out.id not in ids

@@ -84,6 +84,8 @@ def auth_callback(request: Request) -> RedirectResponse:
                            detail={"session": S.PREFIX + ses.id, "sub": claims.get("sub"),
                                    "issuer": provider.config.issuer}))
     store.put(*records)
+    for old in S.ended_long_ago(store, user.name):
+        store.delete(SessionRecord, id=old.id)
     secure = redirect_uri.startswith("https://")
     resp = RedirectResponse(next_url, status_code=302)
     max_age = int(provider.config.session_hours * 3600)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any
+from typing import Any, TypeVar
 
 from insitu.errors import NotFound, not_found
 from insitu.server._domain import _project, _run
@@ -29,15 +29,22 @@ from insitu.store import (
 # -- models ---------------------------------------------------------------------------------
 
 
-def _model(store: Store, project: str, name: str) -> ModelRecord:
+_Owned = TypeVar("_Owned", ModelRecord, DatasetRecord)
+
+
+def _owned(store: Store, cls: type[_Owned], what: str, project: str, name: str) -> _Owned:
+    """The project's model or dataset ``name``; one of another project is not found."""
     _project(store, project)
-    found = store.select(ModelRecord, project=project, name=name)
+    found = store.select(cls, project=project, name=name)
     if not found:
-        raise not_found("model", name, [m.name for m in store.select(ModelRecord,
-                                                                     project=project)],
+        raise not_found(what, name, [r.name for r in store.select(cls, project=project)],
                         where=f"project {project!r}",
-                        otherwise=f"list them with GET /api/v1/projects/{project}/models")
+                        otherwise=f"list them with GET /api/v1/projects/{project}/{what}s")
     return found[0]
+
+
+def _model(store: Store, project: str, name: str) -> ModelRecord:
+    return _owned(store, ModelRecord, "model", project, name)
 
 
 def _aliases(store: Store, project: str, name: str) -> dict[int, list[str]]:
@@ -97,14 +104,7 @@ def get_model_version(store: Store, project: str, name: str, version: int) -> di
 
 
 def _dataset(store: Store, project: str, name: str) -> DatasetRecord:
-    _project(store, project)
-    found = store.select(DatasetRecord, project=project, name=name)
-    if not found:
-        raise not_found("dataset", name, [d.name for d in store.select(DatasetRecord,
-                                                                       project=project)],
-                        where=f"project {project!r}",
-                        otherwise=f"list them with GET /api/v1/projects/{project}/datasets")
-    return found[0]
+    return _owned(store, DatasetRecord, "dataset", project, name)
 
 
 def _shards(store: Store, name: str) -> list[ShardRecord]:

@@ -45,6 +45,18 @@ def mint(user: str, *, hours: float, client: str | None, now: float | None = Non
     return rec, f"{sid}.{secret}"
 
 
+KEEP_ENDED_S = 7 * 24 * 3600  # an ended session is kept this long: it is refused by name
+
+
+def ended_long_ago(store: Store, user: str, *, now: float | None = None
+                   ) -> list[SessionRecord]:
+    """``user``'s sessions that expired or were ended more than :data:`KEEP_ENDED_S` ago:
+    each login deletes them, so the table holds no more than a week of a person's logins."""
+    cutoff = (time.time() if now is None else now) - KEEP_ENDED_S
+    return [ses for ses in store.select(SessionRecord, user=user)
+            if min(ses.expires_at, ses.revoked_at or ses.expires_at) < cutoff]
+
+
 def csrf_value(cookie: str) -> str:
     """The CSRF value bound to a session cookie (see the module docstring)."""
     return hmac.new(cookie.encode(), b"insitu-csrf", hashlib.sha256).hexdigest()
