@@ -475,17 +475,31 @@ def test_models_datasets_and_studies_read_from_the_server(
     assert f"run {outputs} has no tuning step" in err
     err = _one_error(run("tune", "show", outputs))
     assert f"run {outputs} has no tuning step" in err
-    # changes act on this machine's store: refused while a server is configured
-    for args in (("models", "register", model, "--run", outputs, "--step", "fit"),
-                 ("models", "alias", model, "prod", "1"), ("models", "delete", model, "1"),
-                 ("datasets", "add", dataset, str(data / "*.csv")),
+    # the registry's changes act on the server's project, as they do locally
+    r = run("models", "register", model, "--run", outputs, "--step", "fit", "--alias", "prod")
+    assert r.returncode == 0, r.stderr
+    assert f"registered {model}:2 from run {outputs} step fit as @prod" in r.stdout
+    assert run("models", "alias", model, "champion", "2").returncode == 0
+    shown = json.loads(local("models", "show", model, "--json").stdout)
+    assert [(v["version"], v["aliases"]) for v in shown] == [(1, []),
+                                                             (2, ["champion", "prod"])]
+    err = _one_error(run("models", "delete", model, "2"))
+    assert "is aliased as champion, prod" in err
+    assert run("models", "delete", model, "1").returncode == 0
+    assert [v["version"] for v in json.loads(run("models", "show", model, "--json").stdout)] \
+        == [2]
+    err = _one_error(run("models", "register", model, "--run", "nosuchrun", "--step", "fit"))
+    assert "has no run 'nosuchrun'" in err
+    audit = {a["action"] for a in server.admin.get(
+        "/api/v1/audit", params={"since": time.time() - 600}).json()["items"]}
+    assert {"model.register", "model.alias", "model.delete"} <= audit
+    # datasets and tuning change this machine's store: refused while a server is configured
+    for args in (("datasets", "add", dataset, str(data / "*.csv")),
                  ("tune", "run", f"{SERVED}:bowl", "--space", '{"x": "uniform(0, 1)"}',
                   "--metric", "loss")):
         err = _one_error(run(*args))
         assert f"changes this machine's store, not the server {server.url}" in err, err
         assert f"INSITU_SERVER= insitu {args[0]} {args[1]}" in err, err
-    assert json.loads(run("models", "show", model, "--json").stdout)[0]["aliases"] == \
-        ["champion"]
 
 
 def test_cancel_a_run_on_the_server(server: Server, user: tuple[CLI, Path, dict[str, str]],

@@ -102,3 +102,18 @@ def write_bytes(path: str, data: bytes) -> None:
 
 __all__ = ["_console", "_store", "check_output", "console", "err_console", "esc",
            "remote_client", "server_client", "write_bytes"]
+
+
+def local_only(command: str) -> None:
+    """Refuse ``command`` (one that changes this machine's store) while a server is
+    configured: it would not act on the server the reads show."""
+    from insitu.errors import UserError
+
+    client = remote_client()
+    if client is not None:
+        raise UserError(f"insitu {command} changes this machine's store, not the server "
+                        f"{client.server} (project {client.project}) that insitu login or "
+                        "INSITU_SERVER chose",
+                        hint=f"to change this machine's store, run INSITU_SERVER= insitu "
+                             f"{command} ...; `insitu logout` uses this machine for every "
+                             "command")

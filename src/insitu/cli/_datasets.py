@@ -37,7 +37,7 @@ def datasets() -> None:
 def add_cmd(name: str, sources: tuple[str, ...], node: str, new_node: bool,
             description: str) -> None:
     """Register SOURCES (files, folders, globs, or fsspec URLs) as shards of NAME."""
-    from insitu.cli._models import local_only
+    from insitu.cli._common import local_only
     from insitu.datasets import add
 
     local_only("datasets add")

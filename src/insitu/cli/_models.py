@@ -1,9 +1,8 @@
 """``insitu models``: the model registry from the command line.
 
-With a server configured (``insitu login``, or INSITU_SERVER), ``ls`` and ``show`` read the
-project's models from it and print the same tables from the API's JSON; ``register``,
-``alias`` and ``delete`` act on this machine's store only, so they are refused there with how
-to run them locally."""
+With a server configured (``insitu login``, or INSITU_SERVER), every command acts on the
+project's registry on the server through its API (``register`` takes a run of that project)
+and prints what it prints locally; otherwise on this machine's store."""
 
 from __future__ import annotations
 
@@ -16,21 +15,6 @@ from rich.table import Table
 from rich.text import Text
 
 from insitu.cli._common import _store, console, esc, remote_client
-
-
-def local_only(command: str) -> None:
-    """Refuse ``command`` (one that changes this machine's store) while a server is
-    configured: it would not act on the server the reads show."""
-    from insitu.errors import UserError
-
-    client = remote_client()
-    if client is not None:
-        raise UserError(f"insitu {command} changes this machine's store, not the server "
-                        f"{client.server} (project {client.project}) that insitu login or "
-                        "INSITU_SERVER chose",
-                        hint=f"to change this machine's store, run INSITU_SERVER= insitu "
-                             f"{command} ...; `insitu logout` uses this machine for every "
-                             "command")
 
 
 @click.group()
@@ -54,17 +38,23 @@ def register_cmd(name: str, run_id: str, step: str, alias: str | None, descripti
     from insitu.errors import UserError
     from insitu.models import register
 
-    local_only("models register")
     tag_map = {}
     for t in tags:
         k, sep, v = t.partition("=")
         if not sep or not k.strip():
             raise UserError(f"cannot read tag {t!r}", hint="write --tag key=value")
         tag_map[k] = v
-    mv = register(name, run=run_id, step=step, description=description, tags=tag_map,
-                  alias=alias, store=_store())
-    console.print(f"registered [bold]{esc(mv.name)}:{mv.version}[/] from run "
-                  f"{mv.record.run_id} step {esc(mv.record.task_id)}"
+    client = remote_client()
+    if client is not None:
+        v = client.post(client.in_project("models", name, "versions"),
+                        {"run": run_id, "step": step, "alias": alias,
+                         "description": description, "tags": tag_map})
+        number, run, task = v["version"], v["run_id"], v["step"]
+    else:
+        mv = register(name, run=run_id, step=step, description=description, tags=tag_map,
+                      alias=alias, store=_store())
+        number, run, task = mv.version, mv.record.run_id, mv.record.task_id
+    console.print(f"registered [bold]{esc(name)}:{number}[/] from run {run} step {esc(task)}"
                   + (f" as @{esc(alias)}" if alias else ""))
 
 
@@ -169,8 +159,11 @@ def alias_cmd(name: str, alias: str, version: int) -> None:
     """Point NAME@ALIAS at VERSION (moved atomically)."""
     from insitu.models import set_alias
 
-    local_only("models alias")
-    set_alias(name, alias, version, store=_store())
+    client = remote_client()
+    if client is not None:
+        client.put(client.in_project("models", name, "aliases", alias), {"version": version})
+    else:
+        set_alias(name, alias, version, store=_store())
     console.print(Text(f"{name}@{alias} -> version {version}"))
 
 
@@ -181,6 +174,9 @@ def delete_cmd(name: str, version: int) -> None:
     """Delete version VERSION of model NAME (refused while an alias points at it)."""
     from insitu.models import delete_version
 
-    local_only("models delete")
-    delete_version(name, version, store=_store())
+    client = remote_client()
+    if client is not None:
+        client.delete(client.in_project("models", name, "versions", str(version)))
+    else:
+        delete_version(name, version, store=_store())
     console.print(Text(f"deleted {name}:{version}"))

@@ -108,7 +108,7 @@ def run_cmd(target: str, space: str, metric: str, goal: str, algorithm: str, max
             plain: bool) -> None:
     """Tune the step TARGET (FILE:STEP_FUNCTION) over --space."""
     import insitu
-    from insitu.cli._models import local_only
+    from insitu.cli._common import local_only
     from insitu.engine import parse_cli_params
     from insitu.sdk import Pipeline, Step
     from insitu.sdk._loader import import_target

@@ -36,10 +36,11 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 def routers() -> list[APIRouter]:
     """Every router the app serves (each route in them has a rule in ``_access.ACCESS``)."""
     from insitu.server._auth_routes import auth_router
+    from insitu.server._routes_models import router as models_router
     from insitu.server._routes_runs import runs_router
 
-    return [router, runs_router, read_router, quotas_router, schedules_router, auth_router,
-            metrics_router]
+    return [router, runs_router, read_router, models_router, quotas_router, schedules_router,
+            auth_router, metrics_router]
 
 
 def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = True,
