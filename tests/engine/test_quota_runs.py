@@ -265,3 +265,31 @@ def test_a_higher_priority_run_is_admitted_first(runs: Runs) -> None:
     until(lambda: runs.starts(gl) == 1, "then the low-priority one")
     runs.release(gl)
     runs.finish()
+
+
+def test_engines_sharing_a_machine_never_hand_out_the_same_gpu(runs: Runs) -> None:
+    """No quota anywhere: two runs, each with its own engine, on one machine with 2 A100.
+    The first run's two steps hold both; the second run's step waits (and says why) until
+    one is free, then gets exactly that one."""
+    runs.env["INSITU_NODE_GPUS"] = "A100:2"
+    a = [runs.gate(f"a{i}") for i in range(2)]
+    first = runs.start("a100s", "alpha", gates=a)
+    until(lambda: all(runs.starts(g) for g in a), "the first run holds both A100")
+    b = runs.gate("b")
+    second = runs.start("a100s", "beta", gates=[b])
+    why = until(lambda: runs.reason(second, "hold[0]"), "the second run's step says why")
+    assert "GPU" in why or "A100" in why, why
+    assert runs.starts(b) == 0 and runs.state(second) == "running"
+    runs.release(a[1])
+    until(lambda: runs.starts(b), "the second run's step starts on the freed A100")
+
+    def gpus(run_id: str, task: str) -> list[int]:
+        att = runs.store.list_attempts(run_id, task)[-1]
+        return list((att.placement or {})["gpu_ids"])
+
+    assert gpus(second, "hold[0]") == gpus(first, "hold[1]")
+    assert gpus(second, "hold[0]") != gpus(first, "hold[0]")
+    runs.release(a[0])
+    runs.release(b)
+    runs.finish()
+    assert runs.state(first) == runs.state(second) == "succeeded"

@@ -5,14 +5,17 @@ starts it."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from insitu.datasets import shards_in
 from insitu.engine._locality import Busy
 from insitu.engine._paths import log_path, metrics_path, result_path
 from insitu.engine._placement import Placement, Request
+from insitu.engine._status import STALE_AFTER_S
 from insitu.executor import LaunchRequest
 from insitu.store import AttemptRecord, TaskRecord
 from insitu.store._states import AttemptState as A
@@ -46,6 +49,7 @@ class Launcher:
         self.ready: dict[str, collections.deque[str]] = {sid: collections.deque()
                                                          for sid in order}
         self.ready_set: set[str] = set()
+        self.waiting_on_others = False  # ready work waits for what other engines hold
         self.fresh: list[str] = []          # made ready since the last cache lookup
         self.running_per_step: dict[str, int] = {}
         self.requests: dict[str, Request] = {}
@@ -65,6 +69,7 @@ class Launcher:
                 self.fresh.append(tid)
 
     def launch_ready(self, now: float) -> None:
+        self.waiting_on_others = False
         if not self.ready_set:
             return
         loop = self.loop
@@ -89,16 +94,37 @@ class Launcher:
                 # would hold quota they cannot use)
                 want.update({tid: base for tid in pending[:max(0, room)]})
             quota.sync(want)
-        launches: list[LaunchRequest] = []
-        loop.locality.new_pass()
-        for sid, queue in self.ready.items():
-            if not queue or (loop.failing and sid != loop.exit_step):
-                continue
-            launches += self._launch_step(sid, queue, now)
-        if launches:
-            loop.flush()  # the attempts are recorded as running before they start
-            for lr in launches:
-                loop.executor.launch(lr)
+        with self._shared_nodes(now) as shared:
+            launches: list[LaunchRequest] = []
+            loop.locality.new_pass()
+            for sid, queue in self.ready.items():
+                if not queue or (loop.failing and sid != loop.exit_step):
+                    continue
+                launches += self._launch_step(sid, queue, now)
+            if launches:  # the attempts are recorded as running before they start
+                if shared is not None:  # in the transaction that saw the others
+                    shared.upsert(*loop.dirty)
+                    loop.dirty = []
+                else:
+                    loop.flush()
+        # ready work that other engines' attempts keep out: look again soon
+        self.waiting_on_others = bool(self.ready_set) and loop.placer.others_hold()
+        for lr in launches:
+            loop.executor.launch(lr)
+
+    @contextlib.contextmanager
+    def _shared_nodes(self, now: float) -> Iterator[Any]:
+        """The nodes are shared with every other engine of this store (runs started from
+        two terminals, or by a server): a pass places its attempts around what the others
+        run, and records them, in one exclusive transaction, so that no two engines hand
+        out the same CPU, memory or GPU. A store without transactions: this engine alone."""
+        loop = self.loop
+        if not hasattr(loop.store, "exclusive"):
+            yield None
+            return
+        with loop.store.exclusive() as tx:
+            loop.placer.set_others(tx.running_elsewhere(loop.run_id, now - STALE_AFTER_S))
+            yield tx
 
     def _launch_step(self, sid: str, queue: collections.deque[str], now: float
                      ) -> list[LaunchRequest]:

@@ -307,7 +307,7 @@ class RunLoop:
             self.flush()
 
     def _poll_timeout(self) -> float:
-        if self.quota.mine:  # admission is decided by any engine's pass: look again soon
+        if self.quota.mine or self.launcher.waiting_on_others:  # decided by others: look soon
             wait = POLL_S
             if self.backoff and not self.failing:
                 wait = min(wait, max(0.0, self.backoff[0][0] - time.time()))
@@ -319,8 +319,10 @@ class RunLoop:
         return HEARTBEAT_S if self.running else 0.0
 
     def _waiting(self) -> bool:
-        """Is some task waiting for its retry backoff, or for its project's quota?"""
-        return (bool(self.backoff) or self.quota.waiting()) and not self.stopping
+        """Is some task waiting for its retry backoff, its project's quota, or room that
+        other engines' attempts hold?"""
+        return (bool(self.backoff) or self.quota.waiting() or self.launcher.waiting_on_others) \
+            and not self.stopping
 
     # -- recovery -------------------------------------------------------------------------
     def _adoptable(self, a: AttemptRecord) -> dict[str, Any] | None:

@@ -110,6 +110,7 @@ class Placer:
         self.models = sorted({g.model for n in nodes for g in n.gpus})
         self.cluster = ClusterState([_scheduler_node(n) for n in nodes])
         self._seq = 0
+        self._others: list[Any] = []  # what other engines' attempts hold on these nodes
         self._holders: dict[str, set[str]] = {}       # data id -> nodes that hold it
         self._hosts: dict[tuple[str, Request], bool] = {}
 
@@ -157,6 +158,33 @@ class Placer:
         share = p.gpu_milli / 1000 if 0 < req.gpu < 1 else 0.0
         return Placement(node=p.node, cpu=req.cpu, memory=req.memory, gpu_ids=ids,
                          gpu_share=share, ticket=p)
+
+    def set_others(self, placements: list[dict[str, Any]]) -> None:
+        """What other engines' running attempts hold on these nodes now (their attempts'
+        placements, as :meth:`Placement.as_dict` records them): reserved here too, so two
+        runs sharing a machine or a cluster never hand out the same CPU, memory or GPU."""
+        from insitu.scheduler import Placement as SPlacement
+
+        for ticket in self._others:
+            self.cluster.release(ticket)
+        self._others = []
+        for i, p in enumerate(placements):
+            node = p.get("node")
+            if node not in self._gpu_index:
+                continue  # a node this engine does not use
+            index = self._gpu_index[node]
+            gpus = tuple(index.index(g) for g in p.get("gpu_ids") or () if g in index)
+            share = float(p.get("gpu_share") or 0.0)
+            ticket = SPlacement(request=f"elsewhere/{i}", node=node, gpus=gpus,
+                                gpu_milli=round(share * 1000) if share else 1000 if gpus else 0,
+                                cpu_milli=round(float(p.get("cpu") or 0) * 1000),
+                                memory=int(p.get("memory") or 0))
+            self.cluster.reserve(ticket)
+            self._others.append(ticket)
+
+    def others_hold(self) -> bool:
+        """Do other engines' attempts hold anything on these nodes (as last seen)?"""
+        return bool(self._others)
 
     def note_data(self, data_id: str, node: str) -> None:
         """``node`` holds ``data_id`` (a dataset shard's replica, or an artifact it made)."""
@@ -206,6 +234,7 @@ class Placer:
         for nodes in self._holders.values():
             nodes -= gone
         self.cluster = ClusterState([_scheduler_node(n) for n in self.infos])
+        self._others = []  # set again by the next pass
         for data_id, nodes in self._holders.items():  # what the remaining nodes hold
             for node in nodes:
                 self.cluster.add_shard(data_id, node)

@@ -5,7 +5,7 @@ changes atomically."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,12 +20,39 @@ def _rec(cls: type[Any], row: Any) -> Any:
     return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
 
 
-class ClaimsTx:
-    """The quotas and claims tables, in an open transaction that holds the claims lock."""
+Upsert = Callable[[Connection, sa.Table, tuple[str, ...], list[dict[str, Any]]], None]
 
-    def __init__(self, conn: Connection, tables: dict[type, tuple[sa.Table, Any]]) -> None:
+
+class ClaimsTx:
+    """The quotas and claims tables, in an open transaction that holds the claims lock;
+    also where engines place attempts on nodes they share (:meth:`running_elsewhere`)."""
+
+    def __init__(self, conn: Connection, tables: dict[type, tuple[sa.Table, Any]],
+                 upsert: Upsert | None = None, to_row: Callable[[Any], dict[str, Any]]
+                 | None = None) -> None:
         self.conn = conn
         self._tables = tables  # record class -> (table, primary key)
+        self._upsert = upsert
+        self._to_row = to_row
+
+    def running_elsewhere(self, run_id: str, alive_since: float) -> list[dict[str, Any]]:
+        """The placements (node, cpu, memory, gpu_ids, gpu_share) of the running attempts of
+        every other run whose engine has beaten since ``alive_since``."""
+        a, r = t.attempts.c, t.runs.c
+        q = (sa.select(a.placement).select_from(t.attempts.join(t.runs, r.id == a.run_id))
+             .where(a.state == "running", a.placement.is_not(None), r.id != run_id,
+                    r.state.in_(("pending", "running")), r.heartbeat_at >= alive_since))
+        return [row[0] for row in self.conn.execute(q) if row[0]]
+
+    def upsert(self, *records: Any) -> None:
+        """Upsert records of any kind in this transaction (as ``Store.put`` does)."""
+        assert self._upsert is not None and self._to_row is not None
+        groups: dict[type, list[dict[str, Any]]] = {}
+        for rec in records:
+            groups.setdefault(type(rec), []).append(self._to_row(rec))
+        for cls, rows in groups.items():
+            table, pk = self._tables[cls]
+            self._upsert(self.conn, table, pk, rows)
 
     def quotas(self) -> list[QuotaRecord]:
         q = sa.select(t.quotas).order_by(t.quotas.c.project)

@@ -304,7 +304,7 @@ class SQLStore(Store):
                 elif self._dialect == "postgresql":
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(7249011)"))
                 try:
-                    yield ClaimsTx(conn, _TABLE_OF)
+                    yield ClaimsTx(conn, _TABLE_OF, self._upsert, _to_row)
                 except BaseException:
                     conn.rollback()
                     raise
