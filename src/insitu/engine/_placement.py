@@ -169,18 +169,20 @@ class Placer:
             self.cluster.release(ticket)
         self._others = []
         for i, p in enumerate(placements):
-            node = p.get("node")
-            if node not in self._gpu_index:
-                continue  # a node this engine does not use
-            index = self._gpu_index[node]
-            gpus = tuple(index.index(g) for g in p.get("gpu_ids") or () if g in index)
             share = float(p.get("gpu_share") or 0.0)
-            ticket = SPlacement(request=f"elsewhere/{i}", node=node, gpus=gpus,
-                                gpu_milli=round(share * 1000) if share else 1000 if gpus else 0,
-                                cpu_milli=round(float(p.get("cpu") or 0) * 1000),
-                                memory=int(p.get("memory") or 0))
-            self.cluster.reserve(ticket)
-            self._others.append(ticket)
+            for rank in p.get("ranks") or [p]:  # a gang: each worker, with the same request
+                node = rank.get("node")
+                if node not in self._gpu_index:
+                    continue  # a node this engine does not use
+                index = self._gpu_index[node]
+                gpus = tuple(index.index(g) for g in rank.get("gpu_ids") or () if g in index)
+                ticket = SPlacement(
+                    request=f"elsewhere/{i}/{rank.get('rank', 0)}", node=node, gpus=gpus,
+                    gpu_milli=round(share * 1000) if share else 1000 if gpus else 0,
+                    cpu_milli=round(float(p.get("cpu") or 0) * 1000),
+                    memory=int(p.get("memory") or 0))
+                self.cluster.reserve(ticket)
+                self._others.append(ticket)
 
     def others_hold(self) -> bool:
         """Do other engines' attempts hold anything on these nodes (as last seen)?"""
