@@ -7,6 +7,7 @@ bodies untouched, to the process's Unix socket. Access rules are in ``_access.AC
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -144,14 +145,19 @@ def logs(request: Request, project: str, name: str,
 
 async def _admin(project: str, name: str, method: str, path: str,
                  body: dict[str, Any] | None = None) -> dict[str, Any]:
-    client = _uds(E.socket_path(load_config().home, project, name))
+    import aiohttp
+
+    sock = E.socket_path(load_config().home, project, name)
     try:
-        r = await client.request(method, path, json=body)
-    except httpx.TransportError:
+        async with _session(sock).request(method, f"http://endpoint{path}",
+                                          json=body) as r:
+            status, raw = r.status, await r.read()
+    except (aiohttp.ClientError, OSError):
+        await _drop_session(sock)
         raise Unavailable(f"endpoint {name!r} is not running now, so its traffic cannot "
                           "change", hint=f"see why with insitu endpoints show {name}") from None
-    doc: dict[str, Any] = r.json()
-    if r.status_code >= 400:
+    doc: dict[str, Any] = json.loads(raw)
+    if status >= 400:
         raise UserError(str(doc.get("error")))
     return doc
 
@@ -194,18 +200,29 @@ async def rollback(request: Request, project: str, name: str) -> dict[str, Any]:
 
 # -- the door to the model ------------------------------------------------------------------
 
-_CLIENTS: dict[str, httpx.AsyncClient] = {}
+_SESSIONS: dict[str, Any] = {}   # socket path -> aiohttp session (its connections kept)
 _DROP = frozenset({"authorization", "cookie", "host", "content-length", "connection",
-                   "transfer-encoding", "accept-encoding"})
+                   "transfer-encoding", "accept-encoding", "keep-alive"})
 
 
-def _uds(path: str) -> httpx.AsyncClient:
-    c = _CLIENTS.get(path)
-    if c is None:
-        c = _CLIENTS[path] = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(uds=path), base_url="http://endpoint",
-            timeout=httpx.Timeout(300.0, connect=5.0))
-    return c
+def _session(path: str) -> Any:
+    """The pooled client of one endpoint's socket (aiohttp: measured here at about 0.45 ms
+    a request over a Unix socket, where httpx's async client took about 7 ms)."""
+    import aiohttp
+
+    s = _SESSIONS.get(path)
+    if s is None or s.closed:
+        s = _SESSIONS[path] = aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=path, limit=256),
+            timeout=aiohttp.ClientTimeout(total=300, connect=5), auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"))
+    return s
+
+
+async def _drop_session(path: str) -> None:
+    s = _SESSIONS.pop(path, None)
+    if s is not None:
+        await s.close()
 
 
 def _why_not(request: Request, project: str, name: str) -> InsituError:
@@ -222,30 +239,32 @@ def _why_not(request: Request, project: str, name: str) -> InsituError:
 
 
 async def _proxy(request: Request, project: str, name: str, path: str) -> Response:
+    import aiohttp
+
     t0 = time.perf_counter()
-    headers = [(k, v) for k, v in request.headers.items() if k not in _DROP]
+    headers = {k: v for k, v in request.headers.items() if k not in _DROP}
     body = await request.body()
     sock = E.socket_path(load_config().home, project, name)
     for again in (True, False):
         try:
-            r = await _uds(sock).request(request.method, path, content=body,
-                                         headers=headers)
+            async with _session(sock).request(request.method, f"http://endpoint{path}",
+                                              data=body, headers=headers) as r:
+                status, raw = r.status, await r.read()
+                ctype = r.headers.get("content-type", "application/json")
+                version = r.headers.get("x-insitu-version")
             break
-        except httpx.TransportError:
+        except (aiohttp.ClientError, OSError):
             # its process restarted (the kept connections are dead) or is not there
-            stale = _CLIENTS.pop(sock, None)
-            if stale is not None:
-                await stale.aclose()
+            await _drop_session(sock)
             if not (again and os.path.exists(sock)):
                 raise _why_not(request, project, name) from None
-    out = {"content-type": r.headers.get("content-type", "application/json")}
-    version = r.headers.get("x-insitu-version")
+    out = {"content-type": ctype}
     if version:
         out["x-insitu-version"] = version
     metrics = getattr(request.app.state, "endpoint_metrics", None)
     if metrics is not None:
-        metrics.observe(project, name, r.status_code, time.perf_counter() - t0)
-    return Response(r.content, r.status_code, headers=out)
+        metrics.observe(project, name, status, time.perf_counter() - t0)
+    return Response(raw, status, headers=out)
 
 
 @router.api_route("/{name}/v2/{path:path}", methods=["GET", "POST"],
