@@ -291,3 +291,15 @@ def test_who_may_do_what_and_what_is_refused(w: World) -> None:
 @pytest.fixture
 def w(world: World) -> World:
     return world
+
+
+def test_insitu_serve_says_it_serves_the_local_registry_when_a_server_is_configured(
+        w: World, tmp_path: Path) -> None:
+    env = {**os.environ, "INSITU_HOME": str(tmp_path), "INSITU_SERVER": w.s.url,
+           "INSITU_TOKEN": w.tokens["vw"], "COLUMNS": "250"}
+    env.pop("INSITU_DB_URL", None)
+    r = subprocess.run([sys.executable, "-m", "insitu", "serve", "clf@champion"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode != 0  # this machine's registry has no such model
+    assert "serves a model of this machine's registry" in r.stderr, r.stderr
+    assert "insitu endpoints create NAME --model clf@champion" in r.stderr, r.stderr
