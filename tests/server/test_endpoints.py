@@ -95,6 +95,7 @@ def world(server: Server) -> World:
     run = store.list_runs(pipeline="train")[0]
     store.put(dataclasses.replace(run, project=A))
     register("clf", run=run.id, step="fit", alias="champion", store=store)
+    register("clf", run=run.id, step="fit", store=store)  # clf:2, a canary
     store.close()
     return World(s=s, tokens=tokens)
 
@@ -155,7 +156,7 @@ def test_an_endpoint_serves_through_the_server_and_comes_back_when_killed(w: Wor
     ed, vw = w.editor, w.viewer
     base = f"/api/v1/projects/{A}/endpoints"
     r = ed.post(base, json={"name": "clf-ep", "model": "clf@champion", "cpu": 1,
-                            "memory": 512 * 2**20})
+                            "memory": 512 * 2**20, "payloads": {"sample": 1.0}})
     assert r.status_code == 201, r.text
     assert r.json()["reserved"] == {"cpu": 1.0, "memory": 512 * 2**20, "gpu": 0.0}
     t0 = time.monotonic()
@@ -248,11 +249,35 @@ def test_an_endpoint_serves_through_the_server_and_comes_back_when_killed(w: Wor
     r = vw.post(f"{base}/clf-ep/v2/models/clf-ep/infer", json=ROW)
     assert r.status_code == 200, r.text
 
-    # the server restarted: the endpoint comes back
+    # payloads logged by the endpoint, read through the server
+    got = wait_for(lambda: vw.get(f"{base}/clf-ep/logs", params={"payloads": 3}).json()
+                   .get("payloads"), 30, "logged payloads")
+    assert got[-1]["endpoint"] == "clf-ep" and got[-1]["status"] == 200
+
+    # traffic moved live: a canary, a rollback, a promote (the alias moves)
+    r = ed.put(f"{base}/clf-ep/traffic", json={"canary": 2, "percent": 100})
+    assert r.status_code == 200, r.text
+    assert r.json()["config"]["traffic"]["canary"] == 2
+    r = vw.post(f"{base}/clf-ep/v2/models/clf-ep/infer", json=ROW)
+    assert r.headers["x-insitu-version"] == "clf:2", r.text
+    assert ed.post(f"{base}/clf-ep/rollback").status_code == 200
+    r = vw.post(f"{base}/clf-ep/v2/models/clf-ep/infer", json=ROW)
+    assert r.headers["x-insitu-version"] == "clf:1"
+    assert vw.post(f"{base}/clf-ep/promote").status_code == 403  # a viewer may not
+    assert ed.put(f"{base}/clf-ep/traffic", json={"canary": 2, "percent": 5}).status_code == 200
+    r = ed.post(f"{base}/clf-ep/promote")
+    assert r.status_code == 200 and r.json()["config"]["traffic"]["canary"] is None, r.text
+    r = vw.post(f"{base}/clf-ep/v2/models/clf-ep/infer", json=ROW)
+    assert r.headers["x-insitu-version"] == "clf:2"
+    r = ed.put(f"{base}/clf-ep/traffic", json={"canary": 9, "percent": 5})
+    assert r.status_code == 400 and "9" in r.json()["detail"], r.text
+
+    # the server restarted: the endpoint comes back, serving what was promoted
     _restart(w.s)
     again = _running(w.viewer, "clf-ep", not_pid=again["pid"])
     r = w.viewer.post(f"{base}/clf-ep/v2/models/clf-ep/infer", json=ROW)
     assert r.status_code == 200, r.text
+    assert r.headers["x-insitu-version"] == "clf:2"
     ed, vw = w.editor, w.viewer
 
     # deleted: its process stops, and it is gone

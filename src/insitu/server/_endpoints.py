@@ -236,14 +236,18 @@ def record_of(store: Store, project: str, name: str) -> EndpointRecord:
     return _endpoint(store, project, name)
 
 
-def _tail_lines(path: Path, n: int) -> list[str]:
+def _tail_lines(path: Path, n: int, *, chunk: int = 4 * 2**20) -> list[str]:
+    """The last ``n`` whole lines of a file (read from its last ``chunk`` bytes)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 256 * n))
+            start = max(0, f.tell() - chunk)
+            f.seek(start)
             lines = f.read().decode(errors="replace").splitlines()
     except OSError:
         return []
+    if start > 0 and lines:
+        lines = lines[1:]  # a line cut by the start of the chunk
     return lines[-n:]
 
 
@@ -262,8 +266,10 @@ def logs(home: Path, project: str, name: str, *, tail: int, payloads: int) -> di
         rows: list[dict[str, Any]] = []
         for f in sorted((where / "payloads" / name).glob("*.jsonl"), reverse=True):
             for line in reversed(_tail_lines(f, payloads)):
-                if line.strip():
+                try:
                     rows.append(orjson.loads(line))
+                except orjson.JSONDecodeError:
+                    continue  # a line being written
             if len(rows) >= payloads:
                 break
         out["payloads"] = sorted(rows[:payloads], key=lambda r: r.get("time") or 0)
