@@ -144,7 +144,7 @@ def view(store: Store, rec: EndpointRecord, status: EndpointStatusRecord | None 
     d = dataclasses.asdict(rec)
     d["reserved"] = reserved(rec)
     d["path"] = f"/api/v1/projects/{rec.project}/endpoints/{rec.name}"
-    if status is None or status.generation != rec.generation and status.state != "waiting":
+    if status is None or status.generation != rec.generation:
         d["status"] = {"state": "pending", "reason": "not placed yet", "restarts": 0,
                        "pid": None, "node": None, "placement": {}, "started_at": None}
     else:

@@ -17,18 +17,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
 from insitu._config import load_config
-from insitu.errors import InsituError, NotFound, UserError
+from insitu.errors import InsituError, NotFound, Unavailable, UserError
 from insitu.server import _endpoints as E
 from insitu.server._access import API
 from insitu.server._endpoint_runner import never_fits
 from insitu.server._routes import Text, _client, _store, _who, _Write, authorize
 from insitu.store import EndpointStatusRecord
-
-
-class Unavailable(InsituError):
-    """The endpoint exists and is not answering now (waiting, starting, restarting)."""
-
-    status = 503
 
 
 class TrafficIn(_Write):
