@@ -238,6 +238,9 @@ def test_an_endpoint_serves_through_the_server_and_comes_back_when_killed(w: Wor
     waiting = wait_for(lambda: (s := _state(vw, "wide"))["state"] == "waiting" and s,
                        60, "a waiting endpoint")
     assert "CPU" in waiting["reason"], waiting
+    r = vw.post(f"{base}/wide/v2/models/wide/infer", json=ROW)
+    assert r.status_code == 503 and "is waiting" in r.json()["detail"], r.text
+    assert r.headers["content-type"] == "application/problem+json"
     assert ed.delete(f"{base}/wide").status_code == 204
 
     # its serving process killed: the server starts it again
