@@ -310,6 +310,23 @@ def test_who_may_do_what_and_what_is_refused(w: World) -> None:
                                   "traffic": {"canary": 1, "percent": 140}})
     assert r.status_code in (400, 422)
     assert [e["name"] for e in w.viewer.get(base).json()] == []
+    # from Python the same, on the server named by INSITU_SERVER/INSITU_TOKEN
+    import insitu
+    from insitu.errors import PermissionDenied, UserError
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("INSITU_SERVER", w.s.url)
+    mp.setenv("INSITU_TOKEN", w.tokens["vw"])
+    try:
+        assert insitu.endpoints.list(project=A) == []
+        with pytest.raises(PermissionDenied, match="needs editor"):
+            insitu.endpoints.create("v", "clf@champion", project=A)
+        mp.setenv("INSITU_TOKEN", w.tokens["ed"])
+        with pytest.raises(UserError, match="cannot be placed on any node"):
+            insitu.endpoints.create("huge", "clf@champion", project=A, cpu=64)
+        assert insitu.endpoints.url("x", project=A) == f"{w.s.url}{base}/x"
+    finally:
+        mp.undo()
     # the CLI says the same
     bad = _cli(w, w.tokens["ed"], "endpoints", "create", "huge", "--model", "clf@champion",
                "--cpu", "64")
