@@ -283,6 +283,14 @@ def test_an_endpoint_serves_through_the_server_and_comes_back_when_killed(w: Wor
     assert r.headers["x-insitu-version"] == "clf:2"
     ed, vw = w.editor, w.viewer
 
+    # changed settings: placed again and restarted with them
+    r = ed.patch(f"{base}/clf-ep", json={"max_replicas": 2})
+    assert r.status_code == 200, r.text
+    assert r.json()["reserved"]["cpu"] == 2.0 and r.json()["generation"] == 2
+    again = _running(vw, "clf-ep", not_pid=again["pid"])
+    assert again["placement"]["cpu"] == 2.0
+    assert vw.post(f"{base}/clf-ep/v2/models/clf-ep/infer", json=ROW).status_code == 200
+
     # deleted: its process stops, and it is gone
     assert ed.delete(f"{base}/clf-ep").status_code == 204
     wait_for(lambda: not _alive(again["pid"]), 60, "the serving process to stop")
