@@ -232,6 +232,12 @@ def test_an_endpoint_serves_through_the_server_and_comes_back_when_killed(w: Wor
         in text
     assert f'insitu_endpoints{{project="{A}",state="running"}} 1.0' in text
 
+    # what it reserves shows in the cluster's view, as steps' allocations do
+    cl = vw.get("/api/v1/cluster").json()
+    mine = [a for a in cl["allocations"] if a.get("endpoint") == "clf-ep"]
+    assert mine and mine[0]["cpu"] == 1.0 and mine[0]["project"] == A
+    assert [n["allocated"]["cpu"] for n in cl["nodes"] if n["name"] == mine[0]["node"]] == [1.0]
+
     # another endpoint that does not fit beside it waits, and says why
     r = ed.post(base, json={"name": "wide", "model": "clf:1", "cpu": 3.5})
     assert r.status_code == 201, r.text

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
 from insitu._config import load_config
-from insitu.errors import InsituError, NotFound, Unavailable, UserError
+from insitu.errors import InsituError, NotFound, TooLarge, Unavailable, UserError
 from insitu.server import _endpoints as E
 from insitu.server._access import API
 from insitu.server._endpoint_runner import never_fits
@@ -232,12 +232,29 @@ def _why_not(request: Request, project: str, name: str) -> InsituError:
                        hint=f"insitu endpoints show {name} says why; try again shortly")
 
 
+MAX_BODY = 256 * 2**20   # the most the server reads of one request to an endpoint
+
+
+async def _body(request: Request) -> bytes:
+    """The request's body, refused (413) past :data:`MAX_BODY` before it is all read; the
+    endpoint applies its own, usually lower, limit."""
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge(f"the request body is over the server's limit of {MAX_BODY} bytes "
+                           "for a request to an endpoint", size=size, limit=MAX_BODY,
+                           hint="send fewer rows per request")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 async def _proxy(request: Request, project: str, name: str, path: str) -> Response:
     import aiohttp
 
     t0 = time.perf_counter()
     headers = {k: v for k, v in request.headers.items() if k not in _DROP}
-    body = await request.body()
+    body = await _body(request)
     sock = E.socket_path(load_config().home, project, name)
     for again in (True, False):
         try:
