@@ -324,6 +324,11 @@ def test_who_may_do_what_and_what_is_refused(w: World) -> None:
                                   "traffic": {"canary": 1, "percent": 140}})
     assert r.status_code in (400, 422)
     assert [e["name"] for e in w.viewer.get(base).json()] == []
+    # the registry's view of a version names its flavour (what its endpoint's runtime is)
+    got = w.viewer.get(f"/api/v1/projects/{A}/models/clf").json()
+    assert [v["flavor"] for v in got["versions"]] == ["sklearn", "sklearn"]
+    assert w.viewer.get(f"/api/v1/projects/{A}/models/clf/versions/1").json()["flavor"] == \
+        "sklearn"
     # from Python the same, on the server named by INSITU_SERVER/INSITU_TOKEN
     import insitu
     from insitu.errors import PermissionDenied, UserError
