@@ -95,7 +95,7 @@ def world(server: Server) -> World:
     run = store.list_runs(pipeline="train")[0]
     store.put(dataclasses.replace(run, project=A))
     register("clf", run=run.id, step="fit", alias="champion", store=store)
-    register("clf", run=run.id, step="fit", store=store)  # clf:2, a canary
+    register("clf", run=run.id, step="fit", alias="challenger", store=store)  # clf:2
     store.close()
     return World(s=s, tokens=tokens)
 
@@ -155,10 +155,15 @@ def _cli(w: World, token: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_an_endpoint_serves_through_the_server_and_comes_back_when_killed(w: World) -> None:
     ed, vw = w.editor, w.viewer
     base = f"/api/v1/projects/{A}/endpoints"
-    r = ed.post(base, json={"name": "clf-ep", "model": "clf@champion", "cpu": 1,
-                            "memory": 512 * 2**20, "payloads": {"sample": 1.0}})
-    assert r.status_code == 201, r.text
-    assert r.json()["reserved"] == {"cpu": 1.0, "memory": 512 * 2**20, "gpu": 0.0}
+    made = _cli(w, w.tokens["ed"], "endpoints", "create", "clf-ep", "--model", "clf@champion",
+                "--cpu", "1", "--memory", "512MiB", "--payloads", "1",
+                "--canary", "clf@challenger", "--canary-percent", "0")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "reserving 1 CPU, 512.0 MiB" in made.stdout, made.stdout
+    ep = vw.get(f"{base}/clf-ep").json()
+    assert ep["reserved"] == {"cpu": 1.0, "memory": 512 * 2**20, "gpu": 0.0}
+    t = ep["config"]["traffic"]
+    assert (t["canary"], t["percent"]) == (2, 0.0)  # the alias, resolved
     t0 = time.monotonic()
     first = _running(vw, "clf-ep")
     print(f"\nfrom create to running: {time.monotonic() - t0:.2f} s")
