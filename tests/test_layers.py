@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"serving"},
     {"client"},
-    {"_results"},
+    {"_results", "endpoints"},
     {"<root>"},
     {"server"},
     {"testing", "demo", "cli", "__main__"},

@@ -4,7 +4,8 @@ import insitu.errors
 
 def test_exported_names_are_exactly_the_public_api() -> None:
     assert sorted(insitu.__all__) == [
-        "Elif", "Else", "If", "Run", "TrialPruned", "dataset", "datasets", "errors", "get_run",
+        "Elif", "Else", "If", "Run", "TrialPruned", "dataset", "datasets", "endpoints", "errors",
+        "get_run",
         "list_runs",
         "log_artifact", "log_metric", "log_metrics", "log_params", "models", "on_exit", "pipeline",
         "report", "run", "shard_path", "step", "testing", "tune"]

@@ -26,6 +26,7 @@ __all__ = [
     "TrialPruned",
     "dataset",
     "datasets",
+    "endpoints",
     "errors",
     "get_run",
     "list_runs",
@@ -55,7 +56,7 @@ def __getattr__(name: str) -> Any:
         from insitu import datasets
 
         return getattr(datasets, name)
-    if name in ("models", "datasets", "testing"):
+    if name in ("models", "datasets", "testing", "endpoints"):
         import importlib
 
         return importlib.import_module(f"insitu.{name}")

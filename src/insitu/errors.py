@@ -20,6 +20,7 @@ faults of insitu itself or its environment (:class:`InternalError`,
     │   └── PermissionDenied         the token's role does not allow the request
     ├── StepFailed                   a step ended failed (its error is attached)
     ├── StoreError                   the database cannot be used (corrupt, foreign, too new)
+    ├── Unavailable                  it exists and cannot answer now (an endpoint starting)
     └── InternalError                a bug in insitu: please report it
 
 :class:`Cancelled` derives from ``BaseException`` so that user code cannot swallow it.
@@ -155,6 +156,11 @@ class StoreError(InsituError):
     """The metadata database cannot be used: corrupted, not insitu's, or from a newer insitu."""
 
 
+class Unavailable(InsituError):
+    """What was asked for exists and cannot answer now (an endpoint waiting, starting or
+    restarting); asking again later may succeed."""
+
+
 class InternalError(InsituError):
     """A fault inside insitu itself. Please report it with the run id."""
 
@@ -180,6 +186,7 @@ __all__ = [
     "StoreError",
     "TooLarge",
     "Unauthenticated",
+    "Unavailable",
     "UserError",
     "ValidationError",
     "not_found",

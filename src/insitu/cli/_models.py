@@ -106,6 +106,7 @@ def show_cmd(name: str, as_json: bool) -> None:
                 "lineage")
         got = client.get(client.in_project("models", name))
         rows = [{k: v.get(k) for k in keys} for v in got["versions"]]
+        flavors = {v["version"]: v.get("flavor") or "" for v in got["versions"]}
     else:
         versions = list_versions(name, store=_store())
         rows = [{"version": v.version, "aliases": list(v.aliases), "run_id": v.record.run_id,

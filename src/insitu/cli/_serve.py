@@ -1,5 +1,6 @@
 """``insitu serve NAME@ALIAS``: serve a registered model over the Open Inference Protocol v2
-on this machine, with no server."""
+on this machine, with no server. It always serves this machine's registry; when a server is
+configured it says so, and names ``insitu endpoints create`` for the server's models."""
 
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ def serve(model: str, host: str, port: int, canary: str | None, percent: float,
     import socket
 
     from insitu._units import parse_memory
+    from insitu.client import resolve
     from insitu.serving import (
         Autoscaling,
         Batching,
@@ -90,6 +92,13 @@ def serve(model: str, host: str, port: int, canary: str | None, percent: float,
     )
     from insitu.serving._serve import serve_forever
 
+    creds = resolve()
+    if creds is not None:  # logged in: this still serves this machine's registry
+        err_console.print(
+            f"[bold yellow]note:[/] a server is configured ({esc(creds.server)}), and "
+            "`insitu serve` serves a model of this machine's registry (INSITU_HOME), not "
+            f"the server's; to serve the server's model run: insitu endpoints create NAME "
+            f"--model {esc(model)}", soft_wrap=True)
     route_map: dict[str, int] = {}
     for r in routes:
         value, sep, ver = r.partition("=")

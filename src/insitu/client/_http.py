@@ -94,6 +94,10 @@ class Client:
         resp = self.request("PUT", path, json=body)
         return resp.json() if resp.content else None
 
+    def patch(self, path: str, body: Any = None) -> Any:
+        resp = self.request("PATCH", path, json=body)
+        return resp.json() if resp.content else None
+
     def delete(self, path: str) -> None:
         self.request("DELETE", path)
 

@@ -83,6 +83,20 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", f"{API}/projects/{{project}}/runs"): EDITOR,
     ("POST", f"{API}/projects/{{project}}/runs/{{run_id}}/resume"): EDITOR,
     ("DELETE", f"{API}/projects/{{project}}/runs/{{run_id}}"): OWNER,
+    # endpoints (_routes_endpoints.py): viewers read them and call the model; editors
+    # create, change, move traffic and delete
+    ("GET", f"{API}/projects/{{project}}/endpoints"): VIEWER,
+    ("POST", f"{API}/projects/{{project}}/endpoints"): EDITOR,
+    ("GET", f"{API}/projects/{{project}}/endpoints/{{name}}"): VIEWER,
+    ("PATCH", f"{API}/projects/{{project}}/endpoints/{{name}}"): EDITOR,
+    ("DELETE", f"{API}/projects/{{project}}/endpoints/{{name}}"): EDITOR,
+    ("GET", f"{API}/projects/{{project}}/endpoints/{{name}}/logs"): VIEWER,
+    ("PUT", f"{API}/projects/{{project}}/endpoints/{{name}}/traffic"): EDITOR,
+    ("POST", f"{API}/projects/{{project}}/endpoints/{{name}}/promote"): EDITOR,
+    ("POST", f"{API}/projects/{{project}}/endpoints/{{name}}/rollback"): EDITOR,
+    ("GET", f"{API}/projects/{{project}}/endpoints/{{name}}/v2/{{path:path}}"): VIEWER,
+    ("POST", f"{API}/projects/{{project}}/endpoints/{{name}}/v2/{{path:path}}"): VIEWER,
+    ("POST", f"{API}/projects/{{project}}/endpoints/{{name}}/v1/{{path:path}}"): VIEWER,
 }
 
 

@@ -36,11 +36,12 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 def routers() -> list[APIRouter]:
     """Every router the app serves (each route in them has a rule in ``_access.ACCESS``)."""
     from insitu.server._auth_routes import auth_router
+    from insitu.server._routes_endpoints import router as endpoints_router
     from insitu.server._routes_models import router as models_router
     from insitu.server._routes_runs import runs_router
 
     return [router, runs_router, read_router, models_router, quotas_router, schedules_router,
-            auth_router, metrics_router]
+            auth_router, endpoints_router, metrics_router]
 
 
 def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = True,
@@ -76,6 +77,11 @@ def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = 
     app.state.oidc = Provider(oidc) if oidc is not None else None
     app.state.metrics = Metrics(store, __version__, nodes=nodes, gpus=gpu_metrics)
     app.state.metrics.install(app)
+    from insitu._config import load_config
+    from insitu.server._endpoint_metrics import EndpointCollector, EndpointMetrics
+
+    app.state.endpoint_metrics = EndpointMetrics(app.state.metrics.registry)
+    app.state.metrics.register(EndpointCollector(store, load_config().home))
     for r in routers():
         app.include_router(r)
     app.add_middleware(_Threads, tokens=API_THREADS)

@@ -58,7 +58,8 @@ def version_view(v: ModelVersionRecord, aliases: list[str]) -> dict[str, Any]:
     """A model version as ``insitu models show --json`` prints it (and its output ref)."""
     return {"version": v.version, "aliases": sorted(aliases), "run_id": v.run_id,
             "step": v.task_id, "created_at": v.created_at, "tags": v.tags,
-            "description": v.description, "lineage": v.lineage, "output": v.output}
+            "description": v.description, "lineage": v.lineage, "output": v.output,
+            "flavor": v.flavor}
 
 
 def list_models(store: Store, project: str) -> list[dict[str, Any]]:

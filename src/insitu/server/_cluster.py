@@ -81,6 +81,7 @@ def cluster(store: Store, who: Principal) -> dict[str, Any]:
                             "waiting_s": now - t.ready_at, "cpu": res.get("cpu"),
                             "memory": res.get("memory"), "gpu": res.get("gpu"),
                             "gpu_type": res.get("gpu_type"), "priority": res.get("priority")})
+    _endpoints(store, who, used, allocations, nodes)
     out_nodes = []
     for name, n in sorted(nodes.items()):
         u = used.get(name, {})
@@ -93,3 +94,29 @@ def cluster(store: Store, who: Principal) -> dict[str, Any]:
         out_nodes.append({**n, "allocated": alloc, "free": free})
     pending.sort(key=lambda p: -p["waiting_s"])
     return {"nodes": out_nodes, "allocations": allocations, "pending": pending}
+
+
+def _endpoints(store: Store, who: Principal, used: dict[str, dict[str, float]],
+               allocations: list[dict[str, Any]], nodes: dict[str, dict[str, Any]]) -> None:
+    """What placed endpoints reserve (every project's counts; shown for those the caller
+    sees), as allocations with ``endpoint`` instead of a run."""
+    from insitu.store import EndpointStatusRecord
+
+    for s in store.select(EndpointStatusRecord):
+        p = s.placement or {}
+        if not p or s.state not in ("starting", "running"):
+            continue
+        node = str(p.get("node") or s.node or "?")
+        u = used[node]
+        u["cpu"] += float(p.get("cpu") or 0)
+        u["memory"] += float(p.get("memory") or 0)
+        u["gpus"] += len(p.get("gpus") or [])
+        u["gpu_share"] += float(p.get("gpu_milli") or 0) / 1000
+        nodes.setdefault(node, {"name": node, "cpu": None, "memory": None, "gpus": [],
+                                "labels": {}, "source": "endpoints"})
+        if who.role_in(s.project) is not None:
+            allocations.append({"project": s.project, "endpoint": s.name, "node": node,
+                                "cpu": p.get("cpu"), "memory": p.get("memory"),
+                                "gpu_ids": p.get("gpus") or [],
+                                "gpu_share": float(p.get("gpu_milli") or 0) / 1000,
+                                "started_at": s.started_at, "pid": s.pid})

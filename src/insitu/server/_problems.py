@@ -19,6 +19,7 @@ from insitu.errors import (
     StoreError,
     TooLarge,
     Unauthenticated,
+    Unavailable,
     UserError,
 )
 
@@ -33,6 +34,7 @@ _STATUS: list[tuple[type[InsituError], int, str]] = [  # first match wins
     (TooLarge, 413, "too-large"),
     (UserError, 400, "bad-request"),
     (StoreError, 503, "store-unavailable"),
+    (Unavailable, 503, "unavailable"),
 ]
 
 

@@ -1,4 +1,5 @@
-"""The supervisor: gives each supervised run that no engine holds to an engine process.
+"""The supervisor: gives each supervised run that no engine holds to an engine process,
+and runs the endpoints' serving processes (``_endpoint_runner``).
 
 A thread of ``insitu server``. Every tick (and at once when the API accepts or resumes a
 run) it looks for supervised runs that are pending, or running with no live lease (their
@@ -54,6 +55,10 @@ class Supervisor:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # the endpoints' serving processes, started and watched by this thread too
+        from insitu.server._endpoint_runner import EndpointRunner, host_id
+
+        self.endpoints = EndpointRunner(store, home=home, db_url=self.db_url, by=host_id())
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
@@ -68,6 +73,7 @@ class Supervisor:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self.endpoints.stop()
         warm, self._warm = self._warm, None
         if warm is not None and warm.stdin is not None:
             warm.stdin.close()  # it reads end of input and ends
@@ -85,6 +91,12 @@ class Supervisor:
                 log.warning("supervisor: %s", e.message)
             except Exception:  # noqa: BLE001 - the next tick tries again
                 log.exception("supervisor tick failed")
+            try:
+                self.endpoints.tick()
+            except InsituError as e:
+                log.warning("endpoints: %s", e.message)
+            except Exception:  # noqa: BLE001 - the next tick tries again
+                log.exception("endpoints tick failed")
             self._wake.wait(self.poll_s)
 
     def tick(self, now: float | None = None) -> list[str]:

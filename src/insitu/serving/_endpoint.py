@@ -103,18 +103,19 @@ class Endpoint:
 
     def __init__(self, spec: EndpointSpec, *, store: Store | None = None,
                  clock: Callable[[], float] = time.monotonic, logdir: str | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, project: str = "default") -> None:
         from insitu._config import load_config
         from insitu.models import get_version
         from insitu.store import open_store
 
         self.spec = spec
+        self.project = project  # whose registry the model's name is looked up in
         self.store = store or open_store()
         self.clock = clock
         cfg = load_config()
         self._artifacts_url = cfg.artifacts_url
         self._home = str(cfg.home)
-        mv = get_version(spec.model, store=self.store)
+        mv = get_version(spec.model, store=self.store, project=project)
         self.name = spec.served_name
         self.model = mv.name
         self.stable = mv.version
@@ -141,7 +142,8 @@ class Endpoint:
             return self._specs[version]
         from insitu.models import get_version
 
-        mv = get_version(f"{self.model}:{version}", store=self.store)
+        mv = get_version(f"{self.model}:{version}", store=self.store,
+                         project=self.project)
         flavor = mv.flavor
         runtime_class(flavor, what=f"model {mv.name}:{mv.version}")
         b = self.spec.batching
@@ -318,7 +320,8 @@ class Endpoint:
             raise UserError("there is no canary to promote",
                             hint="start one with --canary NAME:VERSION --percent 10")
         if self.spec.alias:
-            set_alias(self.model, self.spec.alias, canary, store=self.store)
+            set_alias(self.model, self.spec.alias, canary, store=self.store,
+                      project=self.project)
         self.stable = canary
         self.traffic = self.traffic.without_canary()
         self._retune()

@@ -7,6 +7,7 @@ See ``_base.py`` for the contract every backend honours, and
 from typing import TYPE_CHECKING, Any
 
 from insitu.store._base import Store
+from insitu.store._endpoints import EndpointRecord, EndpointStatusRecord
 from insitu.store._records import (
     AliasRecord,
     AttemptRecord,
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
     from insitu.store._sql import SQLStore, open_store
 
 __all__ = ["CATCHUP", "ROLES", "AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry",
-           "ClaimRecord", "DataReadRecord", "DatasetRecord", "LoggedArtifact", "LoginRecord",
+           "ClaimRecord", "DataReadRecord", "DatasetRecord", "EndpointRecord",
+           "EndpointStatusRecord", "LoggedArtifact", "LoginRecord",
            "MemberRecord", "MetricRecord", "ModelRecord", "ModelVersionRecord", "PackageRecord",
            "ParamRecord", "ProjectRecord", "QuotaRecord", "Record", "RunRecord", "SQLStore",
            "ScheduleRecord", "SessionRecord", "ShardRecord", "Store", "TaskRecord",

@@ -333,6 +333,36 @@ ticks = sa.Table(
     sa.Column("by", sa.String(300), nullable=False),
 )
 
+# -- endpoints: models served by the server (desired, and what the server sees) -----------
+
+endpoints = sa.Table(
+    "endpoints", metadata,
+    sa.Column("project", sa.String(100), primary_key=True),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("model", sa.String(300), nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(100)),
+    sa.Column("generation", sa.Integer, nullable=False),
+)
+
+endpoint_status = sa.Table(
+    "endpoint_status", metadata,
+    sa.Column("project", sa.String(100), primary_key=True),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("node", sa.String(200)),
+    sa.Column("placement", sa.JSON, nullable=False),
+    sa.Column("pid", sa.Integer),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("restarts", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("by", sa.String(300), nullable=False),
+)
+
 # -- code packages: the files a submitted run carries (see server/_packages.py) -----------
 
 packages = sa.Table(
