@@ -293,3 +293,30 @@ def test_engines_sharing_a_machine_never_hand_out_the_same_gpu(runs: Runs) -> No
     runs.release(b)
     runs.finish()
     assert runs.state(first) == runs.state(second) == "succeeded"
+
+
+def test_steps_are_placed_around_the_servers_endpoints(runs: Runs) -> None:
+    """An endpoint the server runs (its status, as the server's endpoint runner records it)
+    holds the machine's one A100: a run's GPU step waits for it, and starts once it is gone."""
+    import socket
+
+    from insitu.executor._local import LOCAL_NODE
+    from insitu.store import EndpointStatusRecord
+
+    runs.env["INSITU_NODE_GPUS"] = "A100:1"
+    held = EndpointStatusRecord(
+        project="alpha", name="fraud", state="running", node=LOCAL_NODE,
+        placement={"node": LOCAL_NODE, "cpu": 1.0, "memory": 2**30, "gpus": [0],
+                   "gpu_milli": 1000},
+        pid=os.getpid(), updated_at=time.time(), by=f"{socket.gethostname()}:{os.getpid()}")
+    runs.store.put(held)
+    g = runs.gate("g")
+    run = runs.start("a100s", "beta", gates=[g])
+    why = until(lambda: runs.reason(run, "hold[0]"), "the step says why it waits")
+    assert "GPU" in why, why
+    assert runs.starts(g) == 0
+    runs.store.delete(EndpointStatusRecord, project="alpha", name="fraud")
+    until(lambda: runs.starts(g), "the step starts once the endpoint is gone")
+    runs.release(g)
+    runs.finish()
+    assert runs.state(run) == "succeeded"

@@ -160,29 +160,13 @@ class Placer:
                          gpu_share=share, ticket=p)
 
     def set_others(self, placements: list[dict[str, Any]]) -> None:
-        """What other engines' running attempts hold on these nodes now (their attempts'
-        placements, as :meth:`Placement.as_dict` records them): reserved here too, so two
-        runs sharing a machine or a cluster never hand out the same CPU, memory or GPU."""
-        from insitu.scheduler import Placement as SPlacement
-
+        """What other engines' running attempts (and the server's endpoints) hold on these
+        nodes now, as :meth:`Placement.as_dict` records it: reserved here too, so work of
+        different runs sharing a machine or a cluster never gets the same CPU, memory or
+        GPU."""
         for ticket in self._others:
             self.cluster.release(ticket)
-        self._others = []
-        for i, p in enumerate(placements):
-            share = float(p.get("gpu_share") or 0.0)
-            for rank in p.get("ranks") or [p]:  # a gang: each worker, with the same request
-                node = rank.get("node")
-                if node not in self._gpu_index:
-                    continue  # a node this engine does not use
-                index = self._gpu_index[node]
-                gpus = tuple(index.index(g) for g in rank.get("gpu_ids") or () if g in index)
-                ticket = SPlacement(
-                    request=f"elsewhere/{i}/{rank.get('rank', 0)}", node=node, gpus=gpus,
-                    gpu_milli=round(share * 1000) if share else 1000 if gpus else 0,
-                    cpu_milli=round(float(p.get("cpu") or 0) * 1000),
-                    memory=int(p.get("memory") or 0))
-                self.cluster.reserve(ticket)
-                self._others.append(ticket)
+        self._others = hold_elsewhere(self.cluster, self._gpu_index, placements)
 
     def others_hold(self) -> bool:
         """Do other engines' attempts hold anything on these nodes (as last seen)?"""
@@ -252,6 +236,32 @@ class Placer:
         fresh = Placer(self.infos)
         got = fresh.place(req)
         return None if isinstance(got, Placement) else got
+
+
+def hold_elsewhere(cluster: Any, gpu_index: dict[str, list[int]],
+                   placements: list[dict[str, Any]]) -> list[Any]:
+    """Reserve in ``cluster`` what ``placements`` (of work placed by others: ``node``,
+    ``cpu``, ``memory``, ``gpu_ids``, ``gpu_share``, and a gang's ``ranks``) hold on its
+    nodes; returns the tickets, to release before the next look."""
+    from insitu.scheduler import Placement as SPlacement
+
+    tickets = []
+    for i, p in enumerate(placements):
+        share = float(p.get("gpu_share") or 0.0)
+        for rank in p.get("ranks") or [p]:  # a gang: each worker, with the same request
+            node = rank.get("node")
+            if node not in gpu_index:
+                continue  # a node this cluster does not have
+            index = gpu_index[node]
+            gpus = tuple(index.index(g) for g in rank.get("gpu_ids") or () if g in index)
+            ticket = SPlacement(
+                request=f"elsewhere/{i}/{rank.get('rank', 0)}", node=node, gpus=gpus,
+                gpu_milli=round(share * 1000) if share else 1000 if gpus else 0,
+                cpu_milli=round(float(p.get("cpu") or 0) * 1000),
+                memory=int(p.get("memory") or 0))
+            cluster.reserve(ticket)
+            tickets.append(ticket)
+    return tickets
 
 
 def describe(n: NodeInfo) -> str:

@@ -12,11 +12,15 @@ processes end with the server (they get SIGTERM if it dies), and a restarted ser
 them again from the database.
 
 Reservations are kept in one :class:`~insitu.scheduler.ClusterState` for the server's life:
-endpoints never over-commit the node between them. Steps placed by engines do not see them.
+endpoints never over-commit the node between them. Runs' steps and endpoints share the node
+both ways: an endpoint is placed around what the engines' running attempts hold (read from
+the database in an exclusive transaction, with its status written in it), and engines
+place their steps around the endpoints that are starting or running.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -24,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +98,10 @@ class EndpointRunner:
         self.home = Path(home)
         self.db_url = db_url
         self.by = by
-        self.cluster = ClusterState([_node()])
+        node = _node()
+        self.cluster = ClusterState([node])
+        self.gpu_index = {node.name: list(range(len(node.gpus)))}
+        self._elsewhere: list[Any] = []  # what runs' attempts hold on the node, as last seen
         self.procs: dict[Key, _Proc] = {}
         self.restarts: dict[Key, int] = {}
         self.not_before: dict[Key, float] = {}
@@ -122,19 +130,39 @@ class EndpointRunner:
                 self._forget((s.project, s.name))
 
     def _place(self, key: Key, e: EndpointRecord, now: float) -> None:
-        d = self.cluster.place([_request(e)])[0]
-        placement = d.placement
-        if placement is None:
-            self._status(e, "waiting", d.reason or "it does not fit on any node now", None)
+        """Place it around what runs' steps hold on the node (engines place their steps
+        around the endpoints in turn), in one exclusive transaction with its status."""
+        with self._shared(now) as tx:
+            d = self.cluster.place([_request(e)])[0]
+            placement = d.placement
+            if placement is None:
+                self._status(e, "waiting", d.reason or "it does not fit on any node now",
+                             None, tx)
+                return
+            try:
+                self.procs[key] = self._spawn(e, placement, now)
+            except OSError as err:
+                self.cluster.release(placement)
+                self._status(e, "failed", f"could not start its process: {err}", None, tx)
+                self.not_before[key] = now + MAX_BACKOFF
+                return
+            self._status(e, "starting", None, self.procs[key], tx)
+
+    @contextlib.contextmanager
+    def _shared(self, now: float) -> Iterator[Any]:
+        from insitu.engine._placement import hold_elsewhere
+        from insitu.engine._status import STALE_AFTER_S
+
+        if not hasattr(self.store, "exclusive"):
+            yield None
             return
-        try:
-            self.procs[key] = self._spawn(e, placement, now)
-        except OSError as err:
-            self.cluster.release(placement)
-            self._status(e, "failed", f"could not start its process: {err}", None)
-            self.not_before[key] = now + MAX_BACKOFF
-            return
-        self._status(e, "starting", None, self.procs[key])
+        with self.store.exclusive() as tx:
+            for ticket in self._elsewhere:
+                self.cluster.release(ticket)
+            self._elsewhere = hold_elsewhere(
+                self.cluster, self.gpu_index,
+                tx.running_elsewhere(None, now - STALE_AFTER_S, endpoints=False))
+            yield tx
 
     def _died(self, key: Key, e: EndpointRecord, p: _Proc, now: float) -> None:
         code = p.popen.returncode
@@ -210,7 +238,7 @@ class EndpointRunner:
             d.pop(key, None)
 
     def _status(self, e: EndpointRecord, state: str, reason: str | None,
-                p: _Proc | None) -> None:
+                p: _Proc | None, tx: Any = None) -> None:
         key = (e.project, e.name)
         pl = p.placement if p is not None else None
         sig = (state, reason, e.generation, p.popen.pid if p else None,
@@ -221,12 +249,16 @@ class EndpointRunner:
         placement = {} if pl is None else {
             "node": pl.node, "cpu": pl.cpu_milli / 1000, "memory": pl.memory,
             "gpus": list(pl.gpus), "gpu_milli": pl.gpu_milli}
-        self.store.put(EndpointStatusRecord(
+        rec = EndpointStatusRecord(
             project=e.project, name=e.name, state=state, reason=reason,
             node=pl.node if pl else None, placement=placement,
             pid=p.popen.pid if p else None, generation=e.generation,
             restarts=self.restarts.get(key, 0), started_at=p.started_at if p else None,
-            updated_at=time.time(), by=self.by))
+            updated_at=time.time(), by=self.by)
+        if tx is not None:  # in the transaction that placed it
+            tx.upsert(rec)
+        else:
+            self.store.put(rec)
 
 
 def host_id() -> str:

@@ -20,6 +20,24 @@ def _rec(cls: type[Any], row: Any) -> Any:
     return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
 
 
+def _alive(by: str | None) -> bool:
+    """Is the server process ``host:pid`` that runs an endpoint alive? (Unknown for one on
+    another host: counted as alive.)"""
+    import os
+    import socket
+
+    host, _, pid = (by or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 Upsert = Callable[[Connection, sa.Table, tuple[str, ...], list[dict[str, Any]]], None]
 
 
@@ -35,14 +53,29 @@ class ClaimsTx:
         self._upsert = upsert
         self._to_row = to_row
 
-    def running_elsewhere(self, run_id: str, alive_since: float) -> list[dict[str, Any]]:
-        """The placements (node, cpu, memory, gpu_ids, gpu_share) of the running attempts of
-        every other run whose engine has beaten since ``alive_since``."""
+    def running_elsewhere(self, run_id: str | None, alive_since: float, *,
+                          endpoints: bool = True) -> list[dict[str, Any]]:
+        """The placements (``node``, ``cpu``, ``memory``, ``gpu_ids``, ``gpu_share``, a
+        gang's ``ranks``) of what runs on the nodes besides run ``run_id``: the running
+        attempts of every other run whose engine has beaten since ``alive_since`` and, with
+        ``endpoints``, the server's endpoints that are starting or running."""
         a, r = t.attempts.c, t.runs.c
         q = (sa.select(a.placement).select_from(t.attempts.join(t.runs, r.id == a.run_id))
-             .where(a.state == "running", a.placement.is_not(None), r.id != run_id,
+             .where(a.state == "running", a.placement.is_not(None),
                     r.state.in_(("pending", "running")), r.heartbeat_at >= alive_since))
-        return [row[0] for row in self.conn.execute(q) if row[0]]
+        if run_id is not None:
+            q = q.where(r.id != run_id)
+        out = [row[0] for row in self.conn.execute(q) if row[0]]
+        if endpoints:
+            e = t.endpoint_status.c
+            q = sa.select(e.placement, e.by).where(e.state.in_(("starting", "running")))
+            for placement, by in self.conn.execute(q):
+                if placement and _alive(by):
+                    gpus, milli = placement.get("gpus") or [], placement.get("gpu_milli") or 0
+                    out.append({"node": placement.get("node"), "cpu": placement.get("cpu"),
+                                "memory": placement.get("memory"), "gpu_ids": gpus,
+                                "gpu_share": milli / 1000 if gpus and milli < 1000 else 0.0})
+        return out
 
     def upsert(self, *records: Any) -> None:
         """Upsert records of any kind in this transaction (as ``Store.put`` does)."""
