@@ -76,6 +76,7 @@ def ui(port: int, open_browser: bool) -> None:
 
         raise UserError(f"cannot listen on 127.0.0.1:{port} ({e.strerror})",
                         hint="give another --port, or --port 0 for any free one") from None
+    sock.listen(128)  # connections wait in the queue until the app is up
     port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/login#token={token}"
     console.print(f"insitu dashboard over {esc(store._describe())} on http://127.0.0.1:{port}")
