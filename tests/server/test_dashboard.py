@@ -3,7 +3,8 @@
 database: login, the runs list and its filters, a run's graph and failure panel, logs that
 stream while a step runs, what a viewer and another project's owner see, and ``insitu ui``
 over a local store. One browser for the module; each test its own browser context (its own
-cookies). Screenshots of each page go to the module's ``dashboard-shots`` folder."""
+cookies). Screenshots of each page go to the module's ``dashboard-shots`` folder (or to
+``INSITU_UI_SHOTS``)."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from playwright.sync_api import sync_playwright
+from remote import stop
 
 from conftest import Server
 from pg_fixture import databases
-from remote import stop
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 SERVER_DBS = databases("sqlite")  # INSITU_TEST_ALL_DBS=1: both
 CHROMIUM = "/usr/bin/chromium"
@@ -89,7 +90,9 @@ def world(server: Server, tmp_path_factory: pytest.TempPathFactory) -> World:
     for name in ("vera", "otto"):
         r = a.post("/api/v1/tokens", json={"name": "ui", "user": name})
         tokens[name] = r.json()["token"]
-    shots = tmp_path_factory.mktemp("dashboard-shots")
+    where = os.environ.get("INSITU_UI_SHOTS")  # keep them somewhere to look at
+    shots = Path(where) if where else tmp_path_factory.mktemp("dashboard-shots")
+    shots.mkdir(parents=True, exist_ok=True)
     print(f"dashboard screenshots: {shots}")
     return World(s, shots, train, train2, broken, model, dataset, tokens)
 
@@ -98,7 +101,7 @@ def world(server: Server, tmp_path_factory: pytest.TempPathFactory) -> World:
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/test-deps (installs Debian's chromium)")
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             yield b
@@ -347,8 +350,6 @@ def test_insitu_ui_serves_the_local_store(world: World, browser: Any,
             url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:")
         base = url.split("/login")[0]
-        import httpx
-
         assert httpx.get(f"{base}/api/v1/projects").status_code == 401  # no token: nothing
         p = Page(browser, base)
         try:

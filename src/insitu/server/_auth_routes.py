@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from insitu.errors import NotFound, PermissionDenied, UserError
+from insitu.errors import NotFound, UserError
 from insitu.server import _domain as D
 from insitu.server import _oidc
 from insitu.server import _sessions as S
@@ -107,13 +107,13 @@ def auth_session(request: Request) -> Response:
         raise UserError("this request already comes from a login session",
                         hint="send an API token in the Authorization header")
     if who.scope is not None:
-        raise PermissionDenied(f"token {who.token} is limited to project {who.scope!r}; a "
-                               "login session is not",
-                               hint="log in with a token that is not limited to a project")
+        raise UserError(f"token {who.token} is limited to project {who.scope!r}; a login "
+                        "session is not", hint="log in with a token that is not limited to "
+                                               "a project")
     users = store.select(UserRecord, name=who.user)
     if not users or users[0].service:
-        raise PermissionDenied(f"{who.user} is a service account, which does not log in",
-                               hint="log in with a person's token")
+        raise UserError(f"{who.user} is a service account, which does not log in",
+                        hint="log in with a person's token")
     ses, cookie = S.mint(who.user, hours=SESSION_HOURS, client=_client(request))
     store.put(ses, D.audit(who, "session.login", obj=f"user/{who.user}",
                            client=_client(request),
