@@ -365,3 +365,19 @@ def test_insitu_ui_serves_the_local_store(world: World, browser: Any,
             p.close()
     finally:
         stop(proc)
+
+
+def test_pages_hold_no_data_and_api_paths_stay_the_apis(world: World) -> None:
+    url = world.s.url
+    r = httpx.get(f"{url}/", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == "/runs"
+    page = httpx.get(f"{url}/projects/default/runs/{world.train}")  # no login needed...
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert world.train not in page.text  # ...as the shell holds no data
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    js = httpx.get(f"{url}/static/vendor/dagre.min.js")
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+    nope = httpx.get(f"{url}/api/v1/nope")  # not the shell: the API's own 404
+    assert nope.status_code == 404
+    assert nope.headers["content-type"] == "application/problem+json"

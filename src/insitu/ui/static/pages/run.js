@@ -228,8 +228,10 @@ export async function render(path, [project, runId]) {
   }
   let lastSig = JSON.stringify((graph.steps.find((x) => x.id === selected) || {}).counts || "");
   drawHead(); drawGraphBox();
-  await Promise.all([drawFailure(), drawWhy(), drawStep()]);
-  metricsBox.replaceChildren(await metricsPanel(base));
+  // the graph shows at once; the panels fill in as their answers come
+  const fail = (e) => msg.append(errorBox(e));
+  drawFailure().catch(fail); drawWhy().catch(fail); drawStep().catch(fail);
+  metricsPanel(base).then((m) => metricsBox.replaceChildren(m)).catch(fail);
   every(1500, async () => { if (!ENDED.includes(run.state)) await tick(); });
   return h("div", {}, head, msg, failure, waiting,
     h("div", { class: "panel" }, h("h2", {}, "Steps"), graphBox), stepBox, metricsBox);
