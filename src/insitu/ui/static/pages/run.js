@@ -4,7 +4,9 @@
 import { API, api, badge, bytes, dur, errorBox, every, go, h, link, mayEdit, onLeave, params,
   when } from "../app.js";
 import { drawGraph, stepState } from "./graph.js";
+import { artifactsPanel } from "./artifacts.js";
 import { metricsPanel } from "./metrics.js";
+import { timeline } from "./timeline.js";
 
 const ENDED = ["succeeded", "failed", "cancelled", "interrupted"];
 
@@ -24,6 +26,14 @@ export async function render(path, [project, runId]) {
   const graphBox = h("div", { class: "graph", id: "graph" });
   const stepBox = h("div", { id: "step" });
   const metricsBox = h("div");
+  const timelineBox = h("div", { class: "panel", id: "timeline" });
+  // a map's parent task: its items say how it went (they are shown instead)
+  const isMap = (step) => (graph.steps.find((x) => x.id === step) || {}).map;
+  const artifactsBox = h("div");
+  async function drawTimeline() {
+    timelineBox.replaceChildren(h("h2", {}, "Timeline (tasks by node)"), timeline(
+      (await api(base + "/steps")).filter((t) => t.map_index !== null || !isMap(t.step))));
+  }
 
   function drawHead() {
     const act = async (what) => {
@@ -225,6 +235,8 @@ export async function render(path, [project, runId]) {
       const sig = s ? JSON.stringify(s.counts) : "";
       if (sig !== lastSig) { lastSig = sig; await drawStep(); }
     }
+    await drawTimeline();
+    if (ENDED.includes(run.state)) artifactsBox.replaceChildren(await artifactsPanel(base, graph));
   }
   let lastSig = JSON.stringify((graph.steps.find((x) => x.id === selected) || {}).counts || "");
   drawHead(); drawGraphBox();
@@ -232,7 +244,10 @@ export async function render(path, [project, runId]) {
   const fail = (e) => msg.append(errorBox(e));
   drawFailure().catch(fail); drawWhy().catch(fail); drawStep().catch(fail);
   metricsPanel(base).then((m) => metricsBox.replaceChildren(m)).catch(fail);
+  drawTimeline().catch(fail);
+  artifactsPanel(base, graph).then((a) => artifactsBox.replaceChildren(a)).catch(fail);
   every(1500, async () => { if (!ENDED.includes(run.state)) await tick(); });
   return h("div", {}, head, msg, failure, waiting,
-    h("div", { class: "panel" }, h("h2", {}, "Steps"), graphBox), stepBox, metricsBox);
+    h("div", { class: "panel" }, h("h2", {}, "Steps"), graphBox), stepBox, timelineBox,
+    metricsBox, artifactsBox);
 }
