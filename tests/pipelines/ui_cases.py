@@ -60,3 +60,15 @@ def talk(gate: str) -> str:
 @insitu.pipeline
 def gated(gate: str = "") -> None:
     talk(gate)
+
+
+@insitu.step(cpu=0.5)
+def bowl(x: float, y: float) -> dict:  # type: ignore[type-arg]
+    return {"loss": (x - 1.0) ** 2 + 0.1 * y}
+
+
+@insitu.pipeline
+def search() -> None:
+    insitu.tune(bowl, space={"x": insitu.tune.uniform(-3, 3), "y": insitu.tune.uniform(0, 1)},
+                metric="loss", goal="minimize", algorithm="random", max_trials=4, parallel=2,
+                seed=3)

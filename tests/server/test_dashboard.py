@@ -55,6 +55,7 @@ class World:
     train: str          # train, lr 0.25
     train2: str         # train, lr 0.5 (shards and scores from the cache)
     broken: str         # fails: a file that is not there
+    search: str         # a tuning study of 4 trials
     model: str
     dataset: str
     tokens: dict[str, str] = field(default_factory=dict)
@@ -70,6 +71,9 @@ def world(server: Server, tmp_path_factory: pytest.TempPathFactory) -> World:
     train2 = _newest(s, "train")
     assert insitu(s, "run", f"{CASES}:broken", "--plain").returncode == 1
     broken = _newest(s, "broken")
+    r = insitu(s, "run", f"{CASES}:search", "--plain")
+    assert r.returncode == 0, r.stdout + r.stderr
+    search = _newest(s, "search")
     model = f"m-{uuid.uuid4().hex[:6]}"
     r = insitu(s, "models", "register", model, "--run", train, "--step", "fit",
                "--alias", "champion")
@@ -94,7 +98,7 @@ def world(server: Server, tmp_path_factory: pytest.TempPathFactory) -> World:
     shots = Path(where) if where else tmp_path_factory.mktemp("dashboard-shots")
     shots.mkdir(parents=True, exist_ok=True)
     print(f"dashboard screenshots: {shots}")
-    return World(s, shots, train, train2, broken, model, dataset, tokens)
+    return World(s, shots, train, train2, broken, search, model, dataset, tokens)
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +219,19 @@ def test_a_run_page_shows_the_graph_and_the_failures_cause_and_fix(world: World,
     row = pg.locator("#attempts tbody tr").first.inner_text()
     assert "succeeded" in row and "/ 2.0 GiB" in row  # peak memory against the limit
     pg.wait_for_selector("#metrics-panel .uplot", timeout=WAIT)
+    # the timeline: a bar per task that ran (the map's items, not its parent)
+    pg.wait_for_selector("#timeline-svg rect[data-task='fit']", timeout=WAIT)
+    assert pg.locator("#timeline-svg rect[data-task^='score[']").count() == 4
+    assert pg.locator("#timeline-svg rect[data-task='score']").count() == 0
+    # artifacts: fit's output, read by nothing, previewed as JSON
+    fit = pg.wait_for_selector("#artifacts tr:has(td:text-is('fit'))", timeout=WAIT)
+    assert "cache hit" not in fit.inner_text()
+    shards = pg.locator("#artifacts tr:has(td:text-is('shards'))").inner_text()
+    assert "cache hit from" in shards and "score" in shards  # read by score
+    fit.query_selector("button").click()
+    preview = pg.wait_for_selector("#artifacts pre", timeout=WAIT).inner_text()
+    loss = world.s.admin.get(f"{P}/runs/{world.train2}/metrics").json()["metrics"][0]["last"]
+    assert float(preview) == pytest.approx(loss)
     ui.shot(world, "run")
     pg.click("#graph .node[data-step=shards]")
     pg.wait_for_selector("text=cache hit from", timeout=WAIT)
@@ -328,6 +345,15 @@ def test_the_other_pages_load_without_errors(world: World, ui: Page) -> None:
     assert "lr" in differs and "n" not in differs  # lr differs, n does not
     pg.wait_for_selector(".charts .uplot", timeout=WAIT)
     ui.shot(world, "compare")
+    pg.goto("/studies?project=default")
+    pg.click(f"#studies a:text('{world.search}/bowl')")
+    pg.wait_for_selector("#trials tbody tr", timeout=WAIT)
+    assert pg.locator("#trials tbody tr").count() == 4
+    study = world.s.admin.get(f"{P}/runs/{world.search}/studies/bowl").json()
+    assert f"#{study['best']['number']}:" in pg.locator(".panel", has_text="Best trial")\
+        .inner_text()
+    assert pg.locator("#importance tr").count() == 2  # x and y
+    ui.shot(world, "study")
     assert ui.problems == []
 
 

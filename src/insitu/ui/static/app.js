@@ -151,6 +151,8 @@ const ROUTES = [
   [/^\/data$/, () => import("./pages/catalog.js"), "data"],
   [/^\/projects\/([^/]+)\/datasets\/([^/]+)$/, () => import("./pages/catalog.js"), "data"],
   [/^\/cluster$/, () => import("./pages/cluster.js"), "cluster"],
+  [/^\/studies$/, () => import("./pages/tuning.js"), "studies"],
+  [/^\/projects\/([^/]+)\/runs\/([^/]+)\/studies\/([^/]+)$/, () => import("./pages/tuning.js"), "studies"],
 ];
 
 export async function route() {
