@@ -407,3 +407,33 @@ def test_pages_hold_no_data_and_api_paths_stay_the_apis(world: World) -> None:
     nope = httpx.get(f"{url}/api/v1/nope")  # not the shell: the API's own 404
     assert nope.status_code == 404
     assert nope.headers["content-type"] == "application/problem+json"
+
+
+def test_admin_page_makes_and_revokes_a_token_and_shows_the_audit_log(world: World,
+                                                                      ui: Page) -> None:
+    pg = ui.page
+    ui.login(world.tokens["admin"], "/admin?project=default")
+    pg.fill("input[name=token-name]", "from the page")
+    pg.select_option("select[name=token-project]", "default")  # in the project's audit log
+    pg.click("#tokens button[type=submit]")
+    shown = pg.wait_for_selector("#new-token code", timeout=WAIT).inner_text()
+    assert shown.startswith("isk_")
+    assert httpx.get(f"{world.s.url}/api/v1/whoami",
+                     headers={"Authorization": f"Bearer {shown}"}).status_code == 200
+    tid = shown.split("_")[1]
+    pg.click(f"#tokens tr[data-token='{tid}'] button")
+    pg.wait_for_selector(f"#tokens tr[data-token='{tid}']:not(:has(button))", timeout=WAIT)
+    assert httpx.get(f"{world.s.url}/api/v1/whoami",
+                     headers={"Authorization": f"Bearer {shown}"}).status_code == 401
+    pg.wait_for_selector("#audit td:text-is('token.revoke')", timeout=WAIT)
+    assert pg.locator("#members select").count() >= 1  # an owner changes roles
+    ui.shot(world, "admin")
+    assert ui.problems == []
+    viewer = Page(ui.ctx.browser, world.s.url)
+    try:
+        viewer.login(world.tokens["vera"], "/admin?project=default")
+        viewer.page.wait_for_selector("#members td:text-is('vera')", timeout=WAIT)
+        assert viewer.page.locator("#members select, #members button").count() == 0
+        assert "Owners of the project read" in viewer.page.locator("#audit").inner_text()
+    finally:
+        viewer.close()

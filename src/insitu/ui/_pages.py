@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 STATIC = Path(str(resources.files("insitu.ui") / "static"))
 # the URLs of pages (a path under one of these is a page too: /projects/P/runs/ID ...)
 PAGES = ("/login", "/runs", "/projects", "/models", "/data", "/cluster", "/compare",
-         "/studies")
+         "/studies", "/admin")
 _CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 HEADERS = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff",

@@ -152,6 +152,7 @@ const ROUTES = [
   [/^\/projects\/([^/]+)\/datasets\/([^/]+)$/, () => import("./pages/catalog.js"), "data"],
   [/^\/cluster$/, () => import("./pages/cluster.js"), "cluster"],
   [/^\/studies$/, () => import("./pages/tuning.js"), "studies"],
+  [/^\/admin$/, () => import("./pages/admin.js"), "admin"],
   [/^\/projects\/([^/]+)\/runs\/([^/]+)\/studies\/([^/]+)$/, () => import("./pages/tuning.js"), "studies"],
 ];
 
