@@ -24,6 +24,9 @@ from playwright.sync_api import sync_playwright
 from remote import stop
 
 from conftest import Server
+from insitu.datasets import add as add_dataset
+from insitu.models import register
+from insitu.store import open_store
 from pg_fixture import databases
 
 SERVER_DBS = databases("sqlite")  # INSITU_TEST_ALL_DBS=1: both
@@ -75,15 +78,16 @@ def world(server: Server, tmp_path_factory: pytest.TempPathFactory) -> World:
     assert r.returncode == 0, r.stdout + r.stderr
     search = _newest(s, "search")
     model = f"m-{uuid.uuid4().hex[:6]}"
-    r = insitu(s, "models", "register", model, "--run", train, "--step", "fit",
-               "--alias", "champion")
-    assert r.returncode == 0, r.stderr
     data = tmp_path_factory.mktemp("shards")
     for i in range(3):
         (data / f"part-{i}.csv").write_text(f"x\n{i}\n")
     dataset = f"d-{uuid.uuid4().hex[:6]}"
-    r = insitu(s, "datasets", "add", dataset, str(data / "*.csv"))
-    assert r.returncode == 0, r.stderr
+    store = open_store(s.db_url)  # what `insitu models register` and `datasets add` do
+    try:
+        register(model, run=train, step="fit", alias="champion", store=store)
+        add_dataset(dataset, [str(data / "*.csv")], store=store)
+    finally:
+        store.close()
     a = s.admin
     for name in ("vera", "otto"):
         assert a.post("/api/v1/users", json={"name": name}).status_code == 201

@@ -30,14 +30,14 @@ export async function render() {
         e.preventDefault();
         try {
           const t = await api("/tokens", { method: "POST", body: { name: name.value, project: scope.value || null, expires_in_days: Number(days.value) } });
-          await drawTokens(t.token);
+          await drawTokens(t.token); await drawAudit(null);
         } catch (err) { fail(err); }
       } }, h("label", {}, "Name", name), h("label", {}, "Limited to", scope), h("label", {}, "Days", days), h("button", { class: "primary", type: "submit" }, "Make a token")),
       h("table", { class: "small" }, h("thead", {}, h("tr", {}, ["Id", "Name", "User", "Project", "Made", "Expires", "Revoked", ""].map((t) => h("th", {}, t)))),
         h("tbody", {}, list.map((t) => h("tr", { "data-token": t.id }, h("td", { class: "mono" }, t.id), h("td", {}, t.name), h("td", {}, t.user),
           h("td", {}, t.project || "—"), h("td", {}, when(t.created_at)), h("td", {}, when(t.expires_at)), h("td", {}, t.revoked_at ? when(t.revoked_at) : "—"),
           h("td", {}, t.revoked_at ? null : h("button", { class: "danger", onclick: async () => {
-            try { await api(`/tokens/${enc(t.id)}`, { method: "DELETE" }); await drawTokens(); } catch (err) { fail(err); }
+            try { await api(`/tokens/${enc(t.id)}`, { method: "DELETE" }); await drawTokens(); await drawAudit(null); } catch (err) { fail(err); }
           } }, "Revoke")))))));
   }
 
@@ -49,7 +49,7 @@ export async function render() {
     const who = h("input", { name: "member", placeholder: "user name", size: 14 });
     const as = h("select", { name: "member-role" }, ROLES.map((r) => h("option", { value: r }, r)));
     const set = async (user, r) => {
-      try { await api(`${P}/members/${enc(user)}`, { method: "PUT", body: { role: r } }); await drawMembers(); } catch (err) { fail(err); }
+      try { await api(`${P}/members/${enc(user)}`, { method: "PUT", body: { role: r } }); await drawMembers(); await drawAudit(null); } catch (err) { fail(err); }
     };
     members.replaceChildren(h("h2", {}, `Members of ${project}`),
       h("table", { class: "small", style: "width:auto" }, h("tbody", {}, list.map((m) => h("tr", {}, h("td", {}, m.user),
