@@ -25,7 +25,7 @@ export async function render() {
     const scope = h("select", { name: "token-project" }, h("option", { value: "" }, "every project of mine"), names.map((n) => h("option", { value: n }, `only ${n}`)));
     const days = h("input", { name: "token-days", type: "number", min: 1, max: 3650, value: 90, style: "width:80px" });
     tokens.replaceChildren(h("h2", {}, "Your API tokens"),
-      shown ? h("div", { class: "fix", id: "new-token" }, h("b", {}, "New token (shown only now; keep it secret): "), h("code", {}, shown)) : null,
+      shown ? h("div", { class: "fix", id: "new-token" }, h("b", {}, "New token (shown only now; keep it secret): "), h("code", {}, shown)) : "",
       h("form", { class: "filters", onsubmit: async (e) => {
         e.preventDefault();
         try {
@@ -58,7 +58,7 @@ export async function render() {
           try { await api(`${P}/members/${enc(m.user)}`, { method: "DELETE" }); await drawMembers(); } catch (err) { fail(err); }
         } }, "Remove") : null))))),
       owner ? h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); set(who.value.trim(), as.value); } },
-        h("label", {}, "Add a user", who), h("label", {}, "as", as), h("button", { type: "submit" }, "Add")) : null);
+        h("label", {}, "Add a user", who), h("label", {}, "as", as), h("button", { type: "submit" }, "Add")) : "");
   }
 
   // -- schedules -----------------------------------------------------------------------

@@ -140,7 +140,7 @@ export async function render(path, [project, runId]) {
       cur.cached_from ? h("span", { class: "badge s-cached", title: "cache hit" }, `cache hit from ${cur.cached_from}`) : null),
     attempts.length ? attemptsTable(attempts) : h("p", { class: "muted small" },
       cur.cached_from ? "Served from the cache: no attempt ran." : "No attempt yet."));
-    if (attempts.length) logsBox.append(logsPanel(cur.id, attempts));
+    if (attempts.length) logsBox.append(logsPanel(cur.id, attempts, cur.state === "failed" ? "stderr" : "stdout"));
   }
 
   function attemptsTable(attempts) {
@@ -161,9 +161,9 @@ export async function render(path, [project, runId]) {
       })));
   }
 
-  function logsPanel(taskId, attempts) {
+  function logsPanel(taskId, attempts, first) {
     let attempt = attempts[attempts.length - 1].number;
-    let stream = "stdout";
+    let stream = first;
     const buf = new Map();  // "attempt/stream" -> text
     const key = () => `${attempt}/${stream}`;
     const pre = h("pre", { class: "log", id: "log" });
