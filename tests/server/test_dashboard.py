@@ -239,6 +239,11 @@ def test_a_run_page_shows_the_graph_and_the_failures_cause_and_fix(world: World,
     ui.shot(world, "run")
     pg.click("#graph .node[data-step=shards]")
     pg.wait_for_selector("text=cache hit from", timeout=WAIT)
+    pg.click("#graph .node[data-step=score]")  # the map, expanded into its items
+    pg.click("#expand")
+    pg.wait_for_selector("#graph .node[data-step='score[3]']", timeout=WAIT)
+    assert pg.locator("#graph .node[data-step^='score']").count() == 4
+    assert pg.locator("#graph path.edge").count() == 8  # shards -> each -> fit
 
     explain = world.s.admin.get(f"{P}/runs/{world.broken}/explain").json()
     pg.goto(f"/projects/default/runs/{world.broken}")
@@ -348,6 +353,7 @@ def test_the_other_pages_load_without_errors(world: World, ui: Page) -> None:
                                       "ts => ts.map(t => t.textContent)")
     assert "lr" in differs and "n" not in differs  # lr differs, n does not
     pg.wait_for_selector(".charts .uplot", timeout=WAIT)
+    assert pg.locator("#parallel polyline").count() == 2  # a line per run
     ui.shot(world, "compare")
     pg.goto("/studies?project=default")
     pg.click(f"#studies a:text('{world.search}/bowl')")

@@ -61,6 +61,43 @@ export async function render() {
       return h("tr", { class: differs ? "diff" : "" }, h("td", {}, k),
         vals.map((v) => h("td", { class: "num" + (v === best && differs ? " best" : "") }, v === undefined ? "—" : fmt(v))));
     })));
+  // parallel coordinates: an axis per numeric param and final metric, a line per run
+  const axes = [];
+  for (const [k, vals] of [...paramRows.entries()].sort()) {
+    const v = data.map((_, i) => vals[i]);
+    if (v.every((x) => typeof x === "number")) axes.push([k, v]);
+  }
+  for (const [k, row] of [...metricRows.entries()].sort()) {
+    const v = data.map((_, i) => (row.series[i] ? row.series[i].last : undefined));
+    if (v.every((x) => typeof x === "number")) axes.push([k, v]);
+  }
+  const colors = ["#2f6fed", "#d64545", "#1f9d55", "#c98a00", "#7b5cd6", "#0097a7", "#e0607e", "#5d6b82", "#8d6e63", "#43a047"];
+  let parallel = null;
+  if (axes.length >= 2) {
+    const W = Math.max(480, axes.length * 150); const H = 260; const top = 30; const bottom = 40;
+    const x = (i) => 60 + (i * (W - 120)) / (axes.length - 1);
+    const svg = h("svg", { svg: true, width: W, height: H, viewBox: `0 0 ${W} ${H}`, id: "parallel" });
+    const scaled = axes.map(([, v]) => {
+      const lo = Math.min(...v); const hi = Math.max(...v);
+      return v.map((y) => (hi === lo ? (H - bottom + top) / 2 : H - bottom - ((y - lo) / (hi - lo)) * (H - bottom - top)));
+    });
+    axes.forEach(([k, v], i) => {
+      svg.append(h("line", { svg: true, x1: x(i), x2: x(i), y1: top, y2: H - bottom, stroke: "#9aa3b2" }));
+      svg.append(h("text", { svg: true, x: x(i), y: H - bottom + 16, "font-size": 11, "text-anchor": "middle" }, k));
+      svg.append(h("text", { svg: true, x: x(i), y: top - 8, "font-size": 10, fill: "#6b7385", "text-anchor": "middle" }, fmt(Math.max(...v))));
+      svg.append(h("text", { svg: true, x: x(i), y: H - bottom + 30, "font-size": 10, fill: "#6b7385", "text-anchor": "middle" }, fmt(Math.min(...v))));
+    });
+    data.forEach((d, r) => {
+      const pts = axes.map((_, i) => `${x(i)},${scaled[i][r]}`).join(" ");
+      const line = h("polyline", { svg: true, points: pts, fill: "none", stroke: colors[r % colors.length], "stroke-width": 2, "data-run": d.id });
+      line.append(h("title", { svg: true }, d.id));
+      svg.append(line);
+    });
+    parallel = h("div", { class: "panel" }, h("h2", {}, "Parallel coordinates"),
+      h("p", { class: "small muted" }, "An axis per numeric param and final metric (each scaled to its range), a line per run: ",
+        data.map((d, r) => h("span", { style: `color:${colors[r % colors.length]};font-weight:600;margin-right:8px` }, d.id))),
+      h("div", { style: "overflow:auto" }, svg));
+  }
   const charts = h("div", { class: "charts" });
   for (const [k, row] of [...metricRows.entries()].sort().slice(0, 12)) {
     const series = data.map((d, i) => row.series[i] ? { label: d.id, points: row.series[i].points } : null).filter(Boolean);
@@ -68,6 +105,7 @@ export async function render() {
   }
   out.append(h("div", { class: "panel" }, h("h2", {}, "Params"), h("p", { class: "small muted" }, "Rows that differ are marked."), ptable),
     h("div", { class: "panel" }, h("h2", {}, "Final metrics"), h("p", { class: "small muted" }, "Bold: the best (lowest for losses and errors, else highest)."), mtable),
+    parallel || "",
     h("div", { class: "panel" }, h("h2", {}, "Curves"), charts.childNodes.length ? charts : h("p", { class: "muted small" }, "No metric has more than one point.")));
   return out;
 }

@@ -25,12 +25,22 @@ function sub(s) {
   return stepState(s) + (s.tune ? " · tuning" : "") + (c.cached ? " · cache hit" : "");
 }
 
-export function drawGraph(graph, selected, onpick) {
+// expanded: {step id: [its items (tasks)]}: those map steps are drawn item by item
+export function drawGraph(graph, selected, onpick, expanded = {}) {
   const g = new window.dagre.graphlib.Graph();
   g.setGraph({ rankdir: "LR", nodesep: 16, ranksep: 48, marginx: 12, marginy: 12 });
   g.setDefaultEdgeLabel(() => ({}));
-  for (const s of graph.steps) g.setNode(s.id, { width: s.map ? 230 : 180, height: s.map ? 54 : 44 });
-  for (const s of graph.steps) for (const d of s.after) g.setEdge(d, s.id);
+  const steps = [];
+  const ids = (id) => (expanded[id] ? expanded[id].map((t) => t.id) : [id]);
+  for (const s of graph.steps) {
+    if (!expanded[s.id]) { steps.push(s); continue; }
+    for (const t of expanded[s.id]) {
+      steps.push({ id: t.id, step: s.id, after: s.after, map: false, items: 0, tune: false,
+        counts: { [t.state]: 1 } });
+    }
+  }
+  for (const s of steps) g.setNode(s.id, { width: s.map ? 230 : 180, height: s.map ? 54 : 44 });
+  for (const s of steps) for (const d of s.after) for (const from of ids(d)) g.setEdge(from, s.id);
   window.dagre.layout(g);
   const { width, height } = g.graph();
   const svg = h("svg", { svg: true, width: Math.max(width, 200), height: Math.max(height, 60),
@@ -44,14 +54,14 @@ export function drawGraph(graph, selected, onpick) {
   svg.prepend(h("defs", { svg: true }, h("marker", { svg: true, id: "arrow", viewBox: "0 0 10 10",
     refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
   h("path", { svg: true, d: "M0,0 L10,5 L0,10 z", fill: "#aab2c0" }))));
-  for (const s of graph.steps) {
+  for (const s of steps) {
     const n = g.node(s.id);
     const st = stepState(s);
     const x = n.x - n.width / 2; const y = n.y - n.height / 2;
     const node = h("g", { svg: true, class: "node" + (s.id === selected ? " sel" : ""),
       "data-step": s.id, "data-state": st, transform: `translate(${x},${y})`,
-      onclick: () => onpick(s.id) },
-    h("rect", { svg: true, width: n.width, height: n.height, rx: 7 }),
+      onclick: () => onpick(s.step || s.id) },
+    h("rect", { svg: true, width: n.width, height: n.height, rx: 7, "stroke-dasharray": s.step ? "4 2" : null }),
     h("rect", { svg: true, width: 6, height: n.height, rx: 3,
       style: `fill:${COLOR[st] || "#8a93a6"};stroke:none` }),
     h("text", { svg: true, x: 14, y: 18, "font-weight": 600 }, s.map ? `${s.id} [×${s.items}]` : s.id),

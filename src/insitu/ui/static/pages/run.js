@@ -89,12 +89,16 @@ export async function render(path, [project, runId]) {
         h("td", {}, s.reason || (s.reasons || []).join("; "))))))));
   }
 
-  function drawGraphBox() {
+  const expanded = {};  // map steps shown item by item (up to 100 items)
+  async function drawGraphBox() {
+    for (const id of Object.keys(expanded)) {
+      expanded[id] = (await api(base + "/steps")).filter((t) => t.step === id && t.map_index !== null).slice(0, 100);
+    }
     graphBox.replaceChildren(drawGraph(graph, selected, (id) => {
       selected = id; task = null;
       history.replaceState({}, "", `${pageUrl}?step=${encodeURIComponent(id)}`);
       drawGraphBox(); drawStep();
-    }));
+    }, expanded));
   }
 
   // -- the selected step: its tasks, the chosen task's attempts and logs ------------------
@@ -114,7 +118,11 @@ export async function render(path, [project, runId]) {
     const asked = step.resources || {};
     const askedText = ["cpu", "memory", "gpu", "gpu_type"].filter((k) => asked[k] !== undefined && asked[k] !== null)
       .map((k) => `${k} ${k === "memory" && typeof asked[k] === "number" ? bytes(asked[k]) : JSON.stringify(asked[k])}`).join(", ") || "defaults";
-    const parts = [h("h2", {}, `Step ${step.id}`, step.map ? ` (map of ${step.items})` : ""),
+    const toggle = step.map && step.items ? h("button", { class: "small", id: "expand", onclick: async () => {
+      if (expanded[step.id]) delete expanded[step.id]; else expanded[step.id] = [];
+      await drawGraphBox(); await drawStep();
+    } }, expanded[step.id] ? "Collapse in the graph" : `Expand in the graph${step.items > 100 ? " (first 100)" : ""}`) : null;
+    const parts = [h("h2", {}, `Step ${step.id}`, step.map ? ` (map of ${step.items}) ` : "", toggle),
       h("div", { class: "small muted" }, `asks for: ${askedText} · retries ${step.retries} · cache ${step.cache ? "on" : "off"}`)];
     if (step.map) {
       const filter = h("select", { onchange: () => fillItems() }, ["all", "failed", "running", "pending", "succeeded", "cached"].map((s) => h("option", { value: s }, s)));
@@ -227,7 +235,7 @@ export async function render(path, [project, runId]) {
   async function tick() {
     const before = run.state;
     [run, graph] = await Promise.all([api(base), api(base + "/graph")]);
-    drawHead(); drawGraphBox();
+    drawHead(); await drawGraphBox();
     if (!ENDED.includes(run.state)) await drawWhy();
     if (run.state !== before) { await drawFailure(); await drawWhy(); await drawStep(); }
     else {
@@ -236,6 +244,7 @@ export async function render(path, [project, runId]) {
       if (sig !== lastSig) { lastSig = sig; await drawStep(); }
     }
     await drawTimeline();
+    metricsBox.replaceChildren(await metricsPanel(base));  // metrics as the steps log them
     if (ENDED.includes(run.state)) artifactsBox.replaceChildren(await artifactsPanel(base, graph));
   }
   let lastSig = JSON.stringify((graph.steps.find((x) => x.id === selected) || {}).counts || "");
