@@ -66,7 +66,7 @@ export function when(t) {
 }
 
 export function dur(a, b) {
-  if (!a) return "—";
+  if (a === null || a === undefined) return "—";
   let s = Math.max(0, (b || Date.now() / 1000) - a);
   if (s < 60) return s.toFixed(s < 10 ? 1 : 0) + " s";
   const m = Math.floor(s / 60); s = Math.round(s % 60);

@@ -23,7 +23,13 @@ export async function render() {
           h("td", {}, use(n.allocated.cpu, n.cpu, (x) => `${+Number(x).toFixed(2)} cores`)),
           h("td", {}, use(n.allocated.memory, n.memory, bytes)),
           h("td", {}, n.gpus.length ? h("div", {}, use(n.allocated.gpus, n.gpus.length, (x) => `${x} GPU`),
-            h("div", { class: "small muted" }, n.gpus.map((g) => `#${g.index} ${g.model || ""} ${g.memory ? bytes(g.memory) : ""}`).join(" · "))) : h("span", { class: "muted" }, "none")),
+            h("div", { class: "small", "data-gpus": n.name }, n.gpus.map((g) => {
+              // what holds each GPU: attempts placed on it (whole, or a fractional share)
+              const held = c.allocations.filter((a) => a.node === n.name && (a.gpu_ids || []).map(String).includes(String(g.index)));
+              return h("div", {}, h("span", { class: "mono" }, `#${g.index} ${g.model || ""} ${g.memory ? bytes(g.memory) : ""}`), " ",
+                held.length ? held.map((a) => h("span", { class: "chips" }, h("span", {}, `${a.run_id}/${a.task_id}${a.gpu_share ? ` (${a.gpu_share} share)` : ""}`)))
+                  : h("span", { class: "muted" }, "free"));
+            }))) : h("span", { class: "muted" }, "none")),
           h("td", { class: "num" }, n.allocated.attempts),
           h("td", { class: "chips" }, Object.entries(n.labels || {}).map(([k, v]) => h("span", {}, `${k}=${v}`)))))))),
       h("div", { class: "panel" }, h("h2", {}, "Running now"), c.allocations.length ? h("table", { id: "allocations", class: "small" },
@@ -31,7 +37,7 @@ export async function render() {
         h("tbody", {}, c.allocations.map((a) => h("tr", {}, h("td", {}, a.project),
           h("td", { class: "mono" }, link(`/projects/${enc(a.project)}/runs/${enc(a.run_id)}`, a.run_id)),
           h("td", { class: "mono" }, a.task_id), h("td", {}, a.node), h("td", { class: "num" }, a.cpu ?? "—"),
-          h("td", { class: "num" }, bytes(a.memory)), h("td", {}, (a.gpu_ids || []).join(", ") || (a.gpu_share ? `${a.gpu_share} share` : "—")),
+          h("td", { class: "num" }, bytes(a.memory)), h("td", {}, (a.gpu_ids || []).map((g) => `#${g}`).join(", ") || "—", a.gpu_share ? ` (${a.gpu_share} share)` : ""),
           h("td", { class: "num" }, a.running_s == null ? "—" : dur(0, a.running_s))))))
         : h("p", { class: "muted small" }, "Nothing is running.")),
       h("div", { class: "panel" }, h("h2", {}, "Waiting for resources"), c.pending.length ? h("table", { id: "pending", class: "small" },
@@ -39,7 +45,7 @@ export async function render() {
         h("tbody", {}, c.pending.map((p) => h("tr", {}, h("td", {}, p.project),
           h("td", { class: "mono" }, link(`/projects/${enc(p.project)}/runs/${enc(p.run_id)}`, p.run_id)),
           h("td", { class: "mono" }, p.task_id),
-          h("td", { class: "small" }, [p.cpu != null ? `cpu ${p.cpu}` : "", p.memory ? `mem ${bytes(p.memory)}` : "", p.gpu ? `gpu ${p.gpu}${p.gpu_type ? " " + p.gpu_type : ""}` : ""].filter(Boolean).join(" · ")),
+          h("td", { class: "small" }, [p.cpu != null ? `cpu ${p.cpu}` : "", p.memory ? `mem ${bytes(p.memory)}` : "", p.gpu ? `gpu ${p.gpu}${p.gpu_type ? " " + p.gpu_type : ""}` : ""].filter(Boolean).join(" · ") || "—"),
           h("td", { class: "num" }, dur(0, p.waiting_s)), h("td", {}, p.reason || "—")))))
         : h("p", { class: "muted small" }, "No step waits for resources.")),
       h("div", { class: "panel" }, h("h2", {}, "Quotas"), h("table", { id: "quotas", class: "small" },
