@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 from remote import stop
 
-from conftest import Server
+from conftest import Server, _free_port
 from insitu.datasets import add as add_dataset
 from insitu.models import register
 from insitu.store import open_store
@@ -375,7 +375,8 @@ def test_insitu_ui_serves_the_local_store(world: World, browser: Any,
     r = subprocess.run([sys.executable, "-m", "insitu", "run", f"{CASES}:broken", "--plain"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr
-    proc = subprocess.Popen([sys.executable, "-m", "insitu", "ui", "--port", "0"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "insitu", "ui", "--port",
+                             str(_free_port())], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout is not None

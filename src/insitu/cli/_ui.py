@@ -48,8 +48,8 @@ def local_token(store: SQLStore) -> tuple[str, str]:
 
 
 @click.command("ui")
-@click.option("--port", type=click.IntRange(0, 65535), default=8421, show_default=True,
-              help="port on 127.0.0.1 (0: any free one)")
+@click.option("--port", type=click.IntRange(1, 65535), default=8421, show_default=True,
+              help="port on 127.0.0.1")
 @click.option("--open/--no-open", "open_browser", default=False,
               help="open the dashboard in the browser")
 def ui(port: int, open_browser: bool) -> None:
@@ -75,7 +75,7 @@ def ui(port: int, open_browser: bool) -> None:
         from insitu.errors import UserError
 
         raise UserError(f"cannot listen on 127.0.0.1:{port} ({e.strerror})",
-                        hint="give another --port, or --port 0 for any free one") from None
+                        hint="give another --port (a free one)") from None
     sock.listen(128)  # connections wait in the queue until the app is up
     port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/login#token={token}"

@@ -175,6 +175,7 @@ export async function route() {
       const mod = await load();
       const page = await mod.render(path, args);
       main.replaceChildren(page);
+      performance.mark("insitu:page");  // the page's first content is in the document
     } catch (e) {
       if (e.status === 401) return;
       main.replaceChildren(errorBox(e));
