@@ -448,3 +448,29 @@ def test_admin_page_makes_and_revokes_a_token_and_shows_the_audit_log(world: Wor
         assert "Owners of the project read" in viewer.page.locator("#audit").inner_text()
     finally:
         viewer.close()
+
+
+def test_a_token_trades_for_a_session_unless_it_is_scoped_or_a_service_accounts(
+        world: World) -> None:
+    a, url = world.s.admin, world.s.url
+    r = httpx.post(f"{url}/api/v1/auth/session",
+                   headers={"Authorization": f"Bearer {world.tokens['vera']}"})
+    assert r.status_code == 204
+    cookies = r.headers.get_list("set-cookie")
+    session = next(c for c in cookies if c.startswith("insitu_session="))
+    assert "HttpOnly" in session and "SameSite=lax" in session
+    assert any(c.startswith("insitu_csrf=") and "HttpOnly" not in c for c in cookies)
+    me = httpx.get(f"{url}/api/v1/whoami", cookies={"insitu_session": r.cookies[
+        "insitu_session"]}).json()
+    assert me["user"] == "vera" and me["token"].startswith("ses_")
+    scoped = a.post("/api/v1/tokens", json={"name": "s", "project": "default"}).json()
+    r = httpx.post(f"{url}/api/v1/auth/session",
+                   headers={"Authorization": f"Bearer {scoped['token']}"})
+    assert r.status_code == 400 and "limited to project 'default'" in r.json()["detail"]
+    assert "set-cookie" not in r.headers
+    assert a.post("/api/v1/users", json={"name": "robot", "service": True}).status_code == 201
+    bot = a.post("/api/v1/tokens", json={"name": "b", "user": "robot"}).json()
+    r = httpx.post(f"{url}/api/v1/auth/session",
+                   headers={"Authorization": f"Bearer {bot['token']}"})
+    assert r.status_code == 400 and "service account" in r.json()["detail"]
+    assert httpx.post(f"{url}/api/v1/auth/session").status_code == 401
