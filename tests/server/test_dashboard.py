@@ -343,9 +343,14 @@ def test_the_other_pages_load_without_errors(world: World, ui: Page) -> None:
     ui.shot(world, "dataset")
     pg.goto("/data?project=default")
     pg.wait_for_selector(f"#datasets a:text('{world.dataset}')", timeout=WAIT)
+    r = world.s.admin.put("/api/v1/projects/elsewhere/quota", json={
+        "quota": {"cpu": 4, "memory": "8GiB"}, "cohort": "research",
+        "borrowing_limit": {"cpu": 2}})
+    assert r.status_code == 200, r.text
     pg.goto("/cluster")
     pg.wait_for_selector("#nodes tbody tr", timeout=WAIT)
-    pg.wait_for_selector("#quotas", timeout=WAIT)
+    quota = pg.wait_for_selector("#quotas tr:has(td:text-is('cpu'))", timeout=WAIT).inner_text()
+    assert "elsewhere" in quota and "0 of 4" in quota and "2" in quota and "research" in quota
     ui.shot(world, "cluster")
     pg.goto(f"/compare?project=default&runs={world.train},{world.train2}")
     pg.wait_for_selector("#compare-params", timeout=WAIT)

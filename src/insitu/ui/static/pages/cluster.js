@@ -49,12 +49,14 @@ export async function render() {
           h("td", { class: "num" }, dur(0, p.waiting_s)), h("td", {}, p.reason || "—")))))
         : h("p", { class: "muted small" }, "No step waits for resources.")),
       h("div", { class: "panel" }, h("h2", {}, "Quotas"), h("table", { id: "quotas", class: "small" },
-        h("thead", {}, h("tr", {}, ["Project", "Resource", "Use of quota", "Cohort"].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ["Project", "Resource", "Use of quota", "May borrow", "Lends at most", "Cohort"].map((t) => h("th", {}, t)))),
         h("tbody", {}, quotas.flatMap(([name, q]) => {
           const lim = (q && q.quota) || {};
-          if (!Object.keys(lim).length) return [h("tr", {}, h("td", {}, name), h("td", { colspan: 3, class: "muted" }, "no quota (not limited)"))];
+          if (!Object.keys(lim).length) return [h("tr", {}, h("td", {}, name), h("td", { colspan: 5, class: "muted" }, "no quota (not limited)"))];
+          const amount = (r, v) => (v === undefined || v === null ? "—" : r === "memory" ? bytes(v) : String(v));
           return Object.entries(lim).map(([r, v]) => h("tr", {}, h("td", {}, name), h("td", {}, r),
-            h("td", {}, use(((q.use || {})[r]) || 0, v, r === "memory" ? bytes : (x) => +Number(x).toFixed(3))), h("td", {}, (q.cohort || "—") + (q.waiting ? ` · ${q.waiting} waiting` : ""))));
+            h("td", {}, use(((q.use || {})[r]) || 0, v, r === "memory" ? bytes : (x) => +Number(x).toFixed(3))),
+            h("td", {}, amount(r, (q.borrowing_limit || {})[r])), h("td", {}, amount(r, (q.lending_limit || {})[r])), h("td", {}, (q.cohort || "—") + (q.waiting ? ` · ${q.waiting} waiting` : ""))));
         })))));
   }
   await draw();
