@@ -79,6 +79,7 @@ EXPECTED = {
     ("GET", "/api/v1/projects/{project}/models"): VIEWER,
     ("GET", "/api/v1/projects/{project}/models/{name}"): VIEWER,
     ("GET", "/api/v1/projects/{project}/models/{name}/versions/{version}"): VIEWER,
+    ("PUT", "/api/v1/projects/{project}/models/{name}/aliases/{alias}"): EDITOR,
     ("GET", "/api/v1/projects/{project}/datasets"): VIEWER,
     ("GET", "/api/v1/projects/{project}/datasets/{name}"): VIEWER,
     ("GET", "/api/v1/projects/{project}/studies"): VIEWER,
@@ -165,7 +166,8 @@ def _call(c: httpx.Client, method: str, path: str) -> httpx.Response:
     url = (path.replace("{project}", "alpha").replace("{user}", "ghost")
            .replace("{token_id}", "000000000000").replace("{run_id}", "run0alpha001")
            .replace("{task_id}", "nope").replace("{digest}", "0" * 64)
-           .replace("{name}", "nope").replace("{version}", "1").replace("{step}", "nope"))
+           .replace("{name}", "nope").replace("{version}", "1").replace("{step}", "nope")
+           .replace("{alias}", "champion"))
     body = {
         ("POST", "/api/v1/projects"): {"name": f"p-{uuid.uuid4().hex[:8]}"},
         ("POST", "/api/v1/users"): {"name": f"u-{uuid.uuid4().hex[:8]}"},

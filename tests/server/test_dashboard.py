@@ -85,6 +85,7 @@ def world(server: Server, tmp_path_factory: pytest.TempPathFactory) -> World:
     store = open_store(s.db_url)  # what `insitu models register` and `datasets add` do
     try:
         register(model, run=train, step="fit", alias="champion", store=store)
+        register(model, run=train2, step="fit", store=store)  # v2
         add_dataset(dataset, [str(data / "*.csv")], store=store)
     finally:
         store.close()
@@ -310,6 +311,16 @@ def test_a_viewer_sees_no_controls_and_a_forged_change_is_refused(world: World,
         return [r.status, (await r.json()).detail];
     }""", f"{P}/runs/{world.broken}/resume")
     assert got[0] == 403 and "vera is viewer" in got[1]
+    pg.goto(f"/projects/default/models/{world.model}")  # no alias controls either
+    pg.wait_for_selector("#versions tbody tr", timeout=WAIT)
+    assert pg.locator("#alias-form, [data-action]").count() == 0
+    got = pg.evaluate("""async (url) => {
+        const csrf = document.cookie.match(/insitu_csrf=([^;]*)/)[1];
+        const r = await fetch(url, {method: 'PUT', body: JSON.stringify({version: 1}),
+            headers: {'X-Insitu-CSRF': csrf, 'Content-Type': 'application/json'}});
+        return r.status;
+    }""", f"{P}/models/{world.model}/aliases/champion")
+    assert got == 403
     ui.problems.clear()
 
 
@@ -336,6 +347,13 @@ def test_the_other_pages_load_without_errors(world: World, ui: Page) -> None:
     text = pg.locator("#versions").inner_text()
     assert "champion" in text and world.train in text  # alias, lineage to the run
     ui.shot(world, "model")
+    pg.fill("#alias-form input[name=alias]", "champion")  # move it to v2
+    pg.select_option("#alias-form select", "2")
+    pg.click("#alias-form button[type=submit]")
+    pg.wait_for_selector("#versions tr:has(td:text-is('v2')) .chips span:text-is('champion')",
+                         timeout=WAIT)
+    got = world.s.admin.get(f"{P}/models/{world.model}").json()
+    assert {v["version"]: v["aliases"] for v in got["versions"]} == {1: [], 2: ["champion"]}
     pg.goto(f"/projects/default/datasets/{world.dataset}")
     pg.wait_for_selector("#shard-map tbody tr", timeout=WAIT)
     assert pg.locator("#shard-map tbody tr").count() == 3

@@ -71,6 +71,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", f"{API}/projects/{{project}}/models"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/models/{{name}}"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/models/{{name}}/versions/{{version}}"): VIEWER,
+    ("PUT", f"{API}/projects/{{project}}/models/{{name}}/aliases/{{alias}}"): EDITOR,
     ("GET", f"{API}/projects/{{project}}/datasets"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/datasets/{{name}}"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/studies"): VIEWER,

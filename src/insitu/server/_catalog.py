@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
+import time
 from typing import Any
 
-from insitu.errors import NotFound, not_found
-from insitu.server._domain import _project, _run
+from insitu.errors import NotFound, UserError, not_found
+from insitu.server._access import Principal
+from insitu.server._domain import _project, _run, audit
 from insitu.store import (
     AliasRecord,
     DatasetRecord,
@@ -77,6 +80,31 @@ def get_model(store: Store, project: str, name: str) -> dict[str, Any]:
     return {**dataclasses.asdict(m),
             "versions": [version_view(v, al.get(v.version, []))
                          for v in store.select(ModelVersionRecord, name=name)]}
+
+
+_ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def move_alias(store: Store, who: Principal, project: str, name: str, alias: str,
+               version: int, client: str | None) -> dict[str, Any]:
+    """Point ``name@alias`` at ``version`` (made, or moved from another version), with its
+    audit record in the same write."""
+    _model(store, project, name)
+    if not _ALIAS.match(alias):
+        raise UserError(f"alias {alias[:40]!r} is not valid",
+                        hint="use up to 128 letters, digits, '_', '-' and '.', starting with "
+                             "a letter or digit (e.g. 'champion')")
+    if not store.select(ModelVersionRecord, name=name, version=version):
+        have = [v.version for v in store.select(ModelVersionRecord, name=name)]
+        raise NotFound(f"model {name!r} has no version {version}",
+                       hint=f"versions: {', '.join(map(str, sorted(have)))}" if have else
+                       "it has no versions yet")
+    before = store.select(AliasRecord, name=name, alias=alias)
+    store.put(AliasRecord(name=name, alias=alias, version=version, updated_at=time.time()),
+              audit(who, "model.alias", project=project, obj=f"model/{name}@{alias}",
+                    client=client, detail={"version": version,
+                                           "from": before[0].version if before else None}))
+    return get_model(store, project, name)
 
 
 def get_model_version(store: Store, project: str, name: str, version: int) -> dict[str, Any]:

@@ -10,13 +10,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from insitu._config import Config, load_config
 from insitu.server import _artifacts, _catalog, _cluster, _graph, _logstream, _reads
 from insitu.server._access import API
 from insitu.server._domain import _run
-from insitu.server._routes import _store, _who, authorize
+from insitu.server._routes import _client, _store, _who, _Write, authorize
 
 read_router = APIRouter(prefix=API, dependencies=[Depends(authorize)])
 RUN = "/projects/{project}/runs/{run_id}"
@@ -210,6 +210,18 @@ def model(request: Request, project: str, name: str = NAME) -> dict[str, Any]:
 def model_version(request: Request, project: str, name: str = NAME,
                   version: int = Path(ge=1, le=2**31 - 1)) -> dict[str, Any]:
     return _catalog.get_model_version(_store(request), project, name, version)
+
+
+class AliasIn(_Write):
+    version: int = Field(ge=1, le=2**31 - 1)
+
+
+@read_router.put("/projects/{project}/models/{name}/aliases/{alias}",
+                 summary="Point an alias of a model at a version (make or move it)")
+def move_alias(request: Request, body: AliasIn, project: str, name: str = NAME,
+               alias: str = Path(max_length=200)) -> dict[str, Any]:
+    return _catalog.move_alias(_store(request), _who(request), project, name, alias,
+                               body.version, _client(request))
 
 
 @read_router.get("/projects/{project}/datasets", summary="The project's datasets")

@@ -1,7 +1,7 @@
 // /models, /projects/P/models/NAME, /data, /projects/P/datasets/NAME: what a project holds
 // besides runs: models (versions, aliases, lineage to their run) and datasets (shards and
 // the nodes holding each replica).
-import { api, bytes, go, h, link, params, projectPicker, when } from "../app.js";
+import { api, bytes, errorBox, go, h, link, mayEdit, params, projectPicker, when } from "../app.js";
 
 const enc = encodeURIComponent;
 
@@ -43,8 +43,24 @@ function lineage(l) {
 async function model(project, name) {
   const m = await api(`/projects/${enc(project)}/models/${enc(name)}`);
   const vs = [...m.versions].sort((a, b) => b.version - a.version);
+  const msg = h("div");
+  let form = "";
+  if (mayEdit(project)) {  // editors point an alias at a version (make it, or move it)
+    const alias = h("input", { name: "alias", placeholder: "e.g. champion", size: 14 });
+    const version = h("select", { name: "alias-version" }, vs.map((v) => h("option", { value: v.version }, "v" + v.version)));
+    form = h("form", { class: "filters", id: "alias-form", onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        await api(`/projects/${enc(project)}/models/${enc(name)}/aliases/${enc(alias.value.trim())}`,
+          { method: "PUT", body: { version: Number(version.value) } });
+        go(location.pathname + location.search, { replace: true });
+      } catch (err) { msg.replaceChildren(errorBox(err)); }
+    } }, h("label", {}, "Alias", alias), h("label", {}, "points at", version),
+    h("button", { type: "submit", class: "primary", "data-action": "alias" }, "Set alias"));
+  }
   return h("div", {}, h("h1", {}, "Model ", m.name),
     h("p", { class: "muted" }, m.description || "", " ", link(`/models?project=${enc(project)}`, "all models")),
+    msg, form,
     h("div", { class: "panel" }, h("table", { id: "versions" },
       h("thead", {}, h("tr", {}, ["Version", "Aliases", "Run", "Step", "Created", "Lineage"].map((t) => h("th", {}, t)))),
       h("tbody", {}, vs.map((v) => h("tr", {}, h("td", {}, "v" + v.version),
