@@ -15,7 +15,7 @@ export function timeline(tasks) {
   const span = Math.max(t1 - t0, 0.001);
   const lanes = new Map();  // node -> rows of bars that do not overlap
   for (const t of [...ran].sort((a, b) => a.started_at - b.started_at)) {
-    const node = t.node || "?";
+    const node = t.node || (t.state === "cached" ? "cache hits" : "no node");
     const rows = lanes.get(node) || lanes.set(node, []).get(node);
     const end = t.ended_at || now;
     let row = rows.find((r) => r.end <= t.started_at);
