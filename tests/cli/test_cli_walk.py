@@ -106,7 +106,8 @@ BASE_EXTRA: dict[str, dict[str, list[str]]] = {"tune run": {"max_trials": ["--tr
 # take minutes, or start a Ray cluster.
 BASE_NOT_RUN = {"delete", "models delete", "demo", "cluster up", "cluster down",
                 "cluster status", "server", *SERVER_ONLY,
-                "serve"}  # serve: with a servable model it serves until stopped
+                "serve",  # serve: with a servable model it serves until stopped
+                "ui"}  # ui: with a usable store it serves until stopped
 
 # Bad values by kind. Each is (label, argv values); "markup" values must never crash the
 # printer, but may be valid text (exit 0 allowed).

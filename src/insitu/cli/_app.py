@@ -57,6 +57,7 @@ class _Group(click.Group):
             "cluster": ("insitu.cli._cluster", "cluster"),
             "server": ("insitu.cli._server", "server"),
             "serve": ("insitu.cli._serve", "serve"),
+            "ui": ("insitu.cli._ui", "ui"),
             "quota": ("insitu.cli._quota", "quota"),
             "schedule": ("insitu.cli._schedule", "schedule"),
             "endpoints": ("insitu.cli._endpoints", "endpoints"),

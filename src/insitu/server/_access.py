@@ -25,6 +25,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", f"{API}/auth/login"): PUBLIC,
     ("GET", f"{API}/auth/callback"): PUBLIC,
     ("POST", f"{API}/auth/logout"): USER,
+    ("POST", f"{API}/auth/session"): USER,
     ("GET", f"{API}/projects"): USER,
     ("POST", f"{API}/projects"): ADMIN,
     ("GET", f"{API}/projects/{{project}}"): VIEWER,
@@ -56,6 +57,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", f"{API}/projects/{{project}}/schedules/{{name}}/backfill"): EDITOR,
     # what a run shows beyond its record (server/_routes_read.py)
     ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/steps"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/graph"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/steps/{{task_id}}/attempts"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/logs"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/logs/stream"): VIEWER,

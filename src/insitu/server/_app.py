@@ -48,7 +48,7 @@ def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = 
                api_only: bool = False, oidc: OIDCConfig | None = None,
                backend: str = "local", max_package: int = DEFAULT_MAX_PACKAGE,
                supervisor: Supervisor | None = None,
-               clock_file: str | None = None) -> FastAPI:
+               clock_file: str | None = None, ui: bool = True) -> FastAPI:
     """The API over ``store`` (opened, schema at head). The app never reads the database but
     through ``store``. ``nodes`` gives the backend's node inventory (node capacity in
     ``/metrics``); ``gpu_metrics`` reads this machine's GPUs through NVML where it can.
@@ -56,7 +56,8 @@ def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = 
     runs no background work (``app.state.api_only``). ``oidc``: browser login through that
     provider (see ``_oidc``). Accepted runs are for ``backend``; ``supervisor``, if given, is
     told when one is written (it also finds them on its own). ``clock_file``: where the
-    schedules' routes read "now", as the schedule loop does (``--clock-file``, for tests)."""
+    schedules' routes read "now", as the schedule loop does (``--clock-file``, for tests).
+    ``ui``: serve the dashboard (``insitu.ui``) at ``/`` beside the API."""
     from insitu import __version__
     from insitu.server._oidc import Provider
     from insitu.server._remote_runs import PackageFiles
@@ -84,6 +85,10 @@ def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = 
     app.state.metrics.register(EndpointCollector(store, load_config().home))
     for r in routers():
         app.include_router(r)
+    if ui:
+        from insitu.ui import mount
+
+        mount(app)
     app.add_middleware(_Threads, tokens=API_THREADS)
 
     def on_error(request: Request, status: int) -> None:

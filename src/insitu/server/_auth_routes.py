@@ -1,4 +1,5 @@
-"""``/api/v1/auth``: browser login through OIDC, and logout.
+"""``/api/v1/auth``: browser login through OIDC or by trading an API token for a session
+(the dashboard's login form), and logout.
 
 The routes exist on every server (so the route table does not depend on options); without
 ``--oidc-issuer`` login and callback answer 404 saying so. Their access rules are in
@@ -13,14 +14,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from insitu.errors import NotFound
+from insitu.errors import NotFound, UserError
 from insitu.server import _domain as D
 from insitu.server import _oidc
 from insitu.server import _sessions as S
 from insitu.server._access import API
 from insitu.server._routes import authorize
-from insitu.store import SessionRecord, Store
+from insitu.store import SessionRecord, Store, UserRecord
 
+SESSION_HOURS = 12.0  # a session made from a token lasts as long as an OIDC one by default
 auth_router = APIRouter(prefix=f"{API}/auth", dependencies=[Depends(authorize)])
 
 
@@ -93,6 +95,37 @@ def auth_callback(request: Request) -> RedirectResponse:
     resp.set_cookie(S.CSRF_COOKIE, S.csrf_value(cookie), max_age=max_age,
                     **{**S.cookie_options(secure), "httponly": False})
     resp.delete_cookie(_oidc.LOGIN_COOKIE, path=f"{API}/auth")
+    return resp
+
+
+@auth_router.post("/session", status_code=204)
+def auth_session(request: Request) -> Response:
+    """Trade the API token of the request (``Authorization: Bearer``) for a browser login
+    session: the dashboard's login form, and ``insitu ui``'s per-start token. Refused for
+    a token limited to one project (a session is not) and for a service account."""
+    who = request.state.principal
+    store = _store(request)
+    if who.token.startswith(S.PREFIX):
+        raise UserError("this request already comes from a login session",
+                        hint="send an API token in the Authorization header")
+    if who.scope is not None:
+        raise UserError(f"token {who.token} is limited to project {who.scope!r}; a login "
+                        "session is not", hint="log in with a token that is not limited to "
+                                               "a project")
+    users = store.select(UserRecord, name=who.user)
+    if not users or users[0].service:
+        raise UserError(f"{who.user} is a service account, which does not log in",
+                        hint="log in with a person's token")
+    ses, cookie = S.mint(who.user, hours=SESSION_HOURS, client=_client(request))
+    store.put(ses, D.audit(who, "session.login", obj=f"user/{who.user}",
+                           client=_client(request),
+                           detail={"session": S.PREFIX + ses.id, "via": "token"}))
+    secure = request.url.scheme == "https"
+    resp = Response(status_code=204)
+    max_age = int(SESSION_HOURS * 3600)
+    resp.set_cookie(S.COOKIE, cookie, max_age=max_age, **S.cookie_options(secure))
+    resp.set_cookie(S.CSRF_COOKIE, S.csrf_value(cookie), max_age=max_age,
+                    **{**S.cookie_options(secure), "httponly": False})
     return resp
 
 

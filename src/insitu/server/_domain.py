@@ -292,12 +292,15 @@ def run_view(run: RunRecord) -> dict[str, Any]:
 
 
 def list_runs(store: Store, project: str, *, pipeline: str | None, state: str | None,
-              limit: int, cursor: str | None) -> dict[str, Any]:
+              limit: int, cursor: str | None, until: float | None = None
+              ) -> dict[str, Any]:
     try:
         before = decode_cursor(cursor) if cursor else None
     except UserError:
         _project(store, project)  # an unknown project is what is answered first
         raise
+    if until is not None and (before is None or until < before[0]):
+        before = (until, "")  # created before ``until``: the same seek on the index
     runs = store.list_runs(project=project, pipeline=pipeline, state=state, limit=limit + 1,
                            before=before, with_spec=False)  # the view shows no spec
     if not runs:  # runs in it show the project exists; without any, look

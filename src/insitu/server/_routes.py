@@ -158,9 +158,12 @@ def remove_member(request: Request, project: str, user: str) -> Response:
 @router.get("/projects/{project}/runs", response_model=dict[str, Any])
 def runs(request: Request, project: str, pipeline: str | None = None,
          state: str | None = None, limit: int = Query(default=50, ge=1, le=500),
-         cursor: str | None = Query(default=None, max_length=200)) -> Response:
+         cursor: str | None = Query(default=None, max_length=200),
+         until: float | None = Query(default=None, ge=0, le=1e11,
+                                     description="only runs created before this time "
+                                                 "(epoch seconds)")) -> Response:
     return json_response(D.list_runs(_store(request), project, pipeline=pipeline, state=state,
-                                     limit=limit, cursor=cursor))
+                                     limit=limit, cursor=cursor, until=until))
 
 
 @router.get("/projects/{project}/runs/{run_id}", response_model=dict[str, Any])

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from insitu._config import Config, load_config
-from insitu.server import _artifacts, _catalog, _cluster, _logstream, _reads
+from insitu.server import _artifacts, _catalog, _cluster, _graph, _logstream, _reads
 from insitu.server._access import API
 from insitu.server._domain import _run
 from insitu.server._routes import _store, _who, authorize
@@ -79,6 +79,14 @@ StepQuery = Query(default=None, max_length=300,
                  summary="The run's steps (tasks; a map's items each)")
 def steps(request: Request, project: str, run_id: str) -> list[dict[str, Any]]:
     return _reads.list_steps(_store(request), project, run_id)
+
+
+@read_router.get(RUN + "/graph", summary="The run's step graph with task counts by state",
+                 response_description="each step: the steps it takes inputs from ('after'), "
+                                      "map or not and its items, what it asks for, and its "
+                                      "tasks counted by state")
+def graph(request: Request, project: str, run_id: str) -> dict[str, Any]:
+    return _graph.graph(_store(request), project, run_id)
 
 
 @read_router.get(RUN + "/steps/{task_id}/attempts", response_model=list[AttemptOut],

@@ -1,0 +1,74 @@
+"""Pipelines whose runs the dashboard's browser tests look at: one that trains (a map,
+metrics and params), one whose step fails with a known cause, and one whose step prints and
+then waits for a file the test creates."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import insitu
+
+
+@insitu.step
+def shards(n: int) -> list[int]:
+    return list(range(n))
+
+
+@insitu.step
+def score(i: int) -> int:
+    return i * i
+
+
+@insitu.step
+def fit(scores: list[int], lr: float) -> float:
+    insitu.log_params(lr=lr, optimizer="sgd")
+    loss = 1.0
+    for _ in range(5):
+        loss *= 1 - lr
+        insitu.log_metric("loss", loss)
+    return loss
+
+
+@insitu.pipeline
+def train(n: int = 4, lr: float = 0.25) -> None:
+    fit(score.map(shards(n)), lr)
+
+
+@insitu.step
+def load_config(path: str) -> dict:  # type: ignore[type-arg]
+    return {"path": path, "size": Path(path).stat().st_size}
+
+
+@insitu.pipeline
+def broken(path: str = "/nonexistent/config.yaml") -> None:
+    load_config(path)
+
+
+@insitu.step
+def talk(gate: str) -> str:
+    print("first line, before the gate", flush=True)
+    deadline = time.monotonic() + 600
+    while not Path(gate).exists():  # the test creates the file once it saw the line
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{gate} never appeared")
+        time.sleep(0.05)
+    print("second line, after the gate", flush=True)
+    return "done"
+
+
+@insitu.pipeline
+def gated(gate: str = "") -> None:
+    talk(gate)
+
+
+@insitu.step(cpu=0.5)
+def bowl(x: float, y: float) -> dict:  # type: ignore[type-arg]
+    return {"loss": (x - 1.0) ** 2 + 0.1 * y}
+
+
+@insitu.pipeline
+def search() -> None:
+    insitu.tune(bowl, space={"x": insitu.tune.uniform(-3, 3), "y": insitu.tune.uniform(0, 1)},
+                metric="loss", goal="minimize", algorithm="random", max_trials=4, parallel=2,
+                seed=3)
