@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,45 +148,42 @@ def test_resume_runs_a_task_that_was_waiting_for_its_retry(home: Path, tmp_path:
     assert insitu.get_run(runs[0].id).output("fails_once_then_waits") == "ok after 2"
 
 
-def test_a_run_cancelled_while_its_engine_starts_stays_cancelled(home: Path) -> None:
-    from insitu.engine import cancel_run
+@pytest.fixture
+def started(home: Path) -> Iterator[tuple[Any, Any]]:
+    """A pending run and the engine's loop for it, made as an engine reads the run before
+    its first write: (the loop, the pending run)."""
     from insitu.engine._engine import resolve_resources
     from insitu.engine._loop import RunLoop
 
-    store = open_store()
     ex = LocalExecutor()
     try:
-        engine = Engine(store, ex)
+        engine = Engine(open_store(), ex)
         pending = engine.submit(lifecycle.failing.compile(), {})
-        # the engine has read the pending run; a cancel lands before its first write
-        loop = RunLoop(engine, pending, resources=resolve_resources, reopen=False)
-        cancelled, driven = cancel_run(store, pending.id, wait_s=0)
-        assert (cancelled.state, driven) == ("cancelled", False)
-        final = loop.run()
-        assert final.state == "cancelled"
-        assert store.get_run(pending.id).state == "cancelled"
-        assert store.list_attempts(pending.id) == []  # nothing was launched
-        assert [t.state for t in store.list_tasks(pending.id)] == ["cancelled"]
+        yield RunLoop(engine, pending, resources=resolve_resources, reopen=False), pending
     finally:
         ex.close()
 
 
-def test_a_cancel_asked_while_its_engine_starts_is_kept(home: Path) -> None:
-    from insitu.engine._engine import resolve_resources
-    from insitu.engine._loop import RunLoop
+def test_a_run_cancelled_while_its_engine_starts_stays_cancelled(
+        started: tuple[Any, Any]) -> None:
+    from insitu.engine import cancel_run
+
+    loop, pending = started
+    store = loop.store
+    cancelled, driven = cancel_run(store, pending.id, wait_s=0)  # lands before its first write
+    assert (cancelled.state, driven) == ("cancelled", False)
+    assert loop.run().state == "cancelled"
+    assert store.get_run(pending.id).state == "cancelled"
+    assert store.list_attempts(pending.id) == []  # nothing was launched
+    assert [t.state for t in store.list_tasks(pending.id)] == ["cancelled"]
+
+
+def test_a_cancel_asked_while_its_engine_starts_is_kept(started: tuple[Any, Any]) -> None:
     from insitu.engine._moves import move, unchanged
 
-    store = open_store()
-    ex = LocalExecutor()
-    try:
-        engine = Engine(store, ex)
-        pending = engine.submit(lifecycle.failing.compile(), {})
-        loop = RunLoop(engine, pending, resources=resolve_resources, reopen=False)
-        # a cancel asked (as of a live engine) before this engine's first write
-        assert store.put_if(pending.id, unchanged(pending),
-                            move(pending, cancel_requested=True))
-        final = loop.run()
-        assert final.state == "cancelled"
-        assert store.list_attempts(pending.id) == []
-    finally:
-        ex.close()
+    loop, pending = started
+    # a cancel asked (as of a live engine) before this engine's first write
+    assert loop.store.put_if(pending.id, unchanged(pending),
+                             move(pending, cancel_requested=True))
+    assert loop.run().state == "cancelled"
+    assert loop.store.list_attempts(pending.id) == []

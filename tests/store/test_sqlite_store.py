@@ -89,26 +89,32 @@ def test_artifact_store_over_a_file_url_and_an_fsspec_url(tmp_path: Path) -> Non
         assert not store.exists("0" * 64)
 
 
-def test_upgrade_from_the_first_schema_keeps_runs(tmp_path: Path) -> None:
-    """A database written at schema 0001 is upgraded in place when opened."""
+def _old_database(path: Path, revision: str, *inserts: str) -> None:
+    """A database at schema ``revision`` holding the rows of ``inserts``."""
     from alembic import command
     from alembic.config import Config
 
     import insitu.store._sql as sql
 
-    p = tmp_path / "old.db"
-    engine = sql._make_engine(f"sqlite:///{p}")
+    engine = sql._make_engine(f"sqlite:///{path}")
     ini = Path(sql.__file__).parent / "migrations" / "alembic.ini"
     cfg = Config(str(ini))
     cfg.set_main_option("script_location", str(ini.parent))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
-        conn.exec_driver_sql(
-            "INSERT INTO runs (id, pipeline, state, spec, params, created_at, no_cache, backend,"
-            " cancel_requested, labels) VALUES ('old1', 'p', 'succeeded', '{}', '{}', 1.0, 0,"
-            " 'local', 0, '{}')")
+        command.upgrade(cfg, revision)
+        for sql_text in inserts:
+            conn.exec_driver_sql(sql_text)
     engine.dispose()
+
+
+def test_upgrade_from_the_first_schema_keeps_runs(tmp_path: Path) -> None:
+    """A database written at schema 0001 is upgraded in place when opened."""
+    p = tmp_path / "old.db"
+    _old_database(p, "0001",
+                  "INSERT INTO runs (id, pipeline, state, spec, params, created_at, no_cache,"
+                  " backend, cancel_requested, labels) VALUES ('old1', 'p', 'succeeded', '{}',"
+                  " '{}', 1.0, 0, 'local', 0, '{}')")
     s = SQLStore(f"sqlite:///{p}")
     assert s.get_run("old1").state == "succeeded"
     conn = sqlite3.connect(p)
@@ -136,29 +142,17 @@ def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) ->
 
 def test_upgrade_keys_models_by_project(tmp_path: Path) -> None:
     """Versions and aliases made before models were keyed by project take their model's."""
-    from alembic import command
-    from alembic.config import Config
-
-    import insitu.store._sql as sql
     from insitu.store import AliasRecord, ModelRecord, ModelVersionRecord
 
     p = tmp_path / "old.db"
-    engine = sql._make_engine(f"sqlite:///{p}")
-    ini = Path(sql.__file__).parent / "migrations" / "alembic.ini"
-    cfg = Config(str(ini))
-    cfg.set_main_option("script_location", str(ini.parent))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0013")
-        conn.exec_driver_sql("INSERT INTO models (name, created_at, description, tags, project)"
-                             " VALUES ('fraud', 1.0, '', '{}', 'vision')")
-        conn.exec_driver_sql(
-            "INSERT INTO model_versions (name, version, run_id, task_id, output, created_at,"
-            " description, tags, lineage, flavor) VALUES ('fraud', 1, 'r1', 'fit', '{}', 1.0,"
-            " '', '{}', '{}', 'sklearn')")
-        conn.exec_driver_sql("INSERT INTO aliases (name, alias, version, updated_at) VALUES"
-                             " ('fraud', 'champion', 1, 1.0)")
-    engine.dispose()
+    _old_database(p, "0013",
+                  "INSERT INTO models (name, created_at, description, tags, project)"
+                  " VALUES ('fraud', 1.0, '', '{}', 'vision')",
+                  "INSERT INTO model_versions (name, version, run_id, task_id, output,"
+                  " created_at, description, tags, lineage, flavor) VALUES ('fraud', 1, 'r1',"
+                  " 'fit', '{}', 1.0, '', '{}', '{}', 'sklearn')",
+                  "INSERT INTO aliases (name, alias, version, updated_at) VALUES"
+                  " ('fraud', 'champion', 1, 1.0)")
     s = SQLStore(f"sqlite:///{p}")
     assert [m.project for m in s.select(ModelRecord, name="fraud")] == ["vision"]
     assert [(v.project, v.flavor) for v in s.select(ModelVersionRecord)] == [
