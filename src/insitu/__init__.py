@@ -41,6 +41,7 @@ __all__ = [
     "shard_path",
     "step",
     "testing",
+    "train",
     "tune",
 ]
 
@@ -55,7 +56,7 @@ def __getattr__(name: str) -> Any:
         from insitu import datasets
 
         return getattr(datasets, name)
-    if name in ("models", "datasets", "testing"):
+    if name in ("models", "datasets", "testing", "train"):
         import importlib
 
         return importlib.import_module(f"insitu.{name}")

@@ -118,6 +118,7 @@ class Launcher:
         launches: list[LaunchRequest] = []
         deferred: list[tuple[str, Request]] = []  # their holders are busy
         full = False
+        workers = int((step.get("train") or {}).get("workers") or 1)
 
         def place(tid: str, req: Request) -> Placement | None:
             t = loop.tasks[tid]
@@ -126,7 +127,9 @@ class Launcher:
                 if t.pending_reason != over:
                     loop.move(tid, pending_reason=over)
                 return None
-            placement = placer.place(req, f"{t.run_id}/{tid}/{t.attempts + 1}")
+            name = f"{t.run_id}/{tid}/{t.attempts + 1}"
+            placement = placer.place_gang(req, workers, name) if workers > 1 else \
+                placer.place(req, name)
             if isinstance(placement, str):  # nothing fits now: say why, once
                 if t.pending_reason != placement:
                     loop.move(tid, pending_reason=placement)
@@ -213,7 +216,10 @@ class Launcher:
             artifacts_url=loop.artifacts.url,
             materialize_dir=str(cfg.home / "materialized"),
             metrics_path=str(metrics_path(cfg, t.run_id, t.id, n)),
-            trial=loop.tuner(t.step_id).trial_info(t.id) if step.get("tune") else None)
+            trial=loop.tuner(t.step_id).trial_info(t.id) if step.get("tune") else None,
+            ranks=tuple({"rank": i, "node": p.node, "gpu_ids": p.gpu_ids}
+                        for i, p in enumerate(placement.ranks)),
+            collective_timeout=(step.get("train") or {}).get("collective_timeout"))
 
     def finished(self, key: str) -> Running | None:
         """The attempt ``key`` ended: free its place. None if it is not known (any more)."""
