@@ -27,13 +27,9 @@ def classify(ex: AttemptExit, *, memory_limit: int | None, timeout: float | None
         return err
     k = ex.failed_rank
     stopped = [r["rank"] for r in ex.ranks if r["rank"] != k and r["state"] != "succeeded"]
-    err = {**err, "rank": k, "stopped_ranks": stopped}
-    if not str(err.get("message", "")).startswith("rank"):
+    err = {**err, "rank": k, "stopped_ranks": stopped, "world_size": len(ex.ranks)}
+    if err["kind"] != "user" and not str(err.get("message", "")).startswith("rank"):
         err["message"] = f"rank {k}: {err.get('message')}"
-    if stopped:
-        s = "s" if len(stopped) > 1 else ""
-        err["message"] += (f" (rank{s} {', '.join(map(str, stopped))} of the "
-                           f"{len(ex.ranks)} were stopped because of it)")
     return err
 
 
