@@ -190,7 +190,8 @@ def _cause(run: RunRecord, t: TaskRecord, err: dict[str, Any], show_path: ShowPa
                f"`{rerun}`")
     elif kind == "lost":
         details.append(f"{err.get('message')}")
-        fix = f"if something outside killed it, continue the run: `insitu resume {run.id}`"
+        fix = str(err.get("hint") or
+                  f"if something outside killed it, continue the run: `insitu resume {run.id}`")
     elif kind == "missing_input":
         details.append(f"{err.get('message')}")
         fix = f"{err.get('hint') or 'recompute the input'}: `{rerun} --no-cache`"

@@ -209,7 +209,7 @@ class Gang:
                       f"collective (timeout {timeout:g}s): rank {cause} gave up waiting "
                       f"({err.get('type')}: {str(err.get('message'))[:300]})")
             return dataclasses.replace(ex, pid=None, exit_code=None, signal=None, result=None,
-                                       reason=reason, failed_rank=cause,
+                                       reason=reason, failed_rank=missing[0],
                                        **{**common, "cpu_time": cpu})
         return dataclasses.replace(ex, failed_rank=cause, **common)
 
