@@ -469,8 +469,8 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool,
     step or attempt is an error. A distributed step prints rank 0 unless --rank says.
     """
     from insitu.cli._render import log_tasks, report_silent, step_tasks
-    from insitu.engine import shown_state
     from insitu.cli._train import check_rank
+    from insitu.engine import shown_state
     from insitu.engine._paths import log_path
     from insitu.executor._gang import rank_path
 

@@ -182,6 +182,7 @@ class Placer:
         ranks = []
         for d in decisions:
             p = d.placement
+            assert p is not None
             ids = tuple(self._gpu_index[p.node][i] for i in p.gpus)
             share = p.gpu_milli / 1000 if 0 < req.gpu < 1 else 0.0
             ranks.append(Placement(node=p.node, cpu=req.cpu, memory=req.memory, gpu_ids=ids,

@@ -190,8 +190,8 @@ class Gang:
         t1 = max(ex.ended_at for ex in self.exits.values())
         cpu = sum(ex.cpu_time or 0.0 for ex in self.exits.values())
         peak = max((ex.peak_memory or 0 for ex in self.exits.values()), default=0) or None
-        common = {"key": self.req.key, "started_at": t0, "ended_at": t1, "cpu_time": cpu,
-                  "ranks": ranks}
+        common: dict[str, Any] = {"key": self.req.key, "started_at": t0, "ended_at": t1,
+                                  "cpu_time": cpu, "ranks": ranks}
         if all(_ok(ex) for ex in self.exits.values()):
             return dataclasses.replace(first, peak_memory=peak, **common)
         cause = self._cause()
@@ -209,8 +209,7 @@ class Gang:
                       f"collective (timeout {timeout:g}s): rank {cause} gave up waiting "
                       f"({err.get('type')}: {str(err.get('message'))[:300]})")
             return dataclasses.replace(ex, pid=None, exit_code=None, signal=None, result=None,
-                                       reason=reason, failed_rank=missing[0],
-                                       **{**common, "cpu_time": cpu})
+                                       reason=reason, failed_rank=missing[0], **common)
         return dataclasses.replace(ex, failed_rank=cause, **common)
 
 

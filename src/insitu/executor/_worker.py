@@ -176,7 +176,6 @@ def run_attempt(req: Any) -> None:
 
 def _call(req: Any) -> dict[str, Any]:
     from insitu.sdk._loader import load_function
-
     from insitu.train import _context as _train
 
     started = time.time()
