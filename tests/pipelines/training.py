@@ -147,3 +147,13 @@ def small_gang() -> int:
 def gang_waits(gate: str) -> None:
     hold(gate)
     small_gang()
+
+
+@insitu.step(workers=64, cpu=1, memory="100MiB")
+def huge() -> int:
+    return 0
+
+
+@insitu.pipeline
+def too_big() -> None:
+    huge()

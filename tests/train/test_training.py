@@ -5,6 +5,8 @@ it); each test submits a pipeline of tests/pipelines/training.py to it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -47,6 +49,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         ex.close()
         mp.undo()
+
+
+def run_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """The real ``insitu`` command, in a subprocess."""
+    env = {**os.environ, "INSITU_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "insitu", *args], capture_output=True,
+                          text=True, timeout=120, env=env)
 
 
 def _run(world: dict[str, Any], pipeline: Any, **params: Any) -> S.RunRecord:
@@ -113,6 +122,19 @@ def test_ddp_equals_single_process_and_a_killed_rank_resumes_from_its_checkpoint
         assert x == pytest.approx(y, abs=1e-6)
     kept = list_checkpoints(world["cfg"].artifacts_url, rec.id)
     assert [e["step"] for e in kept["killed_fit"]] == [2, 3]  # keep=2
+
+    # the CLI: one rank's logs, and the run's ranks and checkpoints
+    home = world["cfg"].home
+    out = run_cli("logs", rec.id, "killed_fit", "--rank", "1", "--attempt", "1", home=home)
+    assert out.returncode == 0, out.stderr
+    assert "[killed_fit#1 rank 1] epoch 1 rank 1" in out.stdout
+    assert "rank 0" not in out.stdout.replace("[killed_fit#1 rank 1]", "")
+    bad = run_cli("logs", rec.id, "killed_fit", "--rank", "2", home=home)
+    assert bad.returncode == 2 and "ran 2 ranks (0 to 1), not rank 2" in bad.stderr
+    show = run_cli("show", rec.id, home=home)
+    assert show.returncode == 0, show.stderr
+    assert "ranks of distributed steps" in show.stdout and "checkpoints" in show.stdout
+    assert "stopped because rank 1 failed" in show.stdout
 
 
 def test_a_raising_rank_is_named_and_a_rank_over_its_memory_is_oom(

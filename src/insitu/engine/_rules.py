@@ -127,12 +127,14 @@ def gang_restarts(task: TaskRecord, history: Iterable[AttemptRecord]) -> int:
 
 def on_gang_lost(x: Exit) -> list[Effect] | None:
     """A gang lost a rank: restart it whole at once (from its latest checkpoint, which the
-    step loads) while ``max_restarts`` allows; past it, fail saying so. None when the rule
+    step loads) while ``max_restarts`` allows; past it, fail saying so. A preempted gang
+    is requeued without using the budget. None when the rule
     does not apply (not a gang, not a lost rank, or the run is being cancelled)."""
     err = x.error
-    if x.restarts is None or err is None or err["kind"] != K.LOST or x.cancelling \
-            or err.get("preempted"):
+    if x.restarts is None or err is None or err["kind"] != K.LOST or x.cancelling:
         return None
+    if err.get("preempted"):  # its capacity was taken back: requeued, no budget used
+        return [Retry(x.task.id, x.now, err)]
     used = gang_restarts(x.task, x.history)
     if used <= x.restarts:
         return [Retry(x.task.id, x.now, {**err, "restart": used})]

@@ -87,8 +87,11 @@ def require_torch() -> Any:
 def check_torch() -> None:
     """:class:`TrainingUnavailable` unless PyTorch could be imported (without importing it)."""
     import importlib.util
+    import sys
 
-    if importlib.util.find_spec("torch") is None:
+    missing = sys.modules["torch"] is None if "torch" in sys.modules else \
+        importlib.util.find_spec("torch") is None
+    if missing:
         raise TrainingUnavailable(
             "a distributed step (workers > 1) needs PyTorch, which is not installed here",
             hint=f"install it: {INSTALL}")
