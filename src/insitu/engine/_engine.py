@@ -108,6 +108,11 @@ class Engine:
         step needs PyTorch here and a cluster that can hold its whole gang."""
         if any(s.get("train") for s in spec["steps"]):
             check_torch()
+            if self.executor.name != "local":
+                raise ResourceError(
+                    f"pipeline '{spec['name']}' has distributed steps (workers > 1), which "
+                    f"run on the local executor only for now, not on {self.executor.name}",
+                    hint="run it without a cluster (the local executor), or with workers=1")
         nodes = self.executor.nodes()
         placer = Placer(nodes)
         problems: list[str] = []

@@ -82,12 +82,13 @@ class Launcher:
                     continue
                 base = self.requests.get(sid) or loop.resources(loop.steps[sid], loop.params)
                 self.requests[sid] = base
+                claim = gang_claim(base, loop.steps[sid])
                 mp = (loop.steps[sid].get("map") or {}).get("max_parallel")
                 room = len(queue) if mp is None else mp - self.running_per_step.get(sid, 0)
                 pending = [tid for tid in queue if loop.tasks[tid].state == T.PENDING]
                 # only what could start now claims quota (a map's items past max_parallel
                 # would hold quota they cannot use)
-                want.update({tid: base for tid in pending[:max(0, room)]})
+                want.update({tid: claim for tid in pending[:max(0, room)]})
             quota.sync(want)
         launches: list[LaunchRequest] = []
         loop.locality.new_pass()
@@ -246,6 +247,14 @@ class Launcher:
         for i, k in enumerate(keys):
             if i in kept:
                 loop.running[k].placement = kept[i]
+
+
+def gang_claim(req: Request, step: dict[str, Any]) -> Request:
+    """What a step claims of its project's quota: a distributed step, all its workers."""
+    n = int((step.get("train") or {}).get("workers") or 1)
+    if n == 1:
+        return req
+    return dataclasses.replace(req, cpu=req.cpu * n, memory=req.memory * n, gpu=req.gpu * n)
 
 
 def data_inputs(args: dict[str, Any]) -> tuple[tuple[str, int], ...]:
