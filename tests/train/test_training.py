@@ -123,6 +123,13 @@ def test_ddp_equals_single_process_and_a_killed_rank_resumes_from_its_checkpoint
     kept = list_checkpoints(world["cfg"].artifacts_url, rec.id)
     assert [e["step"] for e in kept["killed_fit"]] == [2, 3]  # keep=2
 
+    # in a pipeline like any step: run again, every step comes from the cache
+    again = _run(world, training.ddp_and_restart)
+    assert again.state == S.RUN_SUCCEEDED
+    assert {t.id: t.state for t in world["store"].list_tasks(again.id)} == \
+        {"ddp_fit": "cached", "killed_fit": "cached", "single_fit": "cached"}
+    assert _output(world, again.id, "ddp_fit") == ddp
+
     # the CLI: one rank's logs, and the run's ranks and checkpoints
     home = world["cfg"].home
     out = run_cli("logs", rec.id, "killed_fit", "--rank", "1", "--attempt", "1", home=home)
