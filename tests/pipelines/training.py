@@ -157,3 +157,18 @@ def huge() -> int:
 @insitu.pipeline
 def too_big() -> None:
     huge()
+
+
+@insitu.step(workers=2, cpu=0.5, memory="1GiB", collective_timeout=60)
+def objective(x: float) -> float:
+    t = torch.tensor([x * (train.context().rank + 1)])
+    dist.all_reduce(t)  # x + 2x
+    value = (float(t.item()) - 1.5) ** 2
+    insitu.log_metric("value", value)
+    return value
+
+
+@insitu.pipeline
+def tuned() -> None:
+    insitu.tune(objective, space={"x": insitu.tune.uniform(0.0, 1.0)}, metric="value",
+                goal="minimize", max_trials=2, parallel=2, seed=0)

@@ -212,3 +212,16 @@ def test_a_gang_that_cannot_fit_waits_whole_and_why_says_so(
         gate.touch()
         th.join(180)
     assert out["rec"].state == S.RUN_SUCCEEDED
+
+
+def test_a_tuning_study_runs_each_trial_as_a_gang(world: dict[str, Any]) -> None:
+    rec = _run(world, training.tuned)
+    assert rec.state == S.RUN_SUCCEEDED, rec.error
+    trials = [t for t in world["store"].list_tasks(rec.id) if t.map_index is not None]
+    assert len(trials) == 2
+    for t in trials:
+        (a,) = _attempts(world, rec.id, t.id)
+        assert [r["state"] for r in a.placement["ranks"]] == ["succeeded", "succeeded"]
+        names = {m.name for m in world["store"].select(MetricRecord, run_id=rec.id,
+                                                        task_id=t.id)}
+        assert names == {"value", "value@rank1"}
