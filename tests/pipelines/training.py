@@ -172,3 +172,18 @@ def objective(x: float) -> float:
 def tuned() -> None:
     insitu.tune(objective, space={"x": insitu.tune.uniform(0.0, 1.0)}, metric="value",
                 goal="minimize", max_trials=2, parallel=2, seed=0)
+
+
+@insitu.step(workers=2, cpu=0.5, memory="1GiB", gpu=1, collective_timeout=60)
+def on_gpus(x: float) -> float:
+    ctx = train.context()  # declared GPUs on a CPU build of torch: gloo, on the CPU
+    t = torch.tensor([float(os.environ["CUDA_VISIBLE_DEVICES"])])
+    dist.all_reduce(t)
+    insitu.log_metric("value", x)
+    return float(t.item()) + (0.0 if ctx.backend == "gloo" else 100.0)
+
+
+@insitu.pipeline
+def competing() -> None:
+    insitu.tune(on_gpus, space={"x": insitu.tune.uniform(0.0, 1.0)}, metric="value",
+                goal="minimize", max_trials=3, parallel=3, seed=0)

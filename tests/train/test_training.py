@@ -225,3 +225,33 @@ def test_a_tuning_study_runs_each_trial_as_a_gang(world: dict[str, Any]) -> None
         names = {m.name for m in world["store"].select(MetricRecord, run_id=rec.id,
                                                         task_id=t.id)}
         assert names == {"value", "value@rank1"}
+
+
+def test_gangs_competing_for_the_same_gpus_never_deadlock(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three gangs of 2 workers x 1 GPU on 3 declared GPUs: one gang at a time holds two of
+    them; a partial gang holding a GPU would leave the others waiting for ever."""
+    monkeypatch.setenv("INSITU_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("INSITU_DB_URL", raising=False)
+    monkeypatch.delenv("INSITU_ARTIFACTS", raising=False)
+    monkeypatch.setenv("INSITU_NODE_CPUS", "4")
+    monkeypatch.setenv("INSITU_NODE_GPUS", "T4:3")
+    cfg = load_config()
+    store = open_store(cfg.db_url)
+    ex = LocalExecutor()
+    try:
+        rec = _run({"engine": Engine(store, ex, config=cfg)}, training.competing)
+    finally:
+        ex.close()
+    assert rec.state == S.RUN_SUCCEEDED, rec.error
+    trials = [t for t in store.list_tasks(rec.id) if t.map_index is not None]
+    assert len(trials) == 3
+    spans = []
+    for t in trials:
+        (a,) = store.list_attempts(rec.id, t.id)
+        gpus = [g for r in a.placement["ranks"] for g in r["gpu_ids"]]
+        assert len(gpus) == 2 and len(set(gpus)) == 2  # a GPU each, never shared
+        spans.append((a.started_at, a.ended_at))
+    spans.sort()
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end  # one gang at a time: never two partial gangs

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,12 @@ def _int(name: str, default: int) -> int:
 
 
 def _gpu() -> bool:
-    return bool(os.environ.get("CUDA_VISIBLE_DEVICES", "").strip())
+    """Does this rank have a GPU it can use? (GPUs given to it, and, once PyTorch is
+    imported, a PyTorch that can use them: a CPU build falls back to gloo.)"""
+    if not os.environ.get("CUDA_VISIBLE_DEVICES", "").strip():
+        return False
+    torch = sys.modules.get("torch")
+    return torch is None or bool(torch.cuda.is_available())
 
 
 def context() -> Context:
