@@ -187,3 +187,20 @@ def on_gpus(x: float) -> float:
 def competing() -> None:
     insitu.tune(on_gpus, space={"x": insitu.tune.uniform(0.0, 1.0)}, metric="value",
                 goal="minimize", max_trials=3, parallel=3, seed=0)
+
+
+@insitu.step(workers=2, cpu=0.5, memory="1GiB", collective_timeout=3, max_restarts=0)
+def hangs() -> int:
+    import threading
+
+    t = torch.ones(1)
+    dist.all_reduce(t)
+    if train.context().rank == 1:
+        threading.Event().wait()  # hung: never reaches the next collective
+    dist.all_reduce(t)
+    return 0
+
+
+@insitu.pipeline
+def hung() -> None:
+    hangs()

@@ -183,6 +183,19 @@ def test_restart_budget_exhausted_says_so(world: dict[str, Any]) -> None:
     assert "@insitu.step(max_restarts=...)" in facts["fix"]
 
 
+def test_a_hung_rank_past_the_collective_timeout_is_named(world: dict[str, Any]) -> None:
+    rec = _run(world, training.hung)
+    assert rec.state == S.RUN_FAILED
+    (a,) = _attempts(world, rec.id, "hangs")
+    assert a.error["kind"] == "lost" and a.error["rank"] == 1
+    assert a.error["message"].startswith(
+        "rank 1 did not take part in a collective (timeout 3s): rank 0 gave up waiting")
+    task = next(t for t in world["store"].list_tasks(rec.id) if t.id == "hangs")
+    assert "(max_restarts=0)" in task.error["message"]
+    states = {r["rank"]: r["state"] for r in a.placement["ranks"]}
+    assert states == {0: "failed", 1: "stopped"}
+
+
 def test_a_gang_that_cannot_fit_waits_whole_and_why_says_so(
         world: dict[str, Any], tmp_path: Path) -> None:
     gate = tmp_path / "gate"
