@@ -164,6 +164,9 @@ def test_checkpoints_keep_the_newest_and_refuse_what_does_not_fit(tmp_path: Path
             train.load_checkpoint(checkpoint=kept[-1])
         got = train.load_checkpoint(checkpoint=kept[-1], allow_other_step=True)
         assert got is not None and got.saved_by == "fit"
+        assert train.delete_checkpoints(url, "r1") == 2  # with its run
+        assert train.list_checkpoints(url, "r1") == {}
+        assert not any(Path(url, e["digest"][:2], e["digest"]).exists() for e in kept)
     finally:
         _context._step = None
 

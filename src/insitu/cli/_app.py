@@ -558,6 +558,9 @@ def delete(run_id: str, yes: bool) -> None:
         click.confirm(f"delete run {rec.id} ({rec.pipeline}, {rec.state})?", abort=True)
     store.delete_run(rec.id)
     shutil.rmtree(load_config().run_dir(rec.id), ignore_errors=True)
+    from insitu.train import delete_checkpoints
+
+    delete_checkpoints(load_config().artifacts_url, rec.id)
     console.print(f"deleted run {rec.id} (its outputs stay in the artifact store while "
                   "other runs or the cache use them)")
 

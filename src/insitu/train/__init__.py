@@ -7,8 +7,14 @@ with an install hint when it is missing. The gang itself (placing, starting, sto
 restarting the ranks) belongs to the engine and the executors; see docs/training.md.
 """
 
-from insitu.train._checkpoint import Checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from insitu.train._checkpoint import (
+    Checkpoint,
+    delete_checkpoints,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from insitu.train._context import Context, context
 
-__all__ = ["Checkpoint", "Context", "context", "list_checkpoints", "load_checkpoint",
-           "save_checkpoint"]
+__all__ = ["Checkpoint", "Context", "context", "delete_checkpoints", "list_checkpoints",
+           "load_checkpoint", "save_checkpoint"]

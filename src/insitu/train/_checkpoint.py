@@ -99,6 +99,40 @@ def list_checkpoints(artifacts_url: str, run_id: str) -> dict[str, list[dict[str
     return out
 
 
+def delete_checkpoints(artifacts_url: str, run_id: str) -> int:
+    """Delete the checkpoints of run ``run_id`` (their blobs, then their indexes), when the
+    run is deleted; returns how many there were."""
+    store = artifact_store(artifacts_url)
+    found = list_checkpoints(artifacts_url, run_id)
+    for task, entries in found.items():
+        for e in entries:
+            _remove_blob(store, e["digest"])
+        p = _index_path(store, run_id, task)
+        try:
+            if store.local:
+                os.unlink(p)
+            else:
+                store.fs.rm(p)
+        except (OSError, FileNotFoundError):
+            pass
+    if store.local:
+        try:
+            os.rmdir(f"{store.root.rstrip('/')}/checkpoints/{run_id}")
+        except OSError:
+            pass
+    return sum(len(e) for e in found.values())
+
+
+def _remove_blob(store: ArtifactStore, digest: str) -> None:
+    try:
+        if store.local:
+            os.unlink(store.path(digest))
+        else:
+            store.fs.rm(store.path(digest))
+    except (OSError, FileNotFoundError):
+        pass
+
+
 def _where() -> tuple[ArtifactStore, Any]:
     s = current_step()
     if s is None:
@@ -145,13 +179,7 @@ def save_checkpoint(state: Any, *, step: int, keep: int = 3) -> dict[str, Any] |
         live = {e["digest"] for e in kept}
         for e in dropped:  # retention: the blobs of checkpoints no longer kept
             if e["digest"] not in live:
-                try:
-                    if store.local:
-                        os.unlink(store.path(e["digest"]))
-                    else:
-                        store.fs.rm(store.path(e["digest"]))
-                except (OSError, FileNotFoundError):
-                    pass
+                _remove_blob(store, e["digest"])
     _barrier()
     return entry
 
