@@ -23,6 +23,7 @@ from insitu.artifacts import ArtifactStore, dump, load
 from insitu.artifacts._store import artifact_store
 from insitu.errors import NotFound, SerializationError, TrainingUnavailable
 from insitu.tracking import _log
+from insitu.train import _context as _train  # imported once by the fork server
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -176,7 +177,6 @@ def run_attempt(req: Any) -> None:
 
 def _call(req: Any) -> dict[str, Any]:
     from insitu.sdk._loader import load_function
-    from insitu.train import _context as _train
 
     started = time.time()
     store = artifact_store(req.artifacts_url)
