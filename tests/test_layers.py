@@ -18,6 +18,7 @@ LAYERS: list[set[str]] = [
     {"tune"},
     {"tracking"},
     {"datasets"},
+    {"train"},
     {"executor"},
     {"engine"},
     {"models"},

@@ -8,7 +8,7 @@ def test_exported_names_are_exactly_the_public_api() -> None:
         "get_run",
         "list_runs",
         "log_artifact", "log_metric", "log_metrics", "log_params", "models", "on_exit", "pipeline",
-        "report", "run", "shard_path", "step", "testing", "tune"]
+        "report", "run", "shard_path", "step", "testing", "train", "tune"]
     for name in insitu.__all__:
         assert hasattr(insitu, name)
 

@@ -42,6 +42,7 @@ __all__ = [
     "shard_path",
     "step",
     "testing",
+    "train",
     "tune",
 ]
 
@@ -56,7 +57,7 @@ def __getattr__(name: str) -> Any:
         from insitu import datasets
 
         return getattr(datasets, name)
-    if name in ("models", "datasets", "testing", "endpoints"):
+    if name in ("models", "datasets", "testing", "endpoints", "train"):
         import importlib
 
         return importlib.import_module(f"insitu.{name}")

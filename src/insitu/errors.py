@@ -13,6 +13,8 @@ faults of insitu itself or its environment (:class:`InternalError`,
     │   ├── ParameterError           unknown, missing or mistyped parameter
     │   ├── ResourceError (ValueError)  bad or unsatisfiable resource request
     │   ├── SerializationError       a step output cannot be serialised
+    │   ├── TrainingUnavailable (ImportError)  a distributed step without PyTorch
+    │   ├── CheckpointError          a checkpoint of another step, or a state that does not fit
     │   ├── StepOutsidePipeline      a step was called outside a pipeline
     │   ├── Conflict                 clashes with what exists (a run a model needs)
     │   ├── NotFound (KeyError)      unknown run, step, artifact, model
@@ -90,6 +92,14 @@ class ParameterError(UserError, ValueError):
 
 class ResourceError(UserError, ValueError):
     """A resource request that is malformed or that no node can satisfy."""
+
+
+class TrainingUnavailable(UserError, ImportError):
+    """A distributed step (``workers`` > 1) where PyTorch is not installed."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be loaded here: another step's, or a state that does not fit."""
 
 
 class SerializationError(UserError):
@@ -171,6 +181,7 @@ class Cancelled(BaseException):  # noqa: N818 - a signal, not an error
 
 __all__ = [
     "Cancelled",
+    "CheckpointError",
     "Conflict",
     "InsituError",
     "InternalError",
@@ -182,6 +193,7 @@ __all__ = [
     "ResourceError",
     "SerializationError",
     "StepFailed",
+    "TrainingUnavailable",
     "StepOutsidePipeline",
     "StoreError",
     "TooLarge",

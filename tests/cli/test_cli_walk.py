@@ -164,7 +164,8 @@ FREE_TEXT = {"description", "address", "pipeline", "policies"}
 ZERO_OK = {"max_failed", "seed", "max_engines",  # --max-engines 0: serve the API only
            # serve: no canary share, no shadow share, scale to zero, never wait, log nothing
            "percent", "shadow_percent", "min_replicas", "max_latency_ms", "payload_sample",
-           "payload_max_bytes"}
+           "payload_max_bytes",
+           "rank"}  # logs --rank 0: rank 0 of a distributed step
 # Values that are bad only on some commands; (command, param, label) -> reason it is valid.
 VALID_ANYWAY = {
     ("runs", "pipeline", "brackets"): "a filter that matches nothing lists nothing",

@@ -446,6 +446,11 @@ def show(run_id: str, as_json: bool) -> None:
     mt = metrics_table(store, rec)
     if mt is not None:
         console.print(mt)
+    from insitu.cli._train import checkpoints_table, ranks_table
+
+    for table in (ranks_table(attempts), checkpoints_table(load_config().artifacts_url, rec.id)):
+        if table is not None:
+            console.print(table)
     if rec.state == S.RUN_FAILED:
         console.print(f"why: insitu explain {rec.id}")
 
@@ -456,18 +461,26 @@ def show(run_id: str, as_json: bool) -> None:
 @click.option("--attempt", type=click.IntRange(min=1), default=None,
               help="Attempt number, from 1 (default: the last).")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
-def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> None:
+@click.option("--rank", type=click.IntRange(min=0), default=None,
+              help="A distributed step's rank (default: rank 0).")
+def logs(run_id: str, step: str | None, attempt: int | None, follow: bool,
+         rank: int | None) -> None:
     """Print the stdout and stderr of a run's steps (or of one STEP, e.g. 'evaluate[1]').
 
     A step that printed nothing, or never ran, is said so on stderr (exit 0); an unknown
-    step or attempt is an error.
+    step or attempt is an error. A distributed step prints rank 0 unless --rank says.
     """
     from insitu.cli._render import log_tasks, report_silent, step_tasks
+    from insitu.cli._train import check_rank
     from insitu.engine import shown_state
     from insitu.engine._paths import log_path
+    from insitu.executor._gang import rank_path
 
     remote = remote_client()
     if remote is not None:
+        if rank:
+            raise UserError("--rank is not served by the platform server yet",
+                            hint="read a rank's logs where the run ran, without a server")
         from insitu.cli._remote import logs_remote
 
         logs_remote(remote, run_id, step, attempt, follow)
@@ -482,6 +495,8 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
         raise NotFound(f"step {t.id} of run {rec.id} has {t.attempts} attempt(s), not "
                        f"{attempt}", hint=f"insitu logs {rec.id} {shlex.quote(t.id)}"
                        + (f" --attempt {t.attempts}" if t.attempts else ""))
+    if rank:
+        check_rank(store, tasks, rank, step)
     offsets: dict[Path, int] = {}
     printed: set[str] = set()
 
@@ -492,6 +507,8 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
                 continue
             for stream in ("out", "err"):
                 p = log_path(cfg, rec.id, t.id, n, stream)
+                if rank:
+                    p = Path(rank_path(str(p), rank))
                 try:
                     with open(p, "rb") as f:
                         f.seek(offsets.get(p, 0))
@@ -499,7 +516,8 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool) -> No
                         offsets[p] = f.tell()
                 except (FileNotFoundError, IsADirectoryError):
                     continue
-                prefix = f"[{t.id}#{n}{' stderr' if stream == 'err' else ''}] "
+                who = f"{t.id}#{n}" + (f" rank {rank}" if rank else "")
+                prefix = f"[{who}{' stderr' if stream == 'err' else ''}] "
                 for line in data.decode(errors="replace").splitlines():
                     printed.add(t.id)
                     click.echo(prefix + line)
@@ -542,6 +560,9 @@ def delete(run_id: str, yes: bool) -> None:
         click.confirm(f"delete run {rec.id} ({rec.pipeline}, {rec.state})?", abort=True)
     store.delete_run(rec.id)
     shutil.rmtree(load_config().run_dir(rec.id), ignore_errors=True)
+    from insitu.train import delete_checkpoints
+
+    delete_checkpoints(load_config().artifacts_url, rec.id)
     console.print(f"deleted run {rec.id} (its outputs stay in the artifact store while "
                   "other runs or the cache use them)")
 

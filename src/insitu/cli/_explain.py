@@ -36,6 +36,8 @@ def _describe(facts: dict[str, Any], out: Text) -> None:
     if kind == "user":
         out.append("error: ", style="bold red")
         out.append(f"{err['label']}\n")
+        for line in err["details"]:  # a distributed step: the rank it failed on
+            out.append(f"  {line}\n")
         inner = err["where"]
         yours, below = facts["frames"]["yours"], facts["frames"]["library"]
         if inner is not None:

@@ -18,12 +18,13 @@ from insitu._units import format_bytes, parse_cpu, parse_gpu, parse_memory
 from insitu.artifacts import ArtifactStore
 from insitu.engine._loop import RunLoop
 from insitu.engine._params import bind_params
-from insitu.engine._placement import Placer, Request, describe, with_constraints
+from insitu.engine._placement import Placement, Placer, Request, describe, with_constraints
 from insitu.engine._signals import stop_signals
 from insitu.errors import ResourceError, UserError
 from insitu.executor import Executor
 from insitu.store import RunRecord, Store, TaskRecord
 from insitu.store import _records as S
+from insitu.train._context import check_torch
 
 Progress = Callable[[RunLoop], None]
 
@@ -54,6 +55,16 @@ def resolve_resources(step: dict[str, Any], params: dict[str, Any]) -> Request:
     return with_constraints(
         Request(cpu=cpu, memory=memory, gpu=gpu, gpu_type=gt if isinstance(gt, str) else None,
                 restartable=step["retries"]["max"] > 0), step)
+
+
+def gang_impossible(placer: Placer, req: Request, workers: int) -> str | None:
+    """Why no empty cluster could hold ``workers`` copies of ``req`` as one gang."""
+    if isinstance(Placer(placer.infos).place_gang(req, workers), Placement):
+        return None
+    most = placer.largest_gang(req, workers)
+    return (f"a gang of {workers} workers never fits this cluster; the largest gang of "
+            f"this request that fits is {most} worker{'s' if most != 1 else ''} "
+            f"(use workers={most}, or ask less per worker)")
 
 
 def describe_request(r: Request) -> str:
@@ -93,7 +104,15 @@ class Engine:
 
     def check_resources(self, spec: dict[str, Any], params: dict[str, Any]) -> None:
         """Refuse, before anything runs, requests that are malformed or that no node could
-        ever satisfy; every such step is listed, then what the nodes have."""
+        ever satisfy; every such step is listed, then what the nodes have. A distributed
+        step needs PyTorch here and a cluster that can hold its whole gang."""
+        if any(s.get("train") for s in spec["steps"]):
+            check_torch()
+            if self.executor.name != "local":
+                raise ResourceError(
+                    f"pipeline '{spec['name']}' has distributed steps (workers > 1), which "
+                    f"run on the local executor only for now, not on {self.executor.name}",
+                    hint="run it without a cluster (the local executor), or with workers=1")
         nodes = self.executor.nodes()
         placer = Placer(nodes)
         problems: list[str] = []
@@ -107,6 +126,9 @@ class Engine:
                 hints.append(e.hint or "")
                 continue
             why = placer.impossible(req)
+            workers = int((s.get("train") or {}).get("workers") or 1)
+            if not why and workers > 1:
+                why = gang_impossible(placer, req, workers)
             if why:
                 too_big = True
                 loc = s.get("location") or {}

@@ -23,6 +23,7 @@ from insitu.engine._paths import log_path
 from insitu.engine._refs import condition_steps, upstream_steps
 from insitu.engine._status import shown_state
 from insitu.errors import not_found
+from insitu.executor._gang import rank_path
 from insitu.store import RunRecord, Store, TaskRecord
 from insitu.store import _records as S
 
@@ -189,7 +190,8 @@ def _cause(run: RunRecord, t: TaskRecord, err: dict[str, Any], show_path: ShowPa
                f"`{rerun}`")
     elif kind == "lost":
         details.append(f"{err.get('message')}")
-        fix = f"if something outside killed it, continue the run: `insitu resume {run.id}`"
+        fix = str(err.get("hint") or
+                  f"if something outside killed it, continue the run: `insitu resume {run.id}`")
     elif kind == "missing_input":
         details.append(f"{err.get('message')}")
         fix = f"{err.get('hint') or 'recompute the input'}: `{rerun} --no-cache`"
@@ -207,6 +209,15 @@ def _cause(run: RunRecord, t: TaskRecord, err: dict[str, Any], show_path: ShowPa
         fix = str(err.get("hint") or f"`insitu logs {run.id} {t.id}`")
     else:
         fix = str(err.get("hint") or f"see its output: `insitu logs {run.id} {shlex.quote(t.id)}`")
+    if err.get("rank") is not None:  # a gang: which rank failed first, and the others
+        stopped = err.get("stopped_ranks") or []
+        line = f"on rank {err['rank']} of {err.get('world_size', '?')}, the first rank to fail"
+        if stopped:
+            s = "s" if len(stopped) > 1 else ""
+            line += (f"; rank{s} {', '.join(map(str, stopped))} "
+                     f"{'were' if s else 'was'} stopped because of it")
+        details.insert(0, line)
+        out["rank"] = err["rank"]
     out["fix"] = fix
     return out
 
@@ -237,8 +248,9 @@ def pick_tasks(tasks: list[TaskRecord], step: str, run: RunRecord) -> list[TaskR
 
 
 def _stderr_tail(cfg: Config, run: RunRecord, task_id: str, attempt: int,
-                 has_frames: bool) -> list[str]:
-    lines = tail(log_path(cfg, run.id, task_id, attempt, "err"), 400)
+                 has_frames: bool, rank: int | None = None) -> list[str]:
+    path = str(log_path(cfg, run.id, task_id, attempt, "err"))
+    lines = tail(rank_path(path, rank) if rank else path, 400)
     if has_frames and "Traceback (most recent call last):" in lines:
         # the traceback is shown frame by frame: keep what the step printed
         cut = len(lines) - 1 - lines[::-1].index("Traceback (most recent call last):")
@@ -292,8 +304,10 @@ def explain_facts(run: RunRecord, store: Store, cfg: Config, step: str | None = 
         frames={"yours": cause.pop("your_frames"), "library": cause.pop("library_frames")},
         stderr={"attempt": last.number,
                 "lines": _stderr_tail(cfg, run, first.id, last.number,
-                                      bool(err.get("frames")))} if last is not None else None,
-        logs=f"insitu logs {run.id} {shlex.quote(first.id)}",
+                                      bool(err.get("frames")), err.get("rank"))}
+        if last is not None else None,
+        logs=f"insitu logs {run.id} {shlex.quote(first.id)}"
+             + (f" --rank {err['rank']}" if err.get("rank") else ""),
         rerun=rerun_command(run, show_path),
         also_failed=[{"step": t.id, "summary": brief(_error_of(store, run, t)[0], show_path),
                       "explain": f"insitu explain {run.id} {shlex.quote(t.id)}"}

@@ -87,12 +87,13 @@ class Launcher:
                     continue
                 base = self.requests.get(sid) or loop.resources(loop.steps[sid], loop.params)
                 self.requests[sid] = base
+                claim = gang_claim(base, loop.steps[sid])
                 mp = (loop.steps[sid].get("map") or {}).get("max_parallel")
                 room = len(queue) if mp is None else mp - self.running_per_step.get(sid, 0)
                 pending = [tid for tid in queue if loop.tasks[tid].state == T.PENDING]
                 # only what could start now claims quota (a map's items past max_parallel
                 # would hold quota they cannot use)
-                want.update({tid: base for tid in pending[:max(0, room)]})
+                want.update({tid: claim for tid in pending[:max(0, room)]})
             quota.sync(want)
         with self._shared_nodes(now) as shared:
             launches: list[LaunchRequest] = []
@@ -144,6 +145,7 @@ class Launcher:
         launches: list[LaunchRequest] = []
         deferred: list[tuple[str, Request]] = []  # their holders are busy
         full = False
+        workers = int((step.get("train") or {}).get("workers") or 1)
 
         def place(tid: str, req: Request) -> Placement | None:
             t = loop.tasks[tid]
@@ -152,7 +154,9 @@ class Launcher:
                 if t.pending_reason != over:
                     loop.move(tid, pending_reason=over)
                 return None
-            placement = placer.place(req, f"{t.run_id}/{tid}/{t.attempts + 1}")
+            name = f"{t.run_id}/{tid}/{t.attempts + 1}"
+            placement = placer.place_gang(req, workers, name) if workers > 1 else \
+                placer.place(req, name)
             if isinstance(placement, str):  # nothing fits now: say why, once
                 if t.pending_reason != placement:
                     loop.move(tid, pending_reason=placement)
@@ -239,7 +243,10 @@ class Launcher:
             artifacts_url=loop.artifacts.url,
             materialize_dir=str(cfg.home / "materialized"),
             metrics_path=str(metrics_path(cfg, t.run_id, t.id, n)),
-            trial=loop.tuner(t.step_id).trial_info(t.id) if step.get("tune") else None)
+            trial=loop.tuner(t.step_id).trial_info(t.id) if step.get("tune") else None,
+            ranks=tuple({"rank": i, "node": p.node, "gpu_ids": p.gpu_ids}
+                        for i, p in enumerate(placement.ranks)),
+            collective_timeout=(step.get("train") or {}).get("collective_timeout"))
 
     def finished(self, key: str) -> Running | None:
         """The attempt ``key`` ended: free its place. None if it is not known (any more)."""
@@ -266,6 +273,14 @@ class Launcher:
         for i, k in enumerate(keys):
             if i in kept:
                 loop.running[k].placement = kept[i]
+
+
+def gang_claim(req: Request, step: dict[str, Any]) -> Request:
+    """What a step claims of its project's quota: a distributed step, all its workers."""
+    n = int((step.get("train") or {}).get("workers") or 1)
+    if n == 1:
+        return req
+    return dataclasses.replace(req, cpu=req.cpu * n, memory=req.memory * n, gpu=req.gpu * n)
 
 
 def data_inputs(args: dict[str, Any]) -> tuple[tuple[str, int], ...]:

@@ -531,7 +531,8 @@ class RunLoop:
             started_at=ex.started_at if ex.pid else r.attempt.started_at,
             exit_code=ex.exit_code, peak_memory=ex.peak_memory, cpu_time=ex.cpu_time,
             error=err, node=ex.node or r.attempt.node,
-            limits={"memory": r.request.memory, "enforcement": enforcement})
+            limits={"memory": r.request.memory, "enforcement": enforcement},
+            placement=_outcome.with_ranks(r.attempt.placement, ex))
         if err and err["kind"] == K.LOST and ex.pid is None:
             self.launcher.forget_dead_nodes()
         logged = self._ingest(att)
@@ -545,7 +546,8 @@ class RunLoop:
         effects = _rules.on_exit(_rules.Exit(
             task=t, error=err, output=ex.result["output"] if err is None and ex.result else None,
             at=ex.ended_at, retry=step["retries"], history=history, tuned=tuner is not None,
-            cancelling=self.cancelling, now=time.time()))
+            cancelling=self.cancelling, now=time.time(),
+            restarts=(step.get("train") or {}).get("max_restarts")))
         self.apply([e for e in effects if not isinstance(e, _rules.Tell)])
         for e in effects:
             if isinstance(e, _rules.Tell) and tuner is not None:

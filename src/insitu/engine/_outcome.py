@@ -19,7 +19,32 @@ NOT_RETRIED = frozenset({"oom", "import", "serialization", "missing_input", "sto
 def classify(ex: AttemptExit, *, memory_limit: int | None, timeout: float | None
              ) -> dict[str, Any] | None:
     """None if the attempt succeeded; otherwise its error, with ``kind`` one of
-    user, oom, timeout, lost, cancelled, import, serialization, missing_input, storage."""
+    user, oom, timeout, lost, cancelled, import, serialization, missing_input, storage.
+    A gang's error is its failing rank's, with ``rank`` and the ranks stopped because of it
+    (``stopped_ranks``)."""
+    err = _classify(ex, memory_limit=memory_limit, timeout=timeout)
+    if err is None or not ex.ranks or ex.failed_rank is None or err["kind"] == "cancelled":
+        return err
+    k = ex.failed_rank
+    stopped = [r["rank"] for r in ex.ranks if r["rank"] != k and r["state"] != "succeeded"]
+    err = {**err, "rank": k, "stopped_ranks": stopped, "world_size": len(ex.ranks)}
+    if err["kind"] != "user" and not str(err.get("message", "")).startswith("rank"):
+        err["message"] = f"rank {k}: {err.get('message')}"
+    return err
+
+
+def with_ranks(placement: dict[str, Any] | None, ex: AttemptExit) -> dict[str, Any] | None:
+    """An attempt's placement with how each rank of its gang ended (``placement["ranks"]``:
+    node, GPUs, pid, state, exit code or signal, peak memory and limit, error, log files)."""
+    if not ex.ranks:
+        return placement
+    placed = {r["rank"]: r for r in (placement or {}).get("ranks", [])}
+    ranks = [{**placed.get(r["rank"], {}), **r} for r in ex.ranks]
+    return {**(placement or {}), "ranks": ranks}
+
+
+def _classify(ex: AttemptExit, *, memory_limit: int | None, timeout: float | None
+              ) -> dict[str, Any] | None:
     res = ex.result
     if ex.cancelled:
         return {"kind": "cancelled", "message": "cancelled"}

@@ -70,10 +70,17 @@ class Placement:
     gpu_ids: tuple[int, ...] = ()
     gpu_share: float = 0.0   # for a fractional request: the share of gpu_ids[0]
     ticket: Any = None       # the scheduler's placement, given back on release
+    # a gang (a distributed step): one placement per rank, rank 0 first; the fields above
+    # are rank 0's
+    ranks: tuple[Placement, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
-        return {"node": self.node, "cpu": self.cpu, "memory": self.memory,
-                "gpu_ids": list(self.gpu_ids), "gpu_share": self.gpu_share}
+        out: dict[str, object] = {"node": self.node, "cpu": self.cpu, "memory": self.memory,
+                                  "gpu_ids": list(self.gpu_ids), "gpu_share": self.gpu_share}
+        if self.ranks:
+            out["ranks"] = [{"rank": i, "node": p.node, "gpu_ids": list(p.gpu_ids)}
+                            for i, p in enumerate(self.ranks)]
+        return out
 
 
 def _scheduler_node(n: NodeInfo) -> Any:
@@ -171,6 +178,37 @@ class Placer:
     def others_hold(self) -> bool:
         """Do other engines' attempts hold anything on these nodes (as last seen)?"""
         return bool(self._others)
+    def place_gang(self, req: Request, workers: int, name: str | None = None
+                   ) -> Placement | str:
+        """Place ``workers`` copies of ``req`` as one gang, all or nothing (the scheduler's
+        gang placement: if one member does not fit, none is reserved). Returns a placement
+        whose ``ranks`` are the members' placements, or why the gang does not fit now."""
+        self._seq += 1
+        base = name or f"attempt-{self._seq}"
+        one = self._request(req, base)
+        members = [dataclasses.replace(one, name=f"{base}@{r}", gang=base, gang_size=workers)
+                   for r in range(workers)]
+        decisions = self.cluster.place(members)
+        if not all(d.placement is not None for d in decisions):
+            why = next((d.reason for d in decisions if d.reason), None) or "no node fits"
+            return self._reason(req, f"the gang of {workers} workers does not fit: {why}")
+        ranks = []
+        for d in decisions:
+            p = d.placement
+            assert p is not None
+            ids = tuple(self._gpu_index[p.node][i] for i in p.gpus)
+            share = p.gpu_milli / 1000 if 0 < req.gpu < 1 else 0.0
+            ranks.append(Placement(node=p.node, cpu=req.cpu, memory=req.memory, gpu_ids=ids,
+                                   gpu_share=share, ticket=p))
+        r0 = ranks[0]
+        return dataclasses.replace(r0, ranks=tuple(ranks), ticket=None)
+
+    def largest_gang(self, req: Request, workers: int) -> int:
+        """The most workers of ``req`` that an empty cluster could hold as one gang."""
+        for n in range(workers, 0, -1):
+            if isinstance(Placer(self.infos).place_gang(req, n), Placement):
+                return n
+        return 0
 
     def note_data(self, data_id: str, node: str) -> None:
         """``node`` holds ``data_id`` (a dataset shard's replica, or an artifact it made)."""
@@ -200,6 +238,10 @@ class Placer:
         return self._hosts[key]
 
     def release(self, p: Placement) -> None:
+        if p.ranks:
+            for member in p.ranks:
+                self.release(member)
+            return
         if p.node in self._gpu_index:  # not on a node dropped since
             self.cluster.release(p.ticket)
 
@@ -226,8 +268,10 @@ class Placer:
                 self.cluster.add_shard(data_id, node)
         out: dict[int, Placement] = {}
         for i, (_, p) in enumerate(running):
-            if p.node not in gone:
-                self.cluster.reserve(p.ticket)  # exactly as before: same node, same GPUs
+            members = p.ranks or (p,)
+            if all(m.node not in gone for m in members):
+                for m in members:  # exactly as before: same node, same GPUs
+                    self.cluster.reserve(m.ticket)
                 out[i] = p
         return out
 

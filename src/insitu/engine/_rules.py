@@ -113,6 +113,42 @@ class Exit:
     tuned: bool = False               # a trial of a tuning step
     cancelling: bool = False
     now: float = 0.0
+    restarts: int | None = None       # a distributed step: its max_restarts
+
+
+def gang_restarts(task: TaskRecord, history: Iterable[AttemptRecord]) -> int:
+    """How many of a gang's attempts since its budget was last reset lost a rank (a rank
+    killed, crashed, or missing from a collective); preemptions and engine stops not
+    counted."""
+    return sum(1 for a in history if a.number > task.retries_from and a.state == A.FAILED
+               and (a.error or {}).get("kind") == K.LOST
+               and not (a.error or {}).get("preempted"))
+
+
+def on_gang_lost(x: Exit) -> list[Effect] | None:
+    """A gang lost a rank: restart it whole at once (from its latest checkpoint, which the
+    step loads) while ``max_restarts`` allows; past it, fail saying so. A preempted gang
+    is requeued without using the budget. None when the rule
+    does not apply (not a gang, not a lost rank, or the run is being cancelled)."""
+    err = x.error
+    if x.restarts is None or err is None or err["kind"] != K.LOST or x.cancelling:
+        return None
+    if err.get("preempted"):  # its capacity was taken back: requeued, no budget used
+        return [Retry(x.task.id, x.now, err)]
+    used = gang_restarts(x.task, x.history)
+    if used <= x.restarts:
+        return [Retry(x.task.id, x.now, {**err, "restart": used})]
+    err = {**err, "restarts": x.restarts,
+           "message": f"{err['message']}; the gang was already restarted {x.restarts} "
+                      f"time{'s' if x.restarts != 1 else ''} (max_restarts={x.restarts}), "
+                      "so it is not restarted again",
+           "hint": "find why the rank was lost in its log (insitu logs RUN STEP --rank N); "
+                   "raise the budget with @insitu.step(max_restarts=...) if losses are "
+                   "expected (spot nodes), then `insitu resume` the run"}
+    effects: list[Effect] = [Move(x.task.id, T.FAILED, {"ended_at": x.at, "error": err})]
+    if x.tuned:
+        return [*effects, Tell(x.task.id, "failed", err)]
+    return [*effects, StopLaunching()]
 
 
 def attempt_state(error: dict[str, Any] | None) -> A:
@@ -153,6 +189,9 @@ def on_exit(x: Exit) -> list[Effect]:
                 Tell(t.id, "pruned")]
     if kind == K.CANCELLED:
         return [Move(t.id, T.CANCELLED, {"ended_at": x.at, "error": err})]
+    gang = on_gang_lost(x)
+    if gang is not None:
+        return gang
     failures, lost_run = counted_failures(t, x.history)
     if not x.cancelling and (kind != K.LOST or lost_run < LOST_LIMIT) and _outcome.should_retry(
             err, failures=failures, max_retries=x.retry["max"],
@@ -266,5 +305,6 @@ def on_resume(r: Recovery) -> list[Effect]:
 
 __all__ = ["EXPAND", "LOST_LIMIT", "READY", "SKIP", "TUNE", "WAIT", "EndAttempt", "Exit",
            "MakeReady", "Move", "Recovery", "Retry", "StartTuner", "StopLaunching", "Succeed",
-           "Tell", "attempt_state", "counted_failures", "exit_handler_due", "on_exit",
+           "Tell", "attempt_state", "counted_failures", "exit_handler_due", "gang_restarts",
+           "on_exit", "on_gang_lost",
            "on_inputs", "on_resume"]

@@ -62,6 +62,12 @@ class LaunchRequest:
     materialize_dir: str
     metrics_path: str = ""        # the attempt's tracking journal (see insitu.tracking)
     trial: dict[str, Any] | None = None   # for a tuning trial: how to reach its study
+    # a distributed step (a gang): one entry per rank, rank 0 first, each
+    # {"rank", "node", "gpu_ids"}; the executor starts one process per rank (see
+    # insitu.executor._gang) and reports the gang's end as one AttemptExit
+    ranks: tuple[dict[str, Any], ...] = ()
+    collective_timeout: float | None = None
+    rank: int | None = None       # set in the request of one rank's process
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +91,10 @@ class AttemptExit:
     memory_enforcement: str | None = None
     oom_killed: bool = False
     allocation: int | None = None
+    # a gang: how each rank ended (see insitu.executor._gang.rank_record), and the rank
+    # whose failure ended the gang (None when every rank succeeded)
+    ranks: tuple[dict[str, Any], ...] = ()
+    failed_rank: int | None = None
 
 
 class Executor(abc.ABC):

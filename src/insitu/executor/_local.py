@@ -16,6 +16,7 @@ import psutil
 from insitu._units import parse_memory
 from insitu.errors import ResourceError
 from insitu.executor._base import AttemptExit, Executor, GpuInfo, LaunchRequest, NodeInfo
+from insitu.executor._gang import Gang, is_gang, rank_requests
 from insitu.executor._memory import MODES, MemoryEnforcer
 
 LOCAL_NODE = "local"
@@ -92,6 +93,8 @@ class LocalExecutor(Executor):
         self._pending: dict[str, LaunchRequest] = {}
         self._pids: dict[str, int] = {}
         self._preload: list[dict[str, Any]] = []
+        self._gangs: dict[str, Gang] = {}      # a distributed step's attempt, by its key
+        self._gang_of: dict[str, str] = {}     # a rank's key -> its gang's key
         # the server starts at the first launch: a run with nothing to launch (all of it
         # cached) never pays for it, nor for importing the pipeline's modules a second time
 
@@ -138,12 +141,41 @@ class LocalExecutor(Executor):
     def launch(self, req: LaunchRequest) -> None:
         self._start()
         assert self._tx is not None
+        if is_gang(req):  # one process per rank, all started now (see _gang)
+            ranks = rank_requests(req)
+            self._gangs[req.key] = Gang(req, ranks)
+            for r in ranks:
+                self._gang_of[r.key] = req.key
+                self._pending[r.key] = r
+            for r in ranks:
+                self._tx.send(("launch", r))
+            return
         self._pending[req.key] = req
         self._tx.send(("launch", req))
 
     def cancel(self, key: str) -> None:
+        gang = self._gangs.get(key)
+        if gang is not None:
+            gang.cancelled = True
+            for k in gang.keys:
+                self.cancel(k)
+            return
         if self._tx is not None and key in self._pending:
             self._tx.send(("cancel", key))
+
+    def _rank_ended(self, ex: AttemptExit) -> AttemptExit | None:
+        """A rank's exit: stop the rest of its gang if it failed; the gang's exit once
+        every rank has ended."""
+        gkey = self._gang_of.pop(ex.key)
+        gang = self._gangs[gkey]
+        for k in gang.add(ex):
+            if self._tx is not None and k in self._pending:
+                self._tx.send(("cancel", k))
+        if not gang.done:
+            return None
+        del self._gangs[gkey]
+        self._pids.pop(gkey, None)
+        return gang.exit()
 
     def poll(self, timeout: float) -> list[AttemptExit]:
         if self._rx is None:
@@ -159,6 +191,8 @@ class LocalExecutor(Executor):
                 break
             if msg[0] == "started":
                 self._pids[msg[1]] = msg[2]
+                if msg[1].endswith("@0") and msg[1] in self._gang_of:  # a gang: rank 0's pid
+                    self._pids[self._gang_of[msg[1]]] = msg[2]
                 wait = 0 if out else max(0.0, end - time.monotonic())
                 continue
             wait = 0
@@ -166,20 +200,34 @@ class LocalExecutor(Executor):
              enforcement) = msg
             req = self._pending.pop(key)
             self._pids.pop(key, None)
-            out.append(AttemptExit(key=key, pid=pid, exit_code=code, signal=sig,
-                                   peak_memory=peak, cpu_time=cpu, started_at=t0, ended_at=t1,
-                                   timed_out=timed_out, cancelled=cancelled,
-                                   result=read_result(req.result_path), node=LOCAL_NODE,
-                                   memory_enforcement=enforcement, oom_killed=oom,
-                                   allocation=alloc))
+            ex = AttemptExit(key=key, pid=pid, exit_code=code, signal=sig,
+                             peak_memory=peak, cpu_time=cpu, started_at=t0, ended_at=t1,
+                             timed_out=timed_out, cancelled=cancelled,
+                             result=read_result(req.result_path), node=LOCAL_NODE,
+                             memory_enforcement=enforcement, oom_killed=oom,
+                             allocation=alloc)
+            if key in self._gang_of:
+                gex = self._rank_ended(ex)
+                if gex is None:
+                    wait = max(0.0, end - time.monotonic()) if not out else 0
+                    continue
+                ex = gex
+            out.append(ex)
         return out
 
     def _lost_all(self) -> list[AttemptExit]:
         now = time.time()
-        out = [AttemptExit(key=k, pid=self._pids.get(k), exit_code=None, signal=None,
-                           peak_memory=None, cpu_time=None, started_at=now, ended_at=now,
-                           result=read_result(r.result_path), node=LOCAL_NODE)
-               for k, r in self._pending.items()]
+        out = []
+        for k, r in self._pending.items():
+            ex = AttemptExit(key=k, pid=self._pids.get(k), exit_code=None, signal=None,
+                             peak_memory=None, cpu_time=None, started_at=now, ended_at=now,
+                             result=read_result(r.result_path), node=LOCAL_NODE)
+            if k in self._gang_of:
+                gex = self._rank_ended(ex)
+                if gex is not None:
+                    out.append(gex)
+            else:
+                out.append(ex)
         self._pending.clear()
         self._rx = None
         return out

@@ -21,8 +21,9 @@ from typing import Any
 
 from insitu.artifacts import ArtifactStore, dump, load
 from insitu.artifacts._store import artifact_store
-from insitu.errors import NotFound, SerializationError
+from insitu.errors import NotFound, SerializationError, TrainingUnavailable
 from insitu.tracking import _log
+from insitu.train import _context as _train  # imported once by the fork server
 
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -155,6 +156,8 @@ def run_attempt(req: Any) -> None:
         if not os.environ.get("INSITU_DATA_DIR"):  # a node with a data dir caches there
             os.environ.setdefault("INSITU_SHARD_CACHE", os.path.join(
                 os.path.dirname(req.materialize_dir), "shard-cache", req.node))
+        if req.rank is not None:  # a rank of a distributed step: its line in the journal
+            os.environ["INSITU_RANK"] = str(req.rank)
         if req.gpu_ids:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in req.gpu_ids)
         elif "CUDA_VISIBLE_DEVICES" not in req.env:
@@ -179,6 +182,9 @@ def _call(req: Any) -> dict[str, Any]:
     store = artifact_store(req.artifacts_url)
     if req.metrics_path:
         _log.begin(req.metrics_path, req.artifacts_url, req.trial)
+    _train.begin(run_id=req.run_id, task_id=req.task_id, step_id=req.step,
+                 attempt=req.attempt, artifacts_url=req.artifacts_url)
+    rank = getattr(req, "rank", None)
     try:
         fn = load_function(req.function)
     except BaseException as e:  # noqa: BLE001
@@ -195,7 +201,17 @@ def _call(req: Any) -> dict[str, Any]:
         return {"ok": False, "started_at": started,
                 "error": {"kind": "oom", "message": "out of memory while loading inputs"}}
     try:
+        if rank is not None:
+            try:
+                _train.start()  # the process group, before user code runs
+            except TrainingUnavailable as e:
+                return {"ok": False, "started_at": started,
+                        "error": {"kind": "import", "message": e.message, "hint": e.hint}}
         value = fn(**kwargs)
+        if rank is not None:
+            _train.stop()
+            if rank != 0:  # the step's result is rank 0's
+                return {"ok": True, "output": None, "started_at": started}
     except MemoryError as e:
         _report(e)
         err = _user_error(e)

@@ -259,6 +259,7 @@ def _step_spec(call: StepCall, known: set[str], param_names: set[str],
         bad(f"retries must be a whole number >= 0, got {o.retries!r}")
     if o.timeout is not None and (not isinstance(o.timeout, int | float) or o.timeout <= 0):
         bad(f"timeout must be a positive number of seconds, got {o.timeout!r}")
+    train = _train_options(o, bad)
     if not isinstance(o.env, dict) or not all(isinstance(k, str) for k in o.env):
         bad(f"env must be a dict of strings, got {o.env!r}")
     for r in [r for ref in call.args.values() for r in refs_in(ref)] + refs_in_condition(
@@ -292,7 +293,29 @@ def _step_spec(call: StepCall, known: set[str], param_names: set[str],
     }
     if constraints:
         out["constraints"] = constraints
+    if train:
+        out["train"] = train
     return out
+
+
+def _train_options(o: StepOptions, bad: Callable[..., None]) -> dict[str, Any] | None:
+    """The spec's ``train`` entry of a distributed step (``workers`` > 1), else None."""
+    w = o.workers
+    if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+        bad(f"workers must be a whole number >= 1, got {w!r}",
+            "e.g. @insitu.step(workers=4): four processes, each with the step's resources")
+        return None
+    mr = o.max_restarts
+    if isinstance(mr, bool) or not isinstance(mr, int) or mr < 0:
+        bad(f"max_restarts must be a whole number >= 0, got {mr!r}")
+        mr = 3
+    ct = o.collective_timeout
+    if isinstance(ct, bool) or not isinstance(ct, int | float) or ct <= 0:
+        bad(f"collective_timeout must be a positive number of seconds, got {ct!r}")
+        ct = 300.0
+    if w == 1:
+        return None
+    return {"workers": w, "max_restarts": mr, "collective_timeout": float(ct)}
 
 
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")

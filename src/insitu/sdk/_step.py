@@ -50,6 +50,12 @@ class StepOptions:
     tolerations: Any = ()
     priority: Any = 0
     spot: Any = None
+    # distributed training (see docs/training.md): the step runs as a gang of ``workers``
+    # processes, each with the resources above; a lost rank restarts the gang from its
+    # last checkpoint, at most ``max_restarts`` times
+    workers: Any = 1
+    max_restarts: Any = 3
+    collective_timeout: Any = 300.0
 
 
 _OPTION_NAMES = {f.name for f in fields(StepOptions)}
@@ -57,7 +63,8 @@ _OPTION_NAMES = {f.name for f in fields(StepOptions)}
 
 _ALIASES = {"retry": "retries", "mem": "memory", "memory_limit": "memory", "cpus": "cpu",
             "gpus": "gpu", "num_gpus": "gpu", "num_cpus": "cpu", "selector": "node_selector",
-            "toleration": "tolerations", "preemptible": "spot"}
+            "toleration": "tolerations", "preemptible": "spot",
+            "num_workers": "workers", "world_size": "workers", "nodes": "workers"}
 
 
 def _option_error(problem: Problem) -> UserError:

@@ -28,8 +28,13 @@ class _Context:
         self.file: IO[str] | None = None
         self.steps: dict[str, int] = {}
         self.reports: dict[int, float] = {}
+        # a rank of a distributed step: every line says which (all ranks share the journal)
+        rank = os.environ.get("INSITU_RANK")
+        self.rank = int(rank) if rank else None
 
     def write(self, rec: dict[str, Any]) -> None:
+        if self.rank is not None:
+            rec = {**rec, "rank": self.rank}
         if self.file is None:
             self.file = open(self.path, "a", buffering=1)  # noqa: SIM115 - kept for the attempt
         self.file.write(json.dumps(rec) + "\n")

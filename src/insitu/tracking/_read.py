@@ -23,6 +23,11 @@ def read_journal(path: str, *, run_id: str, task_id: str, attempt: int) -> list[
         except ValueError:  # a line cut short by a kill: skip it
             continue
         t = rec.get("t")
+        rank = int(rec.get("rank") or 0)  # a distributed step's rank > 0: names carry it
+        if rank and t == "param":
+            continue  # rank 0's parameters are the step's
+        if rank and t in ("metric", "artifact"):
+            rec["name"] = f"{rec['name']}@rank{rank}"
         if t == "metric":
             out[("m", rec["name"], rec["step"])] = MetricRecord(
                 run_id=run_id, task_id=task_id, attempt=attempt, name=rec["name"],
