@@ -138,6 +138,20 @@ def test_ddp_equals_single_process_and_a_killed_rank_resumes_from_its_checkpoint
     assert "rank 0" not in out.stdout.replace("[killed_fit#1 rank 1]", "")
     bad = run_cli("logs", rec.id, "killed_fit", "--rank", "2", home=home)
     assert bad.returncode == 2 and "ran 2 ranks (0 to 1), not rank 2" in bad.stderr
+    # the API's log range (what the server, its CLI and its dashboard read) serves one rank
+    from insitu.errors import NotFound
+    from insitu.server import _reads
+
+    def api_log(rank: int) -> str:
+        got = _reads.log_range(world["store"], world["cfg"], rec.project, rec.id,
+                               step="killed_fit", attempt=1, stream="stdout", offset=0,
+                               limit=1 << 20, rank=rank)
+        return str(got["text"])
+
+    assert "epoch 1 rank 1" in api_log(1) and "rank 0" not in api_log(1)
+    assert "epoch 1 rank 0" in api_log(0)
+    with pytest.raises(NotFound, match="ran 2 ranks"):
+        api_log(2)
     show = run_cli("show", rec.id, home=home)
     assert show.returncode == 0, show.stderr
     assert "ranks of distributed steps" in show.stdout and "checkpoints" in show.stdout

@@ -478,12 +478,12 @@ def logs(run_id: str, step: str | None, attempt: int | None, follow: bool,
 
     remote = remote_client()
     if remote is not None:
-        if rank:
-            raise UserError("--rank is not served by the platform server yet",
-                            hint="read a rank's logs where the run ran, without a server")
+        if rank and (follow or step is None):
+            raise UserError("--rank reads one rank of one distributed step, without --follow, "
+                            "from a server", hint="insitu logs RUN STEP --rank N")
         from insitu.cli._remote import logs_remote
 
-        logs_remote(remote, run_id, step, attempt, follow)
+        logs_remote(remote, run_id, step, attempt, follow, rank or 0)
         return
     store = _store()
     cfg = load_config()

@@ -193,7 +193,7 @@ def _prefix(task_id: str, attempt: int, stream: str) -> str:
 
 
 def logs_remote(client: Client, run_id: str, step: str | None, attempt: int | None,
-                follow_: bool) -> None:
+                follow_: bool, rank: int = 0) -> None:
     """``insitu logs`` of a server run: the same lines, read over the API (``--follow``:
     the server's event stream until the run ends)."""
     from insitu.cli._render import log_tasks, report_silent, step_tasks
@@ -216,10 +216,14 @@ def logs_remote(client: Client, run_id: str, step: str | None, attempt: int | No
             if n == 0 or n > t.attempts:
                 continue
             for stream in ("stdout", "stderr"):
-                text = "".join(read_log(client, rid, t.id, attempt=n, stream=stream))
+                text = "".join(read_log(client, rid, t.id, attempt=n, stream=stream,
+                                        rank=rank))
+                who = _prefix(t.id, n, stream)
+                if rank:
+                    who = who.replace(f"{t.id}#{n}", f"{t.id}#{n} rank {rank}", 1)
                 for line in text.splitlines():
                     printed.add(t.id)
-                    click.echo(_prefix(t.id, n, stream) + line)
+                    click.echo(who + line)
     else:
         wanted = {t.id for t in tasks} if step is not None else None
         only = tasks[0].id if step is not None and len(tasks) == 1 else None

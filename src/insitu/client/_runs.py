@@ -206,12 +206,13 @@ class RemoteRun:
 
 
 def read_log(client: Client, run_id: str, step: str, *, attempt: int | None = None,
-             stream: str = "stdout", offset: int = 0) -> list[str]:
-    """The chunks of a step's log from ``offset`` to its current end (``GET .../logs``)."""
+             stream: str = "stdout", offset: int = 0, rank: int = 0) -> list[str]:
+    """The chunks of a step's log (of one rank of a distributed step) from ``offset`` to
+    its current end (``GET .../logs``)."""
     chunks: list[str] = []
     while True:
         page = client.get(client.in_project("runs", run_id, "logs"), step=step,
-                          attempt=attempt, stream=stream, offset=offset)
+                          attempt=attempt, stream=stream, offset=offset, rank=rank or None)
         if page.get("text"):
             chunks.append(page["text"])
         nxt = int(page.get("next_offset", offset))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from insitu._config import Config
@@ -18,6 +19,7 @@ from insitu.engine import shown_state, shown_task_state
 from insitu.engine._explain import absolute_path, explain_facts, why_facts
 from insitu.engine._paths import log_path
 from insitu.errors import NotFound, UserError, not_found
+from insitu.executor._gang import rank_path
 from insitu.server._domain import _run
 from insitu.store import (
     AttemptRecord,
@@ -82,10 +84,11 @@ def _utf8_cut(data: bytes) -> int:
 
 
 def read_log(cfg: Config, run_id: str, task_id: str, attempt: int, stream: str,
-             offset: int, limit: int) -> tuple[bytes, int]:
-    """Up to ``limit`` bytes of an attempt's log from ``offset`` (fewer at the end, or to
-    keep a UTF-8 character whole), and the file's size now (0 if it does not exist)."""
-    path = log_path(cfg, run_id, task_id, attempt, stream)
+             offset: int, limit: int, rank: int = 0) -> tuple[bytes, int]:
+    """Up to ``limit`` bytes of an attempt's log (of one rank of a distributed step) from
+    ``offset`` (fewer at the end, or to keep a UTF-8 character whole), and the file's size
+    now (0 if it does not exist)."""
+    path = Path(rank_path(str(log_path(cfg, run_id, task_id, attempt, stream)), rank))
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -100,8 +103,10 @@ def read_log(cfg: Config, run_id: str, task_id: str, attempt: int, stream: str,
 
 
 def log_range(store: Store, cfg: Config, project: str, run_id: str, *, step: str,
-              attempt: int | None, stream: str, offset: int, limit: int) -> dict[str, Any]:
-    """A byte range of one attempt's stdout or stderr (the latest attempt by default)."""
+              attempt: int | None, stream: str, offset: int, limit: int,
+              rank: int = 0) -> dict[str, Any]:
+    """A byte range of one attempt's stdout or stderr (the latest attempt by default; of
+    rank ``rank`` for a distributed step)."""
     run = _run(store, project, run_id)
     task = task_of(store, run, step)
     if stream not in STREAMS:
@@ -115,9 +120,17 @@ def log_range(store: Store, cfg: Config, project: str, run_id: str, *, step: str
     if n == 0:
         return {"text": "", "offset": offset, "next_offset": offset, "eof": True,
                 "attempt": 0, "size": 0, "ended": task.state != "pending"}
-    data, size = read_log(cfg, run.id, task.id, n, STREAMS[stream], offset, limit)
-    end = offset + len(data)
     att = store.select(AttemptRecord, run_id=run.id, task_id=task.id, number=n)
+    if rank:
+        world = len((att[0].placement or {}).get("ranks") or []) if att else 0
+        if world == 0:
+            raise UserError(f"step {task.id} is not a distributed step: it has no ranks",
+                            hint="leave out rank")
+        if rank >= world:
+            raise NotFound(f"step {task.id} ran {world} ranks (0 to {world - 1}), not rank "
+                           f"{rank}", hint=f"give a rank from 0 to {world - 1}")
+    data, size = read_log(cfg, run.id, task.id, n, STREAMS[stream], offset, limit, rank)
+    end = offset + len(data)
     ended = bool(att) and att[0].state in S.ATT_TERMINAL
     return {"text": data.decode(errors="replace"), "offset": offset, "next_offset": end,
             "eof": end >= size, "attempt": n, "size": size, "ended": ended}

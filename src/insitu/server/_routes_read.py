@@ -104,12 +104,16 @@ def logs(request: Request, project: str, run_id: str,
                                      description="from 1; default the latest"),
          stream: str = Query(default="stdout", pattern="^(stdout|stderr)$"),
          offset: int = Query(default=0, ge=0, le=2**62),
-         limit: int = Query(default=2**20, ge=1, le=_reads.MAX_LOG_RANGE)) -> dict[str, Any]:
+         limit: int = Query(default=2**20, ge=1, le=_reads.MAX_LOG_RANGE),
+         rank: int = Query(default=0, ge=0, le=65535,
+                           description="a distributed step's rank (default 0)")
+         ) -> dict[str, Any]:
     """Read from ``offset`` up to ``limit`` bytes; ``next_offset`` is where the next read
     starts (a UTF-8 character cut by the limit is left for it). ``eof``: nothing more is
     written yet; ``ended``: nothing more will be."""
     return _reads.log_range(_store(request), _config(request), project, run_id, step=step,
-                            attempt=attempt, stream=stream, offset=offset, limit=limit)
+                            attempt=attempt, stream=stream, offset=offset, limit=limit,
+                            rank=rank)
 
 
 @read_router.get(RUN + "/logs/stream", response_class=StreamingResponse,
