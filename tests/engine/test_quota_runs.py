@@ -280,6 +280,15 @@ def test_engines_sharing_a_machine_never_hand_out_the_same_gpu(runs: Runs) -> No
     why = until(lambda: runs.reason(second, "hold[0]"), "the second run's step says why")
     assert "GPU" in why or "A100" in why, why
     assert runs.starts(b) == 0 and runs.state(second) == "running"
+    # the server's cluster view shows it waiting, with what it asks for and why
+    from insitu.server._access import Principal
+    from insitu.server._cluster import cluster
+
+    admin = Principal(user="admin", admin=True, token="t", scope=None, roles={})
+    waiting = [p for p in cluster(runs.store, admin)["pending"] if p["run_id"] == second]
+    assert [(p["task_id"], p["gpu"], p["gpu_type"]) for p in waiting] == [
+        ("hold[0]", 1.0, "A100")]
+    assert waiting[0]["reason"] == why
     runs.release(a[1])
     until(lambda: runs.starts(b), "the second run's step starts on the freed A100")
 

@@ -75,7 +75,7 @@ def cluster(store: Store, who: Principal) -> dict[str, Any]:
                 continue  # waiting for its inputs is not the cluster's doing
             if not visible:
                 continue
-            res = t.resources or {}
+            res = t.resources or _asked(run, t.step_id)
             pending.append({"project": run.project, "run_id": run.id, "task_id": t.id,
                             "step": t.step_id, "reason": t.pending_reason,
                             "waiting_s": now - t.ready_at, "cpu": res.get("cpu"),
@@ -94,6 +94,22 @@ def cluster(store: Store, who: Principal) -> dict[str, Any]:
         out_nodes.append({**n, "allocated": alloc, "free": free})
     pending.sort(key=lambda p: -p["waiting_s"])
     return {"nodes": out_nodes, "allocations": allocations, "pending": pending}
+
+
+def _asked(run: Any, step_id: str) -> dict[str, Any]:
+    """What a step that has not run yet asks for (per attempt), from its run's spec."""
+    import dataclasses
+
+    from insitu.engine import resolve_resources
+    from insitu.errors import InsituError
+
+    step = next((s for s in run.spec.get("steps", []) if s.get("id") == step_id), None)
+    if step is None:
+        return {}
+    try:
+        return dataclasses.asdict(resolve_resources(step, run.params))
+    except (InsituError, KeyError, TypeError, ValueError):
+        return {}
 
 
 def _endpoints(store: Store, who: Principal, used: dict[str, dict[str, float]],
