@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"client"},
     {"_results"},
     {"<root>"},
+    {"notebooks"},
     {"server"},
     {"testing", "demo", "cli", "__main__"},
 ]

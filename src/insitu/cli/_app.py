@@ -59,6 +59,7 @@ class _Group(click.Group):
             "serve": ("insitu.cli._serve", "serve"),
             "quota": ("insitu.cli._quota", "quota"),
             "schedule": ("insitu.cli._schedule", "schedule"),
+            "notebook": ("insitu.cli._notebook", "notebook"),
             "login": ("insitu.cli._remote", "login"),
             "logout": ("insitu.cli._remote", "logout")}
 

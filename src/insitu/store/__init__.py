@@ -24,6 +24,7 @@ from insitu.store._records import (
     TaskRecord,
     TrialRecord,
 )
+from insitu.store._notebooks import NOTEBOOK_STATES, NotebookRecord
 from insitu.store._schedules import CATCHUP, ScheduleRecord, TickRecord
 from insitu.store._tenancy import (
     ROLES,
@@ -44,7 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CATCHUP", "ROLES", "AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry",
            "ClaimRecord", "DataReadRecord", "DatasetRecord", "LoggedArtifact", "LoginRecord",
-           "MemberRecord", "MetricRecord", "ModelRecord", "ModelVersionRecord", "PackageRecord",
+           "MemberRecord", "MetricRecord", "ModelRecord", "ModelVersionRecord", "NOTEBOOK_STATES",
+           "NotebookRecord", "PackageRecord",
            "ParamRecord", "ProjectRecord", "QuotaRecord", "Record", "RunRecord", "SQLStore",
            "ScheduleRecord", "SessionRecord", "ShardRecord", "Store", "TaskRecord",
            "TickRecord", "TokenRecord", "TrialRecord", "UserRecord", "open_store"]

@@ -37,12 +37,17 @@ class ClaimsTx:
 
     def running_elsewhere(self, run_id: str, alive_since: float) -> list[dict[str, Any]]:
         """The placements (node, cpu, memory, gpu_ids, gpu_share) of the running attempts of
-        every other run whose engine has beaten since ``alive_since``."""
+        every other run whose engine has beaten since ``alive_since``, and of every running
+        notebook server whose server has beaten since then."""
         a, r = t.attempts.c, t.runs.c
         q = (sa.select(a.placement).select_from(t.attempts.join(t.runs, r.id == a.run_id))
              .where(a.state == "running", a.placement.is_not(None), r.id != run_id,
                     r.state.in_(("pending", "running")), r.heartbeat_at >= alive_since))
-        return [row[0] for row in self.conn.execute(q) if row[0]]
+        held = [row[0] for row in self.conn.execute(q) if row[0]]
+        n = t.notebooks.c  # running notebook servers hold their resources as attempts do
+        q = sa.select(n.placement).where(n.state == "running", n.placement.is_not(None),
+                                         n.heartbeat_at >= alive_since)
+        return held + [row[0] for row in self.conn.execute(q) if row[0]]
 
     def upsert(self, *records: Any) -> None:
         """Upsert records of any kind in this transaction (as ``Store.put`` does)."""

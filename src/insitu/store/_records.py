@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from insitu.store._notebooks import NotebookRecord
 from insitu.store._schedules import ScheduleRecord, TickRecord
 from insitu.store._states import (  # noqa: F401 - re-exported
     ATT_TERMINAL,
@@ -259,4 +260,5 @@ Record = (RunRecord | TaskRecord | AttemptRecord | CacheEntry | MetricRecord | P
           | LoggedArtifact | ModelRecord | ModelVersionRecord | AliasRecord | TrialRecord
           | DatasetRecord | ShardRecord | DataReadRecord | ProjectRecord | UserRecord
           | MemberRecord | TokenRecord | AuditRecord | SessionRecord | LoginRecord
-          | QuotaRecord | ClaimRecord | ScheduleRecord | TickRecord | PackageRecord)
+          | QuotaRecord | ClaimRecord | ScheduleRecord | TickRecord | PackageRecord
+          | NotebookRecord)

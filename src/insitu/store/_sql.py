@@ -35,6 +35,7 @@ from insitu.store._records import (
     TaskRecord,
     TrialRecord,
 )
+from insitu.store._notebooks import NotebookRecord
 from insitu.store._schedules import ScheduleRecord, TickRecord
 from insitu.store._tenancy import (
     AuditRecord,
@@ -49,7 +50,7 @@ from insitu.store._tenancy import (
     UserRecord,
 )
 
-HEAD = "0014"  # the newest migration; keep in step with migrations/versions
+HEAD = "0017"  # the newest migration; keep in step with migrations/versions
 _KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011",
           "0012", "0013"}
 
@@ -80,6 +81,7 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     ScheduleRecord: (t.schedules, ("project", "name")),
     TickRecord: (t.ticks, ("project", "schedule", "at")),
     PackageRecord: (t.packages, ("digest",)),
+    NotebookRecord: (t.notebooks, ("project", "name")),
 }
 
 
