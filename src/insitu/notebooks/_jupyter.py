@@ -34,6 +34,8 @@ def launch(python: Path, *, sock: Path, secret: str, project: str, name: str, ho
             f"--ServerApp.root_dir={home}", "--ServerApp.allow_remote_access=True",
             "--KernelManager.autorestart=False",  # a kernel stopped at its limit stays down
             "--ServerApp.shutdown_no_activity_timeout=0"]
+    if os.geteuid() == 0:  # a server run as root (containers): its notebooks run as it does
+        args.append("--allow-root")
     with open(log, "ab") as out:
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=home,
                                 env=env, start_new_session=True)
