@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from conftest import Server, start_server, stop_server
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from conftest import Server, start_server, stop_server
 from insitu.store import open_store
 
 pytest.importorskip("jupyter_server")

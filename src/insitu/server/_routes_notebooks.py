@@ -175,7 +175,7 @@ async def proxy_ws(ws: WebSocket, project: str, name: str, path: str) -> None:
     try:
         up = await unix_connect(rec.sock, url, max_size=None,
                                 additional_headers={"Authorization": f"token {rec.secret}"},
-                                subprotocols=protocols or None)  # type: ignore[arg-type]
+                                subprotocols=protocols or None)
     except (OSError, Exception):  # noqa: BLE001 - the notebook refused or is gone
         await ws.close(code=1011)
         return

@@ -7,6 +7,7 @@ See ``_base.py`` for the contract every backend honours, and
 from typing import TYPE_CHECKING, Any
 
 from insitu.store._base import Store
+from insitu.store._notebooks import NOTEBOOK_STATES, NotebookRecord
 from insitu.store._records import (
     AliasRecord,
     AttemptRecord,
@@ -24,7 +25,6 @@ from insitu.store._records import (
     TaskRecord,
     TrialRecord,
 )
-from insitu.store._notebooks import NOTEBOOK_STATES, NotebookRecord
 from insitu.store._schedules import CATCHUP, ScheduleRecord, TickRecord
 from insitu.store._tenancy import (
     ROLES,

@@ -18,6 +18,7 @@ from insitu.errors import Conflict, NotFound, StoreError
 from insitu.store import _integrity
 from insitu.store import _tables as t
 from insitu.store._base import Allocation, EngineHeartbeats, Store, TimeHistogram
+from insitu.store._notebooks import NotebookRecord
 from insitu.store._records import (
     AliasRecord,
     AttemptRecord,
@@ -35,7 +36,6 @@ from insitu.store._records import (
     TaskRecord,
     TrialRecord,
 )
-from insitu.store._notebooks import NotebookRecord
 from insitu.store._schedules import ScheduleRecord, TickRecord
 from insitu.store._tenancy import (
     AuditRecord,
