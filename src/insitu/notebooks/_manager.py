@@ -303,7 +303,7 @@ class NotebookManager:
                 victim = max(kernels, key=lambda k: k.resident)
                 K.stop(victim)
                 peak = self._peaks[key]
-                more = format_bytes(max(rec.memory * 2, peak + peak // 2))
+                more = f"{-(-max(rec.memory * 2, peak + peak // 2) // 2**30)}GiB"
                 oom = {"kernel": victim.id, "peak": peak, "limit": rec.memory,
                        "kernel_resident": victim.resident, "at": time.time(),
                        "message": (f"a kernel of notebook {rec.name} ran out of memory: "
