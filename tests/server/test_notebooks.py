@@ -33,7 +33,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     home = tmp_path_factory.mktemp("nb-home")
     clock = home / "clock"
     clock.write_text(str(time.time()))
-    s = start_server(f"sqlite:///{home / 'server.db'}", home, "--clock-file", str(clock))
+    saved = os.environ.get("INSITU_NODE_MEMORY")
+    os.environ["INSITU_NODE_MEMORY"] = "3GiB"  # the server's node, as its scheduler sees it
+    try:
+        s = start_server(f"sqlite:///{home / 'server.db'}", home, "--clock-file", str(clock))
+    finally:
+        if saved is None:
+            os.environ.pop("INSITU_NODE_MEMORY")
+        else:
+            os.environ["INSITU_NODE_MEMORY"] = saved
     a = s.admin
     for user in ("ed", "vi", "bo"):
         assert a.post("/api/v1/users", json={"name": user}).status_code == 201
@@ -234,11 +242,15 @@ def test_home_survives_stop_and_start_and_idle_culling(world: dict[str, Any]) ->
     assert show(w, "one")["state"] == "running"
     w["clock"].write_text(str(time.time()))
 
-    # a notebook that cannot fit waits, with the scheduler's reason
-    out = nb_cli(w, "start", "big", "--memory", "100TiB")
+    # one that does not fit next to "one" (700 MiB of the node's 3 GiB) waits, with the
+    # scheduler's reason, and starts once "one" stops and frees its memory
+    out = nb_cli(w, "start", "big", "--memory", "2500MiB", "--idle", "0")
     assert out.returncode == 0, out.stderr
-    assert "waiting for" in out.stdout
-    assert show(w, "big")["state"] == "waiting" and show(w, "big")["reason"]
+    assert "waiting for  " in out.stdout and "memory" in out.stdout, out.stdout
+    assert show(w, "big")["state"] == "waiting"
+    assert nb_cli(w, "stop", "one").returncode == 0
+    wait_for("big to start", lambda: show(w, "big")["state"] == "running")
+    assert c.get(f"{API}/lab/notebooks/big/api/status").status_code == 200
 
     for name in ("one", "two", "big"):
         out = nb_cli(w, "delete", name)

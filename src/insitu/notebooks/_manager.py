@@ -71,6 +71,7 @@ class NotebookManager:
         self._lock = threading.RLock()
         self._procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._peaks: dict[tuple[str, str], int] = {}
+        self._starting: set[tuple[str, str]] = set()  # being placed and started now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -82,7 +83,8 @@ class NotebookManager:
     def begin(self) -> None:
         """Take over: notebooks recorded as running by a server before this one are
         stopped (their processes, if still alive, ended), then start ticking."""
-        for rec in self.store.select(NotebookRecord, state="running"):
+        for rec in [*self.store.select(NotebookRecord, state="running"),
+                    *self.store.select(NotebookRecord, state="starting")]:
             if J.alive(rec.pid) and rec.sock and Path(rec.sock).exists():
                 with contextlib.suppress(OSError):
                     os.killpg(rec.pid or 0, signal.SIGKILL)
@@ -130,16 +132,25 @@ class NotebookManager:
                             hint="give e.g. --cpu 1 --memory 2GiB")
         with self._lock:
             old = self.store.select(NotebookRecord, project=project, name=name)
-            if old and old[0].state == "running" and (project, name) in self._procs:
+            if old and old[0].state in ("starting", "running") \
+                    and (project, name) in self._procs:
                 rec: NotebookRecord = old[0]
                 return rec
+            if (project, name) in self._starting:
+                raise Conflict(f"notebook {name!r} is being started",
+                               hint=f"see `insitu notebook show {name}`")
             now = time.time()
             base = old[0] if old else NotebookRecord(
                 project=project, name=name, state="waiting", cpu=cpu, memory=memory,
                 created_at=now, created_by=user)
             rec = replace(base, state="waiting", cpu=cpu, memory=memory, gpu=gpu, near=near,
                           idle_s=idle_s, reason="not placed yet", placement=None, oom=None)
+            self._starting.add((project, name))
+        try:  # not under the lock: the watch goes on while a server starts
             return self._try_start(rec)
+        finally:
+            with self._lock:
+                self._starting.discard((project, name))
 
     def _request(self, rec: NotebookRecord, placer: Any) -> Any:
         """The scheduler's request; ``--near``'s shards as its inputs, their replicas'
@@ -172,11 +183,11 @@ class NotebookManager:
             if isinstance(placed, str):
                 rec = replace(rec, state="waiting", reason=placed)
             else:
-                rec = replace(rec, state="running", placement=placed.as_dict(), reason=None,
+                rec = replace(rec, state="starting", placement=placed.as_dict(), reason=None,
                               heartbeat_at=time.time(), started_at=time.time(),
                               active_at=self.clock())
             tx.upsert(rec)
-        if rec.state == "running":
+        if rec.state == "starting":
             try:
                 rec = self._launch(rec)
             except BaseException as e:
@@ -211,7 +222,8 @@ class NotebookManager:
         log = run / "server.log"
         proc = J.launch(python, sock=sock, secret=secret, project=rec.project,
                         name=rec.name, home=home, log=log, env=env)
-        self._procs[(rec.project, rec.name)] = proc
+        with self._lock:
+            self._procs[(rec.project, rec.name)] = proc
         self._peaks[(rec.project, rec.name)] = 0
         try:
             J.wait_ready(proc, sock, secret, J.base_url(rec.project, rec.name), log)
@@ -219,11 +231,14 @@ class NotebookManager:
             self._end(proc)
             self._procs.pop((rec.project, rec.name), None)
             raise
-        rec = replace(rec, sock=str(sock), secret=secret, pid=proc.pid,
+        rec = replace(rec, state="running", sock=str(sock), secret=secret, pid=proc.pid,
                       heartbeat_at=time.time(),
                       detail={**rec.detail, "environment": str(d / "env"), "home": str(home),
                               "log": str(log)})
-        self.store.put(rec)
+        with self._lock:
+            if self._procs.get((rec.project, rec.name)) is not proc:
+                raise InsituError(f"notebook {rec.name!r} was stopped while it started")
+            self.store.put(rec)
         return rec
 
     @staticmethod
@@ -325,9 +340,13 @@ class NotebookManager:
         for key, proc in list(self._procs.items()):
             with self._lock:
                 found = self.store.select(NotebookRecord, project=key[0], name=key[1])
-                if not found or found[0].state != "running" or self._procs.get(key) is not proc:
+                if not found or found[0].state not in ("starting", "running") \
+                        or self._procs.get(key) is not proc:
                     continue
                 rec = found[0]
+                if rec.state == "starting":  # its server is not up yet: hold its place
+                    self.store.put(replace(rec, heartbeat_at=time.time()))
+                    continue
                 if proc.poll() is not None:
                     self._procs.pop(key, None)
                     self.store.put(replace(rec, state="stopped", placement=None, sock=None,
@@ -346,11 +365,18 @@ class NotebookManager:
                 self.stop(*key, reason=f"culled: idle for {rec.idle_s:g} s (no kernel "
                                        "activity and no open connection)")
         for rec in self.store.select(NotebookRecord, state="waiting"):
+            key = (rec.project, rec.name)
             with self._lock:
                 fresh = self.store.select(NotebookRecord, project=rec.project, name=rec.name)
-                if fresh and fresh[0].state == "waiting":
-                    with contextlib.suppress(Exception):
-                        self._try_start(fresh[0])
+                if not fresh or fresh[0].state != "waiting" or key in self._starting:
+                    continue
+                self._starting.add(key)
+            try:
+                with contextlib.suppress(Exception):
+                    self._try_start(fresh[0])
+            finally:
+                with self._lock:
+                    self._starting.discard(key)
 
     def raise_if_running(self, project: str, name: str) -> None:
         rec = self.get(project, name)

@@ -45,7 +45,8 @@ class ClaimsTx:
                     r.state.in_(("pending", "running")), r.heartbeat_at >= alive_since))
         held = [row[0] for row in self.conn.execute(q) if row[0]]
         n = t.notebooks.c  # running notebook servers hold their resources as attempts do
-        q = sa.select(n.placement).where(n.state == "running", n.placement.is_not(None),
+        q = sa.select(n.placement).where(n.state.in_(("starting", "running")),
+                                         n.placement.is_not(None),
                                          n.heartbeat_at >= alive_since)
         return held + [row[0] for row in self.conn.execute(q) if row[0]]
 

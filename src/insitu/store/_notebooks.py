@@ -1,6 +1,6 @@
 """The record of a notebook server: what it asked for, where it runs, what it holds.
 
-A running notebook's ``placement`` (as an attempt's) counts against its node in every
+A starting or running notebook's ``placement`` (as an attempt's) counts against its node in every
 engine's placement (``ClaimsTx.running_elsewhere``) while its ``heartbeat_at`` is fresh.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-NOTEBOOK_STATES = ("waiting", "running", "stopped")
+NOTEBOOK_STATES = ("waiting", "starting", "running", "stopped")
 
 
 @dataclass(frozen=True, kw_only=True)
