@@ -58,7 +58,7 @@ class NotebookManager:
     its own thread ticks."""
 
     def __init__(self, store: Store, root: Path, *, clock: Callable[[], float] = time.time,
-                 interval: float = 1.0, memory_interval: float = 0.2,
+                 interval: float = 1.0, memory_interval: float = 0.1,
                  node: Any = None) -> None:
         from insitu.executor import local_node
 
@@ -71,6 +71,7 @@ class NotebookManager:
         self._lock = threading.RLock()
         self._procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._peaks: dict[tuple[str, str], int] = {}
+        self._limits: dict[tuple[str, str], int] = {}  # of the running ones: the watch's
         self._starting: set[tuple[str, str]] = set()  # being placed and started now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -225,6 +226,7 @@ class NotebookManager:
         with self._lock:
             self._procs[(rec.project, rec.name)] = proc
         self._peaks[(rec.project, rec.name)] = 0
+        self._limits[(rec.project, rec.name)] = rec.memory
         try:
             J.wait_ready(proc, sock, secret, J.base_url(rec.project, rec.name), log)
         except BaseException:
@@ -308,6 +310,8 @@ class NotebookManager:
             own, kernels = K.kernels(proc.pid)
             total = own + sum(k.resident for k in kernels)
             self._peaks[key] = max(self._peaks.get(key, 0), total)
+            if not kernels or total < self._limits.get(key, total + 1):
+                continue  # the usual case: no database read
             with self._lock:
                 found = self.store.select(NotebookRecord, project=key[0], name=key[1])
                 if not found or found[0].state != "running" or not kernels:
