@@ -252,6 +252,13 @@ def test_home_survives_stop_and_start_and_idle_culling(world: dict[str, Any]) ->
     wait_for("big to start", lambda: show(w, "big")["state"] == "running")
     assert c.get(f"{API}/lab/notebooks/big/api/status").status_code == 200
 
+    # bad input: one message with the fix, as a problem document and on the command line
+    r = c.post(f"{API}/lab/notebooks", json={"name": "Bad_Name"})
+    assert r.status_code == 400 and "lower-case" in r.json()["hint"]
+    out = nb_cli(w, "start", "three", "--memory", "lots")
+    assert out.returncode != 0 and "lots" in out.stderr + out.stdout
+    assert c.get(f"{API}/lab/notebooks/three").status_code == 404
+
     for name in ("one", "two", "big"):
         out = nb_cli(w, "delete", name)
         assert out.returncode == 0, out.stderr

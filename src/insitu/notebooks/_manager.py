@@ -39,6 +39,7 @@ from insitu.store import NotebookRecord, Store
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 STALE_AFTER_S = 15.0  # as engines: a heartbeat older than this holds nothing
+TOUCH_EVERY_S = 10.0
 
 
 def view(rec: NotebookRecord, server_url: str = "") -> dict[str, Any]:
@@ -72,6 +73,7 @@ class NotebookManager:
         self._procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._peaks: dict[tuple[str, str], int] = {}
         self._limits: dict[tuple[str, str], int] = {}  # of the running ones: the watch's
+        self._touched: dict[tuple[str, str], float] = {}
         self._starting: set[tuple[str, str]] = set()  # being placed and started now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -282,7 +284,12 @@ class NotebookManager:
             shutil.rmtree(self._dir(project, name), ignore_errors=True)
 
     def touch(self, project: str, name: str) -> None:
-        """A request went through the proxy: the notebook is in use (for culling)."""
+        """A request went through the proxy: the notebook is in use (for culling). Written
+        at most every :data:`TOUCH_EVERY_S` per notebook (JupyterLab polls often)."""
+        now = self.clock()
+        if now - self._touched.get((project, name), -TOUCH_EVERY_S) < TOUCH_EVERY_S:
+            return
+        self._touched[(project, name)] = now
         with self._lock:
             found = self.store.select(NotebookRecord, project=project, name=name)
             if found and found[0].state == "running":
