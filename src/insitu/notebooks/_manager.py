@@ -98,9 +98,13 @@ class NotebookManager:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop the watch and every notebook this server runs (when the server stops)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        for proc in list(self._procs.values()):  # all at once: each then stops in a moment
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGTERM)
         for (project, name) in list(self._procs):
             with contextlib.suppress(Exception):
                 self.stop(project, name, reason="stopped: the server shut down")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -9,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -67,7 +69,16 @@ def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = 
     from insitu.server._remote_runs import PackageFiles
     from insitu.server._schedules import Clock
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if notebooks is not None:  # in uvicorn's graceful shutdown, before it re-raises
+            import anyio.to_thread  # the signal that stopped it and the process ends
+
+            await anyio.to_thread.run_sync(notebooks.close)
+
     app = FastAPI(title="insitu", version=__version__, openapi_url=f"{API}/openapi.json",
+                  lifespan=lifespan,
                   docs_url=f"{API}/docs", redoc_url=None,
                   swagger_ui_oauth2_redirect_url=None,
                   description="The insitu platform API. Every error is an RFC 9457 problem "
