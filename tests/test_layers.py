@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
     {"client"},
     {"_results", "endpoints"},
     {"<root>"},
-    {"ui"},
+    {"ui", "notebooks"},
     {"server"},
     {"testing", "demo", "cli", "__main__"},
 ]

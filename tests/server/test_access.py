@@ -22,7 +22,7 @@ CALLERS = ["none", "malformed", "expired", "revoked", "viewer", "editor", "owner
 def _routes() -> list[tuple[str, str]]:
     out = []
     for r in [route for router in routers() for route in router.routes]:
-        for m in sorted(getattr(r, "methods", set()) - {"HEAD"}):
+        for m in sorted((getattr(r, "methods", None) or {"WS"}) - {"HEAD"}):
             out.append((m, r.path))  # type: ignore[attr-defined]
     return sorted(out)
 
@@ -105,6 +105,18 @@ EXPECTED = {
     ("GET", "/api/v1/projects/{project}/endpoints/{name}/v2/{path:path}"): VIEWER,
     ("POST", "/api/v1/projects/{project}/endpoints/{name}/v2/{path:path}"): VIEWER,
     ("POST", "/api/v1/projects/{project}/endpoints/{name}/v1/{path:path}"): VIEWER,
+    ("GET", "/api/v1/projects/{project}/notebooks"): VIEWER,
+    ("POST", "/api/v1/projects/{project}/notebooks"): EDITOR,
+    ("GET", "/api/v1/projects/{project}/notebooks/{name}"): VIEWER,
+    ("POST", "/api/v1/projects/{project}/notebooks/{name}/stop"): EDITOR,
+    ("DELETE", "/api/v1/projects/{project}/notebooks/{name}"): OWNER,
+    ("GET", "/api/v1/projects/{project}/notebooks/{name}/{path:path}"): EDITOR,
+    ("POST", "/api/v1/projects/{project}/notebooks/{name}/{path:path}"): EDITOR,
+    ("PUT", "/api/v1/projects/{project}/notebooks/{name}/{path:path}"): EDITOR,
+    ("PATCH", "/api/v1/projects/{project}/notebooks/{name}/{path:path}"): EDITOR,
+    ("DELETE", "/api/v1/projects/{project}/notebooks/{name}/{path:path}"): EDITOR,
+    # the kernels' WebSockets (tests/server/test_notebooks.py checks who may open them)
+    ("WS", "/api/v1/projects/{project}/notebooks/{name}/{path:path}"): EDITOR,
 }
 
 
@@ -183,7 +195,7 @@ def _call(c: httpx.Client, method: str, path: str) -> httpx.Response:
            .replace("{token_id}", "000000000000").replace("{run_id}", "run0alpha001")
            .replace("{task_id}", "nope").replace("{digest}", "0" * 64)
            .replace("{name}", "nope").replace("{version}", "1").replace("{step}", "nope")
-           .replace("{alias}", "nope"))
+           .replace("{alias}", "nope").replace("{path:path}", "api/status"))
     body = {
         ("POST", "/api/v1/projects"): {"name": f"p-{uuid.uuid4().hex[:8]}"},
         ("POST", "/api/v1/users"): {"name": f"u-{uuid.uuid4().hex[:8]}"},
@@ -198,7 +210,8 @@ def test_isolation_matrix(server: Server) -> None:
     tokens = _world(server)
     hidden = server.admin.get("/api/v1/projects/zzz-none").json()
     results: list[tuple[str, str, str, str, int]] = []
-    for method, path in _routes():
+    http = [(m, p) for m, p in _routes() if m != "WS"]
+    for method, path in http:
         rule = ACCESS[(method, path)]
         for caller in CALLERS:
             c = server.client(tokens.get(caller))
@@ -218,7 +231,7 @@ def test_isolation_matrix(server: Server) -> None:
                     r.status_code == 404 and re.match(r"no project ", body.get("detail", "")))
             results.append((method, path, caller, want, r.status_code if not ok else 0))
     leaks = [x for x in results if x[4]]
-    assert len(results) == len(_routes()) * len(CALLERS)
+    assert len(results) == len(http) * len(CALLERS)
     assert leaks == []
 
 

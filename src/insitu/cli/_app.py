@@ -61,6 +61,7 @@ class _Group(click.Group):
             "quota": ("insitu.cli._quota", "quota"),
             "schedule": ("insitu.cli._schedule", "schedule"),
             "endpoints": ("insitu.cli._endpoints", "endpoints"),
+            "notebook": ("insitu.cli._notebook", "notebook"),
             "login": ("insitu.cli._remote", "login"),
             "logout": ("insitu.cli._remote", "logout")}
 

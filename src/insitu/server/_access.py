@@ -99,6 +99,16 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", f"{API}/projects/{{project}}/endpoints/{{name}}/v2/{{path:path}}"): VIEWER,
     ("POST", f"{API}/projects/{{project}}/endpoints/{{name}}/v2/{{path:path}}"): VIEWER,
     ("POST", f"{API}/projects/{{project}}/endpoints/{{name}}/v1/{{path:path}}"): VIEWER,
+    # notebooks (_routes_notebooks.py): viewers list and show them; editors start, stop
+    # and open them (the proxy runs code as the notebook); owners delete them (and
+    # their homes)
+    ("GET", f"{API}/projects/{{project}}/notebooks"): VIEWER,
+    ("POST", f"{API}/projects/{{project}}/notebooks"): EDITOR,
+    ("GET", f"{API}/projects/{{project}}/notebooks/{{name}}"): VIEWER,
+    ("POST", f"{API}/projects/{{project}}/notebooks/{{name}}/stop"): EDITOR,
+    ("DELETE", f"{API}/projects/{{project}}/notebooks/{{name}}"): OWNER,
+    **{(m, f"{API}/projects/{{project}}/notebooks/{{name}}/{{path:path}}"): EDITOR
+       for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "WS")},
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -9,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -25,6 +27,7 @@ from insitu.server._routes_schedules import router as schedules_router
 from insitu.store import Store
 
 if TYPE_CHECKING:
+    from insitu.notebooks import NotebookManager
     from insitu.server._oidc import OIDCConfig
     from insitu.server._supervisor import Supervisor
 
@@ -38,17 +41,21 @@ def routers() -> list[APIRouter]:
     from insitu.server._auth_routes import auth_router
     from insitu.server._routes_endpoints import router as endpoints_router
     from insitu.server._routes_models import router as models_router
+    from insitu.server._routes_notebooks import router as notebooks_router
+    from insitu.server._routes_notebooks import ws_router as notebooks_ws_router
     from insitu.server._routes_runs import runs_router
 
     return [router, runs_router, read_router, models_router, quotas_router, schedules_router,
-            auth_router, endpoints_router, metrics_router]
+            notebooks_router, notebooks_ws_router, auth_router, endpoints_router,
+            metrics_router]
 
 
 def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = True,
                api_only: bool = False, oidc: OIDCConfig | None = None,
                backend: str = "local", max_package: int = DEFAULT_MAX_PACKAGE,
                supervisor: Supervisor | None = None,
-               clock_file: str | None = None, ui: bool = True) -> FastAPI:
+               clock_file: str | None = None, ui: bool = True,
+               notebooks: NotebookManager | None = None) -> FastAPI:
     """The API over ``store`` (opened, schema at head). The app never reads the database but
     through ``store``. ``nodes`` gives the backend's node inventory (node capacity in
     ``/metrics``); ``gpu_metrics`` reads this machine's GPUs through NVML where it can.
@@ -57,13 +64,24 @@ def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = 
     provider (see ``_oidc``). Accepted runs are for ``backend``; ``supervisor``, if given, is
     told when one is written (it also finds them on its own). ``clock_file``: where the
     schedules' routes read "now", as the schedule loop does (``--clock-file``, for tests).
-    ``ui``: serve the dashboard (``insitu.ui``) at ``/`` beside the API."""
+    ``ui``: serve the dashboard (``insitu.ui``) at ``/`` beside the API.
+    ``notebooks``: the manager of the notebook servers this process runs (none in an
+    API-only worker: its notebook routes say so)."""
     from insitu import __version__
     from insitu.server._oidc import Provider
     from insitu.server._remote_runs import PackageFiles
     from insitu.server._schedules import Clock
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if notebooks is not None:  # in uvicorn's graceful shutdown, before it re-raises
+            import anyio.to_thread  # the signal that stopped it and the process ends
+
+            await anyio.to_thread.run_sync(notebooks.close)
+
     app = FastAPI(title="insitu", version=__version__, openapi_url=f"{API}/openapi.json",
+                  lifespan=lifespan,
                   docs_url=f"{API}/docs", redoc_url=None,
                   swagger_ui_oauth2_redirect_url=None,
                   description="The insitu platform API. Every error is an RFC 9457 problem "
@@ -73,6 +91,7 @@ def create_app(store: Store, *, nodes: Nodes | None = None, gpu_metrics: bool = 
     app.state.backend = backend
     app.state.max_package = max_package
     app.state.supervisor = supervisor
+    app.state.notebooks = notebooks
     app.state.package_files = PackageFiles(store)
     app.state.clock = Clock(clock_file)
     app.state.oidc = Provider(oidc) if oidc is not None else None
@@ -156,20 +175,28 @@ def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8420,
     schedules = ScheduleLoop(store, backend=backend, clock=Clock(clock_file),
                              interval=schedule_interval)
     schedules.start()
+    from insitu._config import load_config
+    from insitu.notebooks import NotebookManager
+
+    notebooks = NotebookManager(store, load_config().home / "notebooks",
+                                clock=Clock(clock_file).now)
+    notebooks.begin()
     try:
         _serve(store, host, port, log_level, workers, nodes, settings, supervisor,
-               uvicorn_options)
+               uvicorn_options, notebooks if workers <= 1 else None)
     finally:
+        notebooks.close()
         schedules.stop()
 
 
 def _serve(store: Store, host: str, port: int, log_level: str, workers: int,
            nodes: Nodes | None, settings: dict[str, Any], supervisor: Supervisor | None,
-           uvicorn_options: dict[str, Any]) -> None:
+           uvicorn_options: dict[str, Any], notebooks: NotebookManager | None = None) -> None:
     import uvicorn
 
     if workers <= 1:
-        uvicorn.run(create_app(store, nodes=nodes, supervisor=supervisor, **settings),
+        uvicorn.run(create_app(store, nodes=nodes, supervisor=supervisor,
+                               notebooks=notebooks, **settings),
                     host=host, port=port, log_level=log_level, **uvicorn_options)
         return
     url = getattr(store, "url", None)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from insitu.store._base import Store
 from insitu.store._endpoints import EndpointRecord, EndpointStatusRecord
+from insitu.store._notebooks import NOTEBOOK_STATES, NotebookRecord
 from insitu.store._records import (
     AliasRecord,
     AttemptRecord,
@@ -46,7 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["CATCHUP", "ROLES", "AliasRecord", "AttemptRecord", "AuditRecord", "CacheEntry",
            "ClaimRecord", "DataReadRecord", "DatasetRecord", "EndpointRecord",
            "EndpointStatusRecord", "LoggedArtifact", "LoginRecord",
-           "MemberRecord", "MetricRecord", "ModelRecord", "ModelVersionRecord", "PackageRecord",
+           "MemberRecord", "MetricRecord", "ModelRecord", "ModelVersionRecord", "NOTEBOOK_STATES",
+           "NotebookRecord", "PackageRecord",
            "ParamRecord", "ProjectRecord", "QuotaRecord", "Record", "RunRecord", "SQLStore",
            "ScheduleRecord", "SessionRecord", "ShardRecord", "Store", "TaskRecord",
            "TickRecord", "TokenRecord", "TrialRecord", "UserRecord", "open_store"]

@@ -58,7 +58,8 @@ class ClaimsTx:
         """The placements (``node``, ``cpu``, ``memory``, ``gpu_ids``, ``gpu_share``, a
         gang's ``ranks``) of what runs on the nodes besides run ``run_id``: the running
         attempts of every other run whose engine has beaten since ``alive_since`` and, with
-        ``endpoints``, the server's endpoints that are starting or running."""
+        ``endpoints``, the server's endpoints that are starting or running; and the notebook servers
+        that are starting or running, whose server has beaten since ``alive_since``."""
         a, r = t.attempts.c, t.runs.c
         q = (sa.select(a.placement).select_from(t.attempts.join(t.runs, r.id == a.run_id))
              .where(a.state == "running", a.placement.is_not(None),
@@ -75,7 +76,11 @@ class ClaimsTx:
                     out.append({"node": placement.get("node"), "cpu": placement.get("cpu"),
                                 "memory": placement.get("memory"), "gpu_ids": gpus,
                                 "gpu_share": milli / 1000 if gpus and milli < 1000 else 0.0})
-        return out
+        n = t.notebooks.c  # running notebook servers hold their resources as attempts do
+        q = sa.select(n.placement).where(n.state.in_(("starting", "running")),
+                                         n.placement.is_not(None),
+                                         n.heartbeat_at >= alive_since)
+        return out + [row[0] for row in self.conn.execute(q) if row[0]]
 
     def upsert(self, *records: Any) -> None:
         """Upsert records of any kind in this transaction (as ``Store.put`` does)."""

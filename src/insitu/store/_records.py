@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from insitu.store._endpoints import EndpointRecord, EndpointStatusRecord
+from insitu.store._notebooks import NotebookRecord
 from insitu.store._schedules import ScheduleRecord, TickRecord
 from insitu.store._states import (  # noqa: F401 - re-exported
     ATT_TERMINAL,
@@ -261,4 +262,4 @@ Record = (RunRecord | TaskRecord | AttemptRecord | CacheEntry | MetricRecord | P
           | DatasetRecord | ShardRecord | DataReadRecord | ProjectRecord | UserRecord
           | MemberRecord | TokenRecord | AuditRecord | SessionRecord | LoginRecord
           | QuotaRecord | ClaimRecord | ScheduleRecord | TickRecord | PackageRecord
-          | EndpointRecord | EndpointStatusRecord)
+          | EndpointRecord | EndpointStatusRecord | NotebookRecord)

@@ -19,6 +19,7 @@ from insitu.store import _integrity
 from insitu.store import _tables as t
 from insitu.store._base import Allocation, EngineHeartbeats, Store, TimeHistogram
 from insitu.store._endpoints import EndpointRecord, EndpointStatusRecord
+from insitu.store._notebooks import NotebookRecord
 from insitu.store._records import (
     AliasRecord,
     AttemptRecord,
@@ -50,9 +51,9 @@ from insitu.store._tenancy import (
     UserRecord,
 )
 
-HEAD = "0015"  # the newest migration; keep in step with migrations/versions
+HEAD = "0016"  # the newest migration; keep in step with migrations/versions
 _KNOWN = {"0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011",
-          "0012", "0013", "0014", "0015"}
+          "0012", "0013", "0014", "0015", "0016"}
 
 _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     RunRecord: (t.runs, ("id",)),
@@ -83,6 +84,7 @@ _TABLE_OF: dict[type, tuple[sa.Table, tuple[str, ...]]] = {
     PackageRecord: (t.packages, ("digest",)),
     EndpointRecord: (t.endpoints, ("project", "name")),
     EndpointStatusRecord: (t.endpoint_status, ("project", "name")),
+    NotebookRecord: (t.notebooks, ("project", "name")),
 }
 
 
