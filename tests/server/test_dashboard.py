@@ -433,8 +433,9 @@ def test_rerun_with_edited_parameters_from_the_run_page(world: World, ui: Page) 
     pg.click("#rerun-form button[type=submit]")
     pg.wait_for_url(lambda u: "/runs/" in u and world.train2 not in u, timeout=WAIT)
     new = pg.url.rsplit("/", 1)[1]
-    pg.wait_for_function("() => document.querySelector('#run-state .badge')"
-                         ".textContent === 'succeeded'", timeout=WAIT * 3)
+    pg.wait_for_function(f"() => document.querySelector('h1 .mono')?.textContent === '{new}'"
+                         " && document.querySelector('#run-state .badge').textContent"
+                         " === 'succeeded'", timeout=WAIT * 3)  # the new run's page, live
     run = world.s.admin.get(f"{P}/runs/{new}").json()
     assert run["params"] == {"n": 4, "lr": 0.75} and run["labels"]["rerun_of"] == world.train2
     fit = next(x for x in world.s.admin.get(f"{P}/runs/{new}/artifacts").json()
