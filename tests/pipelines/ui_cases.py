@@ -1,7 +1,7 @@
 """Pipelines whose runs the dashboard's browser tests look at: one that trains (a map,
 metrics and params), one whose step fails with a known cause, and one whose step prints and
-then waits for a file the test creates, one whose step fails once and is retried, and one
-that reads a dataset's shards."""
+then waits for a file the test creates, one whose step fails once and is retried, one
+that reads a dataset's shards, and one that makes a tiny model a server can serve."""
 
 from __future__ import annotations
 
@@ -111,3 +111,15 @@ def stamp_it() -> str:
 @insitu.pipeline
 def stamp() -> None:
     stamp_it()
+
+
+@insitu.step
+def tiny_model() -> object:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+
+
+@insitu.pipeline
+def servable() -> None:
+    tiny_model()

@@ -64,6 +64,7 @@ class World:
     flaky: str          # its step failed once and was retried
     reads: str          # read the dataset's shards
     scheduled: str      # made by schedule "nightly"
+    served: str         # a model a server can serve (v1 and v2)
     tokens: dict[str, str] = field(default_factory=dict)
 
 
@@ -99,6 +100,15 @@ def world(server: Server, tmp_path_factory: pytest.TempPathFactory) -> World:
     r = insitu(s, "run", f"{CASES}:reads", "-p", f"name={dataset}", "--plain")
     assert r.returncode == 0, r.stdout + r.stderr
     reads = _newest(s, "reads")
+    r = insitu(s, "run", f"{CASES}:servable", "--plain")
+    assert r.returncode == 0, r.stdout + r.stderr
+    served = f"s-{uuid.uuid4().hex[:6]}"
+    store = open_store(s.db_url)
+    try:
+        for _ in range(2):
+            register(served, run=_newest(s, "servable"), step="tiny_model", store=store)
+    finally:
+        store.close()
     a = s.admin
     scheduled = _scheduled_run(s)
     for name in ("vera", "otto"):
@@ -115,7 +125,7 @@ def world(server: Server, tmp_path_factory: pytest.TempPathFactory) -> World:
     shots.mkdir(parents=True, exist_ok=True)
     print(f"dashboard screenshots: {shots}")
     return World(s, shots, train, train2, broken, search, model, dataset, flaky, reads,
-                 scheduled, tokens)
+                 scheduled, served, tokens)
 
 
 def _scheduled_run(s: Server) -> str:
@@ -478,19 +488,21 @@ def test_the_other_pages_load_without_errors(world: World, ui: Page) -> None:
     got = world.s.admin.get(f"{P}/models/{world.model}").json()
     assert {v["version"]: v["aliases"] for v in got["versions"]} == {1: [], 2: ["champion"]}
     r = world.s.admin.post(f"{P}/endpoints", json={  # served: v1, with v2 as a canary
-        "name": "ep-ui", "model": f"{world.model}:1", "cpu": 0.1,
+        "name": "ep-ui", "model": f"{world.served}:1", "cpu": 0.1,
         "traffic": {"canary": 2, "percent": 10}})
     assert r.status_code == 201, r.text
     try:
-        before = world.s.admin.get(f"{P}/endpoints/ep-ui").json()["status"]["state"]
-        pg.goto(f"/projects/default/models/{world.model}")
+        deadline = time.monotonic() + 180
+        while (state := world.s.admin.get(f"{P}/endpoints/ep-ui").json()["status"]["state"]
+               ) != "running":
+            assert state in ("pending", "starting") and time.monotonic() < deadline, state
+            time.sleep(0.2)
+        pg.goto(f"/projects/default/models/{world.served}")
         row = pg.wait_for_selector("#endpoints tr[data-endpoint=ep-ui]", timeout=WAIT)
-        shown = row.query_selector("[data-state]").get_attribute("data-state")
-        after = world.s.admin.get(f"{P}/endpoints/ep-ui").json()["status"]["state"]
-        assert shown in {before, after}  # the state the API gave as the page loaded
+        assert row.query_selector("[data-state]").get_attribute("data-state") == "running"
         text = row.inner_text()
-        assert f"{world.model}:1" in text and "canary v2: 10 %" in text
-        assert f"{world.model}:1: 90 %" in text
+        assert f"{world.served}:1" in text and "canary v2: 10 %" in text
+        assert f"{world.served}:1: 90 %" in text
         ui.shot(world, "model-endpoints")
     finally:
         assert world.s.admin.delete(f"{P}/endpoints/ep-ui").status_code == 204
