@@ -564,8 +564,9 @@ def _run_list_query(with_spec: bool, filters: tuple[str, ...]) -> Any:
         if name in filters:
             q = q.where(r[name] == sa.bindparam(name))
     if "schedule" in filters:
-        # the schedule's ticks name its runs: a seek on the ticks' key (project, schedule,
-        # at), then each run by its key; a run's labels (JSON) are never scanned
+        # the schedule's ticks name its runs: they are read on the ticks' key (project,
+        # schedule, at) and the project's runs walked newest first on the index on
+        # (project, created_at, id) until a page is full; labels (JSON) are never read
         k = t.ticks.c
         q = q.where(r.id.in_(sa.select(k.run_id).where(
             k.project == sa.bindparam("project"), k.schedule == sa.bindparam("schedule"),
