@@ -1,6 +1,7 @@
 """Pipelines whose runs the dashboard's browser tests look at: one that trains (a map,
 metrics and params), one whose step fails with a known cause, and one whose step prints and
-then waits for a file the test creates."""
+then waits for a file the test creates, one whose step fails once and is retried, one
+that reads a dataset's shards, and one that makes a tiny model a server can serve."""
 
 from __future__ import annotations
 
@@ -72,3 +73,53 @@ def search() -> None:
     insitu.tune(bowl, space={"x": insitu.tune.uniform(-3, 3), "y": insitu.tune.uniform(0, 1)},
                 metric="loss", goal="minimize", algorithm="random", max_trials=4, parallel=2,
                 seed=3)
+
+
+@insitu.step(retries=1, backoff=0.05)
+def wobble(marker: str) -> str:
+    if not Path(marker).exists():  # the first attempt fails, the retry succeeds
+        Path(marker).write_text("tried")
+        raise RuntimeError("the first attempt fails on purpose")
+    return "steady"
+
+
+@insitu.pipeline
+def flaky(marker: str = "") -> None:
+    wobble(marker)
+
+
+@insitu.step
+def count_lines(shard: dict) -> int:  # type: ignore[type-arg]
+    return len(insitu.shard_path(shard).read_bytes().splitlines())
+
+
+@insitu.step
+def add_up(counts: list[int]) -> int:
+    return sum(counts)
+
+
+@insitu.pipeline
+def reads(name: str = "") -> None:
+    add_up(count_lines.map(insitu.dataset(name).shards()))
+
+
+@insitu.step
+def stamp_it() -> str:
+    return "stamped"
+
+
+@insitu.pipeline
+def stamp() -> None:
+    stamp_it()
+
+
+@insitu.step
+def tiny_model() -> object:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+
+
+@insitu.pipeline
+def servable() -> None:
+    tiny_model()

@@ -61,6 +61,10 @@ class World:
     search: str         # a tuning study of 4 trials
     model: str
     dataset: str
+    flaky: str          # its step failed once and was retried
+    reads: str          # read the dataset's shards
+    scheduled: str      # made by schedule "nightly"
+    served: str         # a model a server can serve (v1 and v2)
     tokens: dict[str, str] = field(default_factory=dict)
 
 
@@ -89,7 +93,24 @@ def world(server: Server, tmp_path_factory: pytest.TempPathFactory) -> World:
         add_dataset(dataset, [str(data / "*.csv")], store=store)
     finally:
         store.close()
+    marker = tmp_path_factory.mktemp("flaky") / "marker"
+    r = insitu(s, "run", f"{CASES}:flaky", "-p", f"marker={marker}", "--plain")
+    assert r.returncode == 0, r.stdout + r.stderr
+    flaky = _newest(s, "flaky")
+    r = insitu(s, "run", f"{CASES}:reads", "-p", f"name={dataset}", "--plain")
+    assert r.returncode == 0, r.stdout + r.stderr
+    reads = _newest(s, "reads")
+    r = insitu(s, "run", f"{CASES}:servable", "--plain")
+    assert r.returncode == 0, r.stdout + r.stderr
+    served = f"s-{uuid.uuid4().hex[:6]}"
+    store = open_store(s.db_url)
+    try:
+        for _ in range(2):
+            register(served, run=_newest(s, "servable"), step="tiny_model", store=store)
+    finally:
+        store.close()
     a = s.admin
+    scheduled = _scheduled_run(s)
     for name in ("vera", "otto"):
         assert a.post("/api/v1/users", json={"name": name}).status_code == 201
     assert a.put(f"{P}/members/vera", json={"role": "viewer"}).status_code == 200
@@ -103,7 +124,28 @@ def world(server: Server, tmp_path_factory: pytest.TempPathFactory) -> World:
     shots = Path(where) if where else tmp_path_factory.mktemp("dashboard-shots")
     shots.mkdir(parents=True, exist_ok=True)
     print(f"dashboard screenshots: {shots}")
-    return World(s, shots, train, train2, broken, search, model, dataset, tokens)
+    return World(s, shots, train, train2, broken, search, model, dataset, flaky, reads,
+                 scheduled, served, tokens)
+
+
+def _scheduled_run(s: Server) -> str:
+    """Schedule "nightly" (paused) with one backfilled tick: its run, once it has ended."""
+    from insitu.sdk import compile_pipeline, load_pipeline
+
+    spec = dict(compile_pipeline(load_pipeline(f"{CASES}:stamp"), {}))
+    r = s.admin.post(f"{P}/schedules", json={"name": "nightly", "spec": spec,
+                                              "cron": "0 3 * * *", "paused": True})
+    assert r.status_code == 201, r.text
+    r = s.admin.post(f"{P}/schedules/nightly/backfill",
+                     json={"from": "2026-03-01", "to": "2026-03-01T23:59"})
+    assert r.status_code == 200, r.text
+    items = s.admin.get(f"{P}/runs", params={"schedule": "nightly"}).json()["items"]
+    assert len(items) == 1 and items[0]["labels"]["schedule"] == "nightly"
+    deadline = time.monotonic() + 120  # ended, so no other test sees it running
+    while s.admin.get(f"{P}/runs/{items[0]['id']}").json()["state"] != "succeeded":
+        assert time.monotonic() < deadline, "the scheduled run did not succeed in 120 s"
+        time.sleep(0.1)
+    return str(items[0]["id"])
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +222,14 @@ def test_login_and_the_runs_list_with_filters(world: World, ui: Page) -> None:
     pg.wait_for_function("() => document.querySelectorAll('#runs tr[data-run]').length === 1",
                          timeout=WAIT)
     assert _rows(pg) == [world.broken]
+    pg.goto("/runs?project=default")  # the runs a schedule made
+    pg.select_option("select[name=schedule]", "nightly")
+    pg.click("form.filters button[type=submit]")
+    pg.wait_for_url("**schedule=nightly*", timeout=WAIT)
+    pg.wait_for_function("() => document.querySelectorAll('#runs tr[data-run]').length === 1",
+                         timeout=WAIT)
+    assert _rows(pg) == [world.scheduled]
+    assert "schedule=nightly" in pg.locator(f"tr[data-run='{world.scheduled}']").inner_text()
     pg.goto("/runs?project=default&pipeline=train")  # a shareable URL: the filter is in it
     pg.wait_for_selector(f"#runs tr[data-run='{world.train}']", timeout=WAIT)
     assert _rows(pg) == [world.train2, world.train]  # newest first
@@ -260,11 +310,54 @@ def test_a_run_page_shows_the_graph_and_the_failures_cause_and_fix(world: World,
     assert ui.problems == []
 
 
+def test_the_timeline_shows_each_attempt_and_the_run_page_the_bytes_read(world: World,
+                                                                         ui: Page) -> None:
+    pg = ui.page
+    ui.login(world.tokens["admin"], f"/projects/default/runs/{world.flaky}")
+    # the failed first attempt and its retry: two bars of the one task
+    second = pg.wait_for_selector("#timeline-svg rect[data-task='wobble'][data-attempt='2']",
+                                  timeout=WAIT)
+    first = pg.locator("#timeline-svg rect[data-task='wobble'][data-attempt='1']")
+    assert first.get_attribute("data-state") == "failed"
+    assert second.get_attribute("data-state") == "succeeded"
+    got = world.s.admin.get(f"{P}/runs/{world.flaky}/attempts").json()
+    assert [(x["task_id"], x["number"], x["state"]) for x in got["items"]] == [
+        ("wobble", 1, "failed"), ("wobble", 2, "succeeded")]
+    assert second.get_attribute("data-node") == got["items"][1]["node"]
+    assert "1 of them retries" in pg.locator("#timeline").inner_text()
+    ui.shot(world, "run-retried")
+
+    data = world.s.admin.get(f"{P}/runs/{world.reads}/data").json()
+    assert data["reads"] == 3 and data["bytes"] == 3 * len("x\n0\n")  # the 3 shards
+    pg.goto("/data?project=default")  # the data page leads to a run's reads
+    pg.fill("#reads-form input[name=reads-run]", world.reads)
+    pg.click("#reads-form button[type=submit]")
+    pg.wait_for_url(f"**/runs/{world.reads}#data-read", timeout=WAIT)
+    row = pg.wait_for_selector("#data-read tr[data-step=count_lines]", timeout=WAIT)
+    step = next(x for x in data["steps"] if x["step"] == "count_lines")
+    assert step["local_bytes"] + step["moved_bytes"] == step["bytes"] == data["bytes"]
+    cells = row.inner_text().split("\t")
+    assert cells[1].strip() == "3" and cells[2].strip() == f"{data['bytes']} B"
+    for link in step["links"]:  # each link: source -> the node that read, with its bytes
+        shown = pg.locator(f"#data-read tr[data-link='count_lines:{link['source']}->"
+                           f"{link['node']}']").inner_text()
+        assert link["node"] in shown and f"{link['bytes']} B" in shown
+    ui.shot(world, "run-data")
+    assert ui.problems == []
+
+
 def test_logs_stream_into_the_open_page_while_the_step_runs(world: World, ui: Page,
                                                             tmp_path: Path) -> None:
     pg = ui.page
     ui.login(world.tokens["admin"], "/runs?project=default")
     pg.wait_for_selector("#runs tr[data-run]", timeout=WAIT)
+    # a quota smaller than the step asks for, in a cohort whose other project lends: the
+    # run borrows the rest while its step runs, and the cluster page says how much
+    a = world.s.admin
+    for project, body in (("elsewhere", {"quota": {"cpu": 4}}),
+                          ("default", {"quota": {"cpu": 0.25}, "borrowing_limit": {"cpu": 2}})):
+        r = a.put(f"/api/v1/projects/{project}/quota", json={**body, "cohort": "research"})
+        assert r.status_code == 200, r.text
     gate = tmp_path / "gate"
     env = {**os.environ, "INSITU_HOME": str(world.s.home), "INSITU_DB_URL": world.s.db_url}
     proc = subprocess.Popen([sys.executable, "-m", "insitu", "run", f"{CASES}:gated",
@@ -282,6 +375,16 @@ def test_logs_stream_into_the_open_page_while_the_step_runs(world: World, ui: Pa
         assert pg.locator("#run-state .badge").inner_text() == "running"
         assert "second line" not in pg.locator("#log").inner_text()
         ui.shot(world, "run-live")
+        use = a.get(f"{P}/quota").json()["use"]["cpu"]
+        assert use > 0.25  # the step holds more than the project's own quota
+        cluster = Page(ui.ctx.browser, world.s.url)
+        try:
+            cluster.login(world.tokens["admin"], "/cluster")
+            cell = cluster.page.wait_for_selector("[data-borrows='default:cpu']", timeout=WAIT)
+            assert float(cell.inner_text()) == pytest.approx(use - 0.25)
+            assert cluster.problems == []
+        finally:
+            cluster.close()
         gate.write_text("go")
         pg.wait_for_function("() => document.getElementById('log').textContent"
                              ".includes('second line, after the gate')", timeout=WAIT * 3)
@@ -293,6 +396,7 @@ def test_logs_stream_into_the_open_page_while_the_step_runs(world: World, ui: Pa
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        assert a.delete(f"{P}/quota").status_code == 204
 
 
 def test_a_viewer_sees_no_controls_and_a_forged_change_is_refused(world: World,
@@ -322,6 +426,35 @@ def test_a_viewer_sees_no_controls_and_a_forged_change_is_refused(world: World,
     }""", f"{P}/models/{world.model}/aliases/champion")
     assert got == 403
     ui.problems.clear()
+
+
+def test_rerun_with_edited_parameters_from_the_run_page(world: World, ui: Page) -> None:
+    pg = ui.page
+    ui.login(world.tokens["admin"], f"/projects/default/runs/{world.train2}")
+    pg.click("#rerun summary")
+    lr = pg.wait_for_selector("#rerun-form input[name=param-lr]", timeout=WAIT)
+    assert lr.input_value() == "0.5"  # the run's own parameters, to edit
+    lr.fill("fast")  # refused, naming the parameter and the fix
+    pg.click("#rerun-form button[type=submit]")
+    err = pg.wait_for_selector("#rerun .error", timeout=WAIT).inner_text()
+    assert "parameter 'lr' expects float, got 'fast'" in err and "Fix:" in err
+    ui.problems.clear()  # the refusal (400) was expected
+    lr.fill("0.75")
+    pg.click("#rerun-form button[type=submit]")
+    pg.wait_for_url(lambda u: "/runs/" in u and world.train2 not in u, timeout=WAIT)
+    new = pg.url.rsplit("/", 1)[1]
+    pg.wait_for_function(f"() => document.querySelector('h1 .mono')?.textContent === '{new}'"
+                         " && document.querySelector('#run-state .badge').textContent"
+                         " === 'succeeded'", timeout=WAIT * 3)  # the new run's page, live
+    run = world.s.admin.get(f"{P}/runs/{new}").json()
+    assert run["params"] == {"n": 4, "lr": 0.75} and run["labels"]["rerun_of"] == world.train2
+    fit = next(x for x in world.s.admin.get(f"{P}/runs/{new}/artifacts").json()
+               if x["step"] == "fit")
+    assert fit["state"] == "succeeded" and fit["cached_from"] is None
+    value = world.s.admin.get(f"{P}/runs/{new}/artifacts/{fit['digest']}/preview").json()
+    assert value["value"] == pytest.approx(0.25 ** 5)  # fit ran with lr 0.75: (1 - lr) ** 5
+    assert f"rerun_of={world.train2}" in pg.locator("#main").inner_text()
+    assert ui.problems == []
 
 
 def test_another_projects_owner_cannot_see_the_run(world: World, ui: Page) -> None:
@@ -354,6 +487,25 @@ def test_the_other_pages_load_without_errors(world: World, ui: Page) -> None:
                          timeout=WAIT)
     got = world.s.admin.get(f"{P}/models/{world.model}").json()
     assert {v["version"]: v["aliases"] for v in got["versions"]} == {1: [], 2: ["champion"]}
+    r = world.s.admin.post(f"{P}/endpoints", json={  # served: v1, with v2 as a canary
+        "name": "ep-ui", "model": f"{world.served}:1", "cpu": 0.1,
+        "traffic": {"canary": 2, "percent": 10}})
+    assert r.status_code == 201, r.text
+    try:
+        deadline = time.monotonic() + 180
+        while (state := world.s.admin.get(f"{P}/endpoints/ep-ui").json()["status"]["state"]
+               ) != "running":
+            assert state in ("pending", "starting") and time.monotonic() < deadline, state
+            time.sleep(0.2)
+        pg.goto(f"/projects/default/models/{world.served}")
+        row = pg.wait_for_selector("#endpoints tr[data-endpoint=ep-ui]", timeout=WAIT)
+        assert row.query_selector("[data-state]").get_attribute("data-state") == "running"
+        text = row.inner_text()
+        assert f"{world.served}:1" in text and "canary v2: 10 %" in text
+        assert f"{world.served}:1: 90 %" in text
+        ui.shot(world, "model-endpoints")
+    finally:
+        assert world.s.admin.delete(f"{P}/endpoints/ep-ui").status_code == 204
     pg.goto(f"/projects/default/datasets/{world.dataset}")
     pg.wait_for_selector("#shard-map tbody tr", timeout=WAIT)
     assert pg.locator("#shard-map tbody tr").count() == 3
@@ -462,12 +614,22 @@ def test_admin_page_makes_and_revokes_a_token_and_shows_the_audit_log(world: Wor
     pg.wait_for_selector("#audit td:text-is('token.revoke')", timeout=WAIT)
     assert pg.locator("#members select").count() >= 1  # an owner changes roles
     ui.shot(world, "admin")
+    pg.fill("#projects input[name=project-name]", "made-here")  # a server admin makes one
+    pg.fill("#projects input[name=project-description]", "from the page")
+    pg.click("#projects button[type=submit]")
+    pg.wait_for_url("**/admin?project=made-here", timeout=WAIT)
+    me = world.s.admin.get("/api/v1/whoami").json()["user"]
+    pg.wait_for_selector(f"#members td:text-is('{me}')", timeout=WAIT)
+    made = world.s.admin.get("/api/v1/projects/made-here").json()
+    assert made["description"] == "from the page" and made["role"] == "owner"
+    assert pg.locator("#members select").count() >= 1  # its maker owns it
     assert ui.problems == []
     viewer = Page(ui.ctx.browser, world.s.url)
     try:
         viewer.login(world.tokens["vera"], "/admin?project=default")
         viewer.page.wait_for_selector("#members td:text-is('vera')", timeout=WAIT)
         assert viewer.page.locator("#members select, #members button").count() == 0
+        assert viewer.page.locator("#projects").count() == 0  # not a server admin
         assert "Owners of the project read" in viewer.page.locator("#audit").inner_text()
     finally:
         viewer.close()

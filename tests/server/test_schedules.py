@@ -490,6 +490,18 @@ def test_bad_cron_and_time_zone_and_the_cli(tmp_path: Path, spec: dict[str, Any]
             ((2, 26), (2, 27), (2, 28), (3, "01"), (3, "02"))]
         assert all(r["labels"]["trigger"] == "backfill" and r["params"]["seconds"] == 0.2
                    and r["labels"]["package"] == stored["package"] for r in runs)
+        paged: list[str] = []  # the runs list's schedule filter, page by page
+        cursor = None
+        while True:
+            page = c.get(f"{P}/runs", params={"schedule": "nightly", "limit": 2,
+                                               **({"cursor": cursor} if cursor else {})}).json()
+            paged += [r["id"] for r in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert paged == [r["id"] for r in sorted(runs, key=lambda r: (r["created_at"], r["id"]),
+                                                 reverse=True)]
+        assert c.get(f"{P}/runs", params={"schedule": "other"}).json()["items"] == []
 
         def ended() -> list[dict[str, Any]] | None:
             rs = _runs_of(c, "nightly")

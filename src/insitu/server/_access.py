@@ -58,6 +58,8 @@ ACCESS: dict[tuple[str, str], str] = {
     # what a run shows beyond its record (server/_routes_read.py)
     ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/steps"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/graph"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/data"): VIEWER,
+    ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/attempts"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/steps/{{task_id}}/attempts"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/logs"): VIEWER,
     ("GET", f"{API}/projects/{{project}}/runs/{{run_id}}/logs/stream"): VIEWER,
@@ -84,6 +86,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", f"{API}/projects/{{project}}/packages/{{digest}}"): VIEWER,
     ("POST", f"{API}/projects/{{project}}/runs"): EDITOR,
     ("POST", f"{API}/projects/{{project}}/runs/{{run_id}}/resume"): EDITOR,
+    ("POST", f"{API}/projects/{{project}}/runs/{{run_id}}/rerun"): EDITOR,
     ("DELETE", f"{API}/projects/{{project}}/runs/{{run_id}}"): OWNER,
     # endpoints (_routes_endpoints.py): viewers read them and call the model; editors
     # create, change, move traffic and delete

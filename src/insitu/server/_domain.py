@@ -292,8 +292,8 @@ def run_view(run: RunRecord) -> dict[str, Any]:
 
 
 def list_runs(store: Store, project: str, *, pipeline: str | None, state: str | None,
-              limit: int, cursor: str | None, until: float | None = None
-              ) -> dict[str, Any]:
+              limit: int, cursor: str | None, until: float | None = None,
+              schedule: str | None = None) -> dict[str, Any]:
     try:
         before = decode_cursor(cursor) if cursor else None
     except UserError:
@@ -302,7 +302,8 @@ def list_runs(store: Store, project: str, *, pipeline: str | None, state: str | 
     if until is not None and (before is None or until < before[0]):
         before = (until, "")  # created before ``until``: the same seek on the index
     runs = store.list_runs(project=project, pipeline=pipeline, state=state, limit=limit + 1,
-                           before=before, with_spec=False)  # the view shows no spec
+                           before=before, schedule=schedule,
+                           with_spec=False)  # the view shows no spec
     if not runs:  # runs in it show the project exists; without any, look
         _project(store, project)
     page = runs[:limit]

@@ -70,6 +70,19 @@ def list_attempts(store: Store, project: str, run_id: str, task_id: str
     return out
 
 
+def run_attempts(store: Store, project: str, run_id: str, limit: int) -> dict[str, Any]:
+    """Every attempt of the run (the first ``limit`` by start), for its timeline: which task,
+    its number (a retry is 2 or more), state, node and times."""
+    run = _run(store, project, run_id)
+    state = shown_state(run)
+    got = sorted(store.list_attempts(run.id),
+                 key=lambda a: (a.started_at is None, a.started_at or 0.0, a.task_id, a.number))
+    return {"total": len(got), "items": [
+        {"task_id": a.task_id, "number": a.number, "state": shown_task_state(state, a.state),
+         "node": a.node, "started_at": a.started_at, "ended_at": a.ended_at,
+         "exit_code": a.exit_code} for a in got[:limit]]}
+
+
 def _utf8_cut(data: bytes) -> int:
     """How many bytes of ``data`` end on a character boundary (a multi-byte UTF-8
     character cut by the range is left for the next one)."""

@@ -153,6 +153,31 @@ def submit(store: Store, who: Principal, project: str, *, spec: dict[str, Any],
          "started_at": None, "ended_at": None, "error": None} for s in spec["steps"]]}
 
 
+def rerun(store: Store, who: Principal, project: str, run_id: str, *,
+          params: dict[str, Any], backend: str, client: str | None,
+          files_of: Callable[[str], frozenset[str]]) -> dict[str, Any]:
+    """Accept a new run of run ``run_id``'s pipeline and code package, its parameters
+    those of that run with ``params`` over them (the pipeline traced again in a child
+    process when a value changes: see ``_retrace.py``); labelled ``rerun_of``. The checks
+    and the writing are :func:`submit`'s: a bad parameter is refused (nothing written)
+    naming it."""
+    from insitu.server import _retrace
+
+    run = D._run(store, project, run_id)
+    labels: dict[str, Any] = {"rerun_of": run.id}
+    if "priority" in (run.labels or {}):
+        labels["priority"] = run.labels["priority"]
+    package = (run.labels or {}).get("package")
+    spec = run.spec
+    values = {**run.params, **params}
+    if _retrace.changed(spec, params):  # its steps were built from the old values
+        spec = _retrace.retrace(store, spec, values,
+                                _packages.parse_digest(package) if package else None)
+    return submit(store, who, project, spec=spec, params=values, package=package,
+                  no_cache=run.no_cache, labels=labels, backend=backend, client=client,
+                  files_of=files_of)
+
+
 def resume(store: Store, who: Principal, project: str, run_id: str,
            client: str | None) -> dict[str, Any]:
     """Make a failed, cancelled or interrupted run pending again, for the supervisor."""

@@ -161,9 +161,13 @@ def runs(request: Request, project: str, pipeline: str | None = None,
          cursor: str | None = Query(default=None, max_length=200),
          until: float | None = Query(default=None, ge=0, le=1e11,
                                      description="only runs created before this time "
-                                                 "(epoch seconds)")) -> Response:
+                                                 "(epoch seconds)"),
+         schedule: str | None = Query(default=None, max_length=100,
+                                      description="only the runs this schedule made")
+         ) -> Response:
     return json_response(D.list_runs(_store(request), project, pipeline=pipeline, state=state,
-                                     limit=limit, cursor=cursor, until=until))
+                                     limit=limit, cursor=cursor, until=until,
+                                     schedule=schedule))
 
 
 @router.get("/projects/{project}/runs/{run_id}", response_model=dict[str, Any])

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from insitu._config import Config, load_config
-from insitu.server import _artifacts, _catalog, _cluster, _graph, _logstream, _reads
+from insitu.server import _artifacts, _catalog, _cluster, _dataflow, _graph, _logstream, _reads
 from insitu.server._access import API
 from insitu.server._domain import _run
 from insitu.server._routes import _store, _who, authorize
@@ -87,6 +87,22 @@ def steps(request: Request, project: str, run_id: str) -> list[dict[str, Any]]:
                                       "tasks counted by state")
 def graph(request: Request, project: str, run_id: str) -> dict[str, Any]:
     return _graph.graph(_store(request), project, run_id)
+
+
+@read_router.get(RUN + "/data", summary="The bytes the run's steps read locally and moved",
+                 response_description="in total and per step: bytes read, read locally "
+                                      "and moved, and each link (source -> node) with "
+                                      "its bytes")
+def data(request: Request, project: str, run_id: str) -> dict[str, Any]:
+    return _dataflow.run_data(_store(request), project, run_id)
+
+
+@read_router.get(RUN + "/attempts", summary="Every attempt of the run, by start (a timeline)",
+                 response_description="total, and the first `limit` attempts: task, number "
+                                      "(2 or more: a retry), state, node, times, exit code")
+def run_attempts(request: Request, project: str, run_id: str,
+                 limit: int = Query(default=2000, ge=1, le=10000)) -> dict[str, Any]:
+    return _reads.run_attempts(_store(request), project, run_id, limit)
 
 
 @read_router.get(RUN + "/steps/{task_id}/attempts", response_model=list[AttemptOut],

@@ -91,6 +91,23 @@ def submit_run(request: Request, project: str, body: RunIn) -> dict[str, Any]:
     return view
 
 
+class RerunIn(_Write):
+    params: dict[str, Any] = Field(default_factory=dict,
+                                   description="parameters to change; the others are the "
+                                               "run's")
+
+
+@runs_router.post("/projects/{project}/runs/{run_id}/rerun", status_code=201)
+def rerun_run(request: Request, project: str, run_id: str, body: RerunIn) -> dict[str, Any]:
+    """A new run of this run's spec and code package with edited parameters."""
+    view = _remote_runs.rerun(
+        _store(request), _who(request), project, run_id, params=body.params,
+        backend=request.app.state.backend, client=_client(request),
+        files_of=request.app.state.package_files)
+    _wake(request)
+    return view
+
+
 @runs_router.post("/projects/{project}/runs/{run_id}/resume")
 def resume_run(request: Request, project: str, run_id: str) -> dict[str, Any]:
     view = _remote_runs.resume(_store(request), _who(request), project, run_id,

@@ -74,8 +74,9 @@ class Store(abc.ABC):
     def list_runs(self, *, pipeline: str | None = None, state: str | None = None,
                   limit: int | None = None, project: str | None = None,
                   before: tuple[float, str] | None = None,
-                  with_spec: bool = True) -> list[RunRecord]:
-        """Runs, newest first (by ``created_at``, then id), optionally filtered; with
+                  with_spec: bool = True, schedule: str | None = None) -> list[RunRecord]:
+        """Runs, newest first (by ``created_at``, then id), optionally filtered
+        (``schedule``: the runs that schedule's ticks made in ``project``); with
         ``before=(created_at, id)`` only those after that run in this order (a page cursor).
         ``with_spec=False`` leaves the (large) spec unread: the records' ``spec`` is ``{}``."""
 

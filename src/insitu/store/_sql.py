@@ -352,9 +352,11 @@ class SQLStore(Store):
     def list_runs(self, *, pipeline: str | None = None, state: str | None = None,
                   limit: int | None = None, project: str | None = None,
                   before: tuple[float, str] | None = None,
-                  with_spec: bool = True) -> list[RunRecord]:
+                  with_spec: bool = True, schedule: str | None = None) -> list[RunRecord]:
         given = {"project": project, "pipeline": pipeline or None, "state": state or None,
-                 "limit": limit or None}
+                 "limit": limit or None, "schedule": schedule or None}
+        if schedule and project is None:
+            raise ValueError("list_runs: a schedule is named within a project")
         params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         if before is not None:
             params["before_at"], params["before_id"] = before
@@ -563,6 +565,14 @@ def _run_list_query(with_spec: bool, filters: tuple[str, ...]) -> Any:
     for name in ("project", "pipeline", "state"):
         if name in filters:
             q = q.where(r[name] == sa.bindparam(name))
+    if "schedule" in filters:
+        # the schedule's ticks name its runs: they are read on the ticks' key (project,
+        # schedule, at) and the project's runs walked newest first on the index on
+        # (project, created_at, id) until a page is full; labels (JSON) are never read
+        k = t.ticks.c
+        q = q.where(r.id.in_(sa.select(k.run_id).where(
+            k.project == sa.bindparam("project"), k.schedule == sa.bindparam("schedule"),
+            k.run_id.is_not(None))))
     if "before_at" in filters:  # keyset pagination: strictly after (created_at, id) in order
         # a row-value comparison, which both databases answer from the index on
         # (project, created_at, id) by seeking, however deep the page is

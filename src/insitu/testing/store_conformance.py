@@ -243,6 +243,31 @@ class StoreConformance:
         assert store.list_runs(project="pg", limit=1, with_spec=False)[0].spec == {}
         assert store.list_runs(project="pg", limit=1)[0].spec["steps"] == [{"id": "big"}]
 
+    def test_list_runs_of_a_schedule_are_those_its_ticks_name(self, store: Store) -> None:
+        from insitu.store import TickRecord
+
+        store.put(*(make_run(f"s{i}", created_at=200.0 + i, project="sp") for i in range(5)),
+                  make_run("elsewhere", created_at=300.0, project="other"))
+        ticks = [TickRecord(project="sp", schedule="nightly", at=float(i), state="fired",
+                            kind="cron", run_id=f"s{i}", recorded_at=1.0, by="t")
+                 for i in (0, 2, 3)]
+        ticks += [TickRecord(project="sp", schedule="nightly", at=9.0, state="skipped",
+                             kind="cron", reason="busy", recorded_at=1.0, by="t"),
+                  TickRecord(project="sp", schedule="hourly", at=1.0, state="fired",
+                             kind="cron", run_id="s1", recorded_at=1.0, by="t"),
+                  TickRecord(project="other", schedule="nightly", at=1.0, state="fired",
+                             kind="cron", run_id="elsewhere", recorded_at=1.0, by="t")]
+        store.put(*ticks)
+        first = store.list_runs(project="sp", schedule="nightly", limit=2, with_spec=False)
+        assert [r.id for r in first] == ["s3", "s2"]
+        rest = store.list_runs(project="sp", schedule="nightly", limit=2, with_spec=False,
+                               before=(first[-1].created_at, first[-1].id))
+        assert [r.id for r in rest] == ["s0"]
+        assert [r.id for r in store.list_runs(project="sp", schedule="hourly")] == ["s1"]
+        assert store.list_runs(project="sp", schedule="none") == []
+        with pytest.raises(ValueError, match="within a project"):
+            store.list_runs(schedule="nightly")
+
     def test_token_holder_reads_token_user_and_roles_together(self, store: Store) -> None:
         from insitu.store import MemberRecord, TokenRecord, UserRecord
 

@@ -1,7 +1,8 @@
 // /admin?project=P: your API tokens (a new one is shown once; revoke), the project's
 // members and roles (owners change them), its schedules (next fire; editors pause and
-// resume) and its audit log (owners; pages by cursor).
-import { api, errorBox, go, h, link, params, projectPicker, roleIn, when } from "../app.js";
+// resume) and its audit log (owners; pages by cursor); server admins make projects.
+import { api, errorBox, go, h, link, params, projectPicker, resetWho, roleIn, when, whoami }
+  from "../app.js";
 
 const enc = encodeURIComponent;
 const ROLES = ["viewer", "editor", "owner"];
@@ -91,6 +92,25 @@ export async function render() {
       page.next_cursor ? h("button", { onclick: () => drawAudit(page.next_cursor) }, "Older →") : null));
   }
 
+  // -- projects (server admins make them; POST /projects) ----------------------------------
+  const me = await whoami();
+  if (me.admin) {
+    const pname = h("input", { name: "project-name", placeholder: "e.g. fraud", size: 16 });
+    const pdesc = h("input", { name: "project-description", placeholder: "what it holds", size: 28 });
+    const powner = h("input", { name: "project-owner", placeholder: me.user, size: 12 });
+    out.append(h("div", { class: "panel", id: "projects" }, h("h2", {}, "Projects"),
+      h("p", { class: "small muted" }, `${names.length} projects you are a member of: ${names.join(", ")}`),
+      h("form", { class: "filters", onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          const made = await api("/projects", { method: "POST", body: { name: pname.value.trim(),
+            description: pdesc.value, owner: powner.value.trim() || null } });
+          resetWho(); go(`/admin?project=${enc(made.name)}`);
+        } catch (err) { fail(err); }
+      } }, h("label", {}, "Name", pname), h("label", {}, "Description", pdesc),
+      h("label", {}, "Owner", powner),
+      h("button", { class: "primary", type: "submit", "data-action": "create-project" }, "Make a project"))));
+  }
   out.append(tokens, members, schedules, audit);
   await Promise.all([drawTokens(), drawMembers(), drawSchedules(), drawAudit(null)]).catch(fail);
   return out;

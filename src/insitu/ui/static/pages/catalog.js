@@ -40,8 +40,45 @@ function lineage(l) {
     .map(([k, v]) => h("div", {}, h("span", { class: "muted" }, k + ": "), h("span", { class: "mono" }, typeof v === "string" ? v : JSON.stringify(v)))));
 }
 
+// the model's serving endpoints: a reference "NAME", "NAME:3" or "NAME@alias" names it
+const modelOf = (ref) => String(ref).split(/[@:]/)[0];
+
+function traffic(e) {
+  const t = (e.config || {}).traffic || {};
+  const parts = [];
+  if (t.canary) parts.push(`canary v${t.canary}: ${t.percent} %`, `${e.model}: ${100 - t.percent} %`);
+  else parts.push(`${e.model}: 100 %`);
+  if (t.shadow) parts.push(`shadow v${t.shadow}: ${t.shadow_percent ?? 100} % copied`);
+  for (const [k, v] of Object.entries(t.routes || {})) parts.push(`header ${t.header || ""}=${k} → v${v}`);
+  return parts;
+}
+
+function endpointsPanel(project, name, eps) {
+  const mine = eps.filter((e) => modelOf(e.model) === name);
+  return h("div", { class: "panel", id: "endpoints" }, h("h2", {}, "Serving endpoints"),
+    mine.length ? h("table", { class: "small" },
+      h("thead", {}, h("tr", {}, ["Endpoint", "Serves", "State", "Replicas", "Traffic", "Restarts", "URL"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, mine.map((e) => {
+        const c = e.config || {}; const st = e.status || {};
+        const lo = c.min_replicas ?? 1; const hi = c.max_replicas ?? lo;
+        const reps = lo === hi ? String(lo) : `${lo}–${hi}`;
+        return h("tr", { "data-endpoint": e.name },
+          h("td", { class: "mono" }, e.name), h("td", { class: "mono" }, e.model),
+          h("td", {}, h("span", { class: `badge s-${st.state}`, "data-state": st.state }, st.state),
+            st.reason ? h("div", { class: "small muted" }, st.reason) : null),
+          h("td", { class: "num" }, reps),
+          h("td", { class: "chips" }, traffic(e).map((x) => h("span", {}, x))),
+          h("td", { class: "num" }, st.restarts ?? 0), h("td", { class: "mono" }, e.path + "/v2/…"));
+      })))
+      : h("p", { class: "muted small" }, "Not served on this server (serve it with ",
+        h("code", {}, `insitu endpoints create NAME --model ${name}@ALIAS`), ")."),
+    h("p", { class: "small muted" }, "Requests served per endpoint are counted on the server's ",
+      h("code", {}, "/metrics"), " (insitu_endpoint_requests_total)."));
+}
+
 async function model(project, name) {
-  const m = await api(`/projects/${enc(project)}/models/${enc(name)}`);
+  const [m, eps] = await Promise.all([api(`/projects/${enc(project)}/models/${enc(name)}`),
+    api(`/projects/${enc(project)}/endpoints`)]);
   const vs = [...m.versions].sort((a, b) => b.version - a.version);
   const msg = h("div");
   let form = "";
@@ -67,7 +104,8 @@ async function model(project, name) {
         h("td", { class: "chips" }, v.aliases.map((a) => h("span", {}, a))),
         h("td", { class: "mono" }, v.run_id ? link(`/projects/${enc(project)}/runs/${enc(v.run_id)}?step=${enc(v.step || "")}`, v.run_id) : "—"),
         h("td", { class: "mono" }, v.step || "—"), h("td", { class: "small" }, when(v.created_at)),
-        h("td", {}, lineage(v.lineage))))))));
+        h("td", {}, lineage(v.lineage))))))),
+    endpointsPanel(project, name, eps));
 }
 
 async function datasets() {
@@ -80,7 +118,20 @@ async function datasets() {
         h("td", {}, link(`/projects/${enc(project)}/datasets/${enc(d.name)}`, d.name)),
         h("td", { class: "num" }, d.shards), h("td", { class: "num" }, bytes(d.bytes)),
         h("td", { class: "chips" }, d.nodes.map((n) => h("span", {}, n))), h("td", { class: "small" }, when(d.created_at))))))
-      : h("p", { class: "muted" }, "No datasets in this project yet (add one with `insitu datasets add`).")));
+      : h("p", { class: "muted" }, "No datasets in this project yet (add one with `insitu datasets add`).")),
+    project ? readsPanel(project) : null);
+}
+
+// the bytes a run read locally and moved, by step and link, are on the run's page
+function readsPanel(project) {
+  const id = h("input", { name: "reads-run", placeholder: "run id", size: 18 });
+  return h("div", { class: "panel" }, h("h2", {}, "Data read by a run"),
+    h("form", { class: "filters", id: "reads-form", onsubmit: (e) => {
+      e.preventDefault();
+      if (id.value.trim()) go(`/projects/${enc(project)}/runs/${enc(id.value.trim())}#data-read`);
+    } }, h("label", {}, "Run", id), h("button", { type: "submit" }, "Show its reads")),
+    h("p", { class: "small muted" }, "A run's page shows per step the bytes read on the node ",
+      "that held them and the bytes moved, by link (source node → node)."));
 }
 
 async function dataset(project, name) {

@@ -1,5 +1,6 @@
 // /cluster: the nodes (CPU, memory, GPUs, allocated and free), what runs on them, the work
-// that waits with the scheduler's reason, and each visible project's quota and its use.
+// that waits with the scheduler's reason, and each visible project's quota, its use and what
+// it borrows now (its running work's use beyond its own quota, lent by its cohort).
 import { api, bytes, dur, every, h, link } from "../app.js";
 
 const enc = encodeURIComponent;
@@ -49,13 +50,15 @@ export async function render() {
           h("td", { class: "num" }, dur(0, p.waiting_s)), h("td", {}, p.reason || "—")))))
         : h("p", { class: "muted small" }, "No step waits for resources.")),
       h("div", { class: "panel" }, h("h2", {}, "Quotas"), h("table", { id: "quotas", class: "small" },
-        h("thead", {}, h("tr", {}, ["Project", "Resource", "Use of quota", "May borrow", "Lends at most", "Cohort"].map((t) => h("th", {}, t)))),
+        h("thead", {}, h("tr", {}, ["Project", "Resource", "Use of quota", "Borrows now", "May borrow", "Lends at most", "Cohort"].map((t) => h("th", {}, t)))),
         h("tbody", {}, quotas.flatMap(([name, q]) => {
           const lim = (q && q.quota) || {};
-          if (!Object.keys(lim).length) return [h("tr", {}, h("td", {}, name), h("td", { colspan: 5, class: "muted" }, "no quota (not limited)"))];
+          if (!Object.keys(lim).length) return [h("tr", {}, h("td", {}, name), h("td", { colspan: 6, class: "muted" }, "no quota (not limited)"))];
           const amount = (r, v) => (v === undefined || v === null ? "—" : r === "memory" ? bytes(v) : String(v));
           return Object.entries(lim).map(([r, v]) => h("tr", {}, h("td", {}, name), h("td", {}, r),
             h("td", {}, use(((q.use || {})[r]) || 0, v, r === "memory" ? bytes : (x) => +Number(x).toFixed(3))),
+            // use past the project's own quota is borrowed from its cohort's unused quota
+            h("td", { "data-borrows": `${name}:${r}` }, amount(r, Math.max(0, +(((q.use || {})[r] || 0) - v).toFixed(3)))),
             h("td", {}, amount(r, (q.borrowing_limit || {})[r])), h("td", {}, amount(r, (q.lending_limit || {})[r])), h("td", {}, (q.cohort || "—") + (q.waiting ? ` · ${q.waiting} waiting` : ""))));
         })))));
   }

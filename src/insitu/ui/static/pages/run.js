@@ -7,6 +7,8 @@ import { drawGraph, stepState } from "./graph.js";
 import { artifactsPanel } from "./artifacts.js";
 import { metricsPanel } from "./metrics.js";
 import { timeline } from "./timeline.js";
+import { rerunPanel } from "./rerun.js";
+import { dataPanel } from "./dataflow.js";
 
 const ENDED = ["succeeded", "failed", "cancelled", "interrupted"];
 
@@ -30,9 +32,13 @@ export async function render(path, [project, runId]) {
   // a map's parent task: its items say how it went (they are shown instead)
   const isMap = (step) => (graph.steps.find((x) => x.id === step) || {}).map;
   const artifactsBox = h("div");
+  const dataBox = h("div");
+  const rerunBox = h("div");
   async function drawTimeline() {
-    timelineBox.replaceChildren(h("h2", {}, "Timeline (tasks by node)"), timeline(
-      (await api(base + "/steps")).filter((t) => t.map_index !== null || !isMap(t.step))));
+    const [attempts, tasks] = await Promise.all([api(base + "/attempts?limit=2000"),
+      api(base + "/steps")]);
+    timelineBox.replaceChildren(h("h2", {}, "Timeline (attempts by node)"), timeline(attempts,
+      tasks.filter((t) => t.state === "cached" && (t.map_index !== null || !isMap(t.step)))));
   }
 
   function drawHead() {
@@ -245,18 +251,23 @@ export async function render(path, [project, runId]) {
     }
     await drawTimeline();
     metricsBox.replaceChildren(await metricsPanel(base));  // metrics as the steps log them
-    if (ENDED.includes(run.state)) artifactsBox.replaceChildren(await artifactsPanel(base, graph));
+    if (ENDED.includes(run.state)) {
+      artifactsBox.replaceChildren(await artifactsPanel(base, graph));
+      dataBox.replaceChildren(await dataPanel(base));
+    }
   }
   let lastSig = JSON.stringify((graph.steps.find((x) => x.id === selected) || {}).counts || "");
   drawHead(); drawGraphBox();
+  if (mayEdit(project)) rerunBox.append(rerunPanel(project, run));
   // the graph shows at once; the panels fill in as their answers come
   const fail = (e) => msg.append(errorBox(e));
   drawFailure().catch(fail); drawWhy().catch(fail); drawStep().catch(fail);
   metricsPanel(base).then((m) => metricsBox.replaceChildren(m)).catch(fail);
   drawTimeline().catch(fail);
+  dataPanel(base).then((d) => dataBox.replaceChildren(d)).catch(fail);
   artifactsPanel(base, graph).then((a) => artifactsBox.replaceChildren(a)).catch(fail);
   every(1500, async () => { if (!ENDED.includes(run.state)) await tick(); });
-  return h("div", {}, head, msg, failure, waiting,
+  return h("div", {}, head, rerunBox, msg, failure, waiting,
     h("div", { class: "panel" }, h("h2", {}, "Steps"), graphBox), stepBox, timelineBox,
-    metricsBox, artifactsBox);
+    metricsBox, dataBox, artifactsBox);
 }

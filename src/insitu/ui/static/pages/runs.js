@@ -1,4 +1,4 @@
-// /runs?project=&pipeline=&state=&until=&cursor=: one page of a project's runs at a time
+// /runs?project=&pipeline=&state=&schedule=&until=&cursor=: one page of a project's runs at a time
 // (the API's keyset cursor), states polled while the page is open, cancel and resume for
 // editors, and a selection to compare.
 import { api, badge, dur, errorBox, every, go, h, link, mayEdit, params, projectPicker,
@@ -9,7 +9,7 @@ const PAGE = 50;
 
 function query(p) {
   const q = new URLSearchParams();
-  for (const k of ["pipeline", "state", "until", "cursor"]) if (p.get(k)) q.set(k, p.get(k));
+  for (const k of ["pipeline", "state", "schedule", "until", "cursor"]) if (p.get(k)) q.set(k, p.get(k));
   q.set("limit", String(PAGE));
   return q;
 }
@@ -33,6 +33,13 @@ export async function render() {
     placeholder: "any", size: 14 });
   const stateSel = h("select", { name: "state" },
     STATES.map((s) => h("option", { value: s, selected: s === (p.get("state") || "") }, s || "any")));
+  // the project's schedules (a run a schedule made is found through its tick)
+  const scheduleNames = (await api(`/projects/${encodeURIComponent(project)}/schedules`)
+    .catch(() => [])).map((x) => x.name);
+  const cur = p.get("schedule") || "";
+  if (cur && !scheduleNames.includes(cur)) scheduleNames.push(cur);  // a deleted one's runs
+  const scheduleSel = h("select", { name: "schedule" },
+    ["", ...scheduleNames].map((s) => h("option", { value: s, selected: s === cur }, s || "any")));
   const untilVal = p.get("until") ? new Date(Number(p.get("until")) * 1000).toISOString().slice(0, 10) : "";
   const until = h("input", { type: "date", name: "until", value: untilVal });
   const search = h("input", { name: "search", placeholder: "run id", size: 16 });
@@ -46,10 +53,12 @@ export async function render() {
       go(`/projects/${encodeURIComponent(project)}/runs/${encodeURIComponent(id)}`); return;
     }
     const u = until.value ? String(Date.parse(until.value + "T00:00:00Z") / 1000 + 86400) : "";
-    nav({ pipeline: pipeline.value.trim(), state: stateSel.value, until: u });
+    nav({ pipeline: pipeline.value.trim(), state: stateSel.value,
+      schedule: scheduleSel.value, until: u });
   } },
   h("label", {}, "Project", picker), h("label", {}, "Pipeline", pipeline),
-  h("label", {}, "State", stateSel), h("label", {}, "Created on or before", until),
+  h("label", {}, "State", stateSel), h("label", {}, "Schedule", scheduleSel),
+  h("label", {}, "Created on or before", until),
   h("button", { type: "submit", class: "primary" }, "Filter"),
   h("label", {}, "Search", search));
 
