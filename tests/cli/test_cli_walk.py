@@ -63,11 +63,14 @@ LEAVES = _leaves()
 # Commands that act only on an insitu server (insitu login, or INSITU_SERVER): the walk has
 # none, so their bad values must be refused before the server is asked, or as "no server";
 # their valid bases run against a real server in tests/server/test_schedules.py,
-# test_quotas.py and test_remote.py.
+# test_quotas.py and test_remote.py
 SCHEDULE = {"schedule create", "schedule ls", "schedule show", "schedule pause",
             "schedule resume", "schedule delete", "schedule backfill"}
 QUOTA = {"quota set", "quota show", "quota delete"}
-SERVER_ONLY = {*SCHEDULE, *QUOTA, "login"}
+# (endpoints: tests/server/test_endpoints.py; notebooks: tests/server/test_notebooks.py)
+ENDPOINTS = {c for c, _ in LEAVES if c.startswith("endpoints ")}
+NOTEBOOKS = {c for c, _ in LEAVES if c.startswith("notebook ")}
+SERVER_ONLY = {*SCHEDULE, *QUOTA, *ENDPOINTS, *NOTEBOOKS, "login"}
 # Commands that never open the store (the broken-state cases do not apply to them).
 STORELESS = {"cluster up", "cluster down", "cluster status", "sim", "compile",
              "server",  # server: with a usable database it serves until stopped
