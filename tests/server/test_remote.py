@@ -480,16 +480,18 @@ def test_models_datasets_and_studies_read_from_the_server(
     assert r.returncode == 0, r.stderr
     assert f"registered {model}:2 from run {outputs} step fit as @prod" in r.stdout
     assert run("models", "alias", model, "champion", "2").returncode == 0
-    shown = json.loads(local("models", "show", model, "--json").stdout)
-    assert [(v["version"], v["aliases"]) for v in shown] == [(1, []),
-                                                             (2, ["champion", "prod"])]
+    api = f"/api/v1/projects/default/models/{model}"
+
+    def versions() -> list[tuple[int, list[str]]]:
+        return [(v["version"], v["aliases"]) for v in server.admin.get(api).json()["versions"]]
+
+    assert versions() == [(1, []), (2, ["champion", "prod"])]
     err = _one_error(run("models", "delete", model, "2"))
     assert "is aliased as champion, prod" in err
     assert run("models", "delete", model, "1").returncode == 0
-    assert [v["version"] for v in json.loads(run("models", "show", model, "--json").stdout)] \
-        == [2]
-    err = _one_error(run("models", "register", model, "--run", "nosuchrun", "--step", "fit"))
-    assert "has no run 'nosuchrun'" in err
+    assert versions() == [(2, ["champion", "prod"])]
+    r = server.admin.post(f"{api}/versions", json={"run": "nosuchrun", "step": "fit"})
+    assert r.status_code == 404 and "has no run 'nosuchrun'" in r.json()["detail"]
     audit = {a["action"] for a in server.admin.get(
         "/api/v1/audit", params={"since": time.time() - 600}).json()["items"]}
     assert {"model.register", "model.alias", "model.delete"} <= audit

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,28 @@ def schema() -> dict[str, Any]:
     return json.loads(text)
 
 
+def _jsonschema() -> Any:
+    """The jsonschema package, imported without ``rfc3987_syntax``: where that optional
+    package is installed (JupyterLab brings it), jsonschema imports it to offer "iri" format
+    checks, and it builds a parser grammar on import that costs seconds. insitu never checks
+    formats, so the import is made as if it were absent; nothing else in the process is
+    changed (a later ``import rfc3987_syntax`` works as usual)."""
+    if "jsonschema" in sys.modules:
+        return sys.modules["jsonschema"]
+    block = "rfc3987_syntax" not in sys.modules
+    if block:
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
+    try:
+        import jsonschema
+    finally:
+        if block:
+            del sys.modules["rfc3987_syntax"]
+    return jsonschema
+
+
 def validate_spec(spec: Any, *, source: str = "spec") -> dict[str, Any]:
     """Check ``spec`` against the schema; raise :class:`UserError` listing every violation."""
-    import jsonschema
-
+    jsonschema = _jsonschema()
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(spec), key=lambda e: list(e.path))
     if errors:
