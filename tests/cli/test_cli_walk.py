@@ -298,6 +298,8 @@ def _cases() -> list[Case]:
     cases.append(Case("quota show", "env:no-server", "no-server", ["quota", "show", "default"]))
     cases.append(Case("quota delete", "env:no-server", "no-server",
                       ["quota", "delete", "default"]))
+    cases.append(Case("endpoints ls", "env:no-server", "no-server", ["endpoints", "ls"]))
+    cases.append(Case("notebook ls", "env:no-server", "no-server", ["notebook", "ls"]))
     cases.append(Case("logout", "env:credentials-is-folder", "credentials-is-folder",
                       ["logout"]))
     cases.append(Case("run", "params", "twice", ["run", "{PIPE}", "-p", "n=1", "-p", "n=2"]))
