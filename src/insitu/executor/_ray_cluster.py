@@ -280,7 +280,24 @@ class LocalRayCluster:
         machine by a link of ``network_mbit`` Mbit/s (:mod:`insitu.executor._netns`; needs
         root); a head node with no CPUs then runs in this machine's namespace, beside the
         engine, and the ``n`` nodes are workers.
+
+        Ray gives a raylet a fixed 30 s to register with its GCS; on a machine too busy for
+        that, the start is made once more, from nothing, before it is reported.
         """
+        try:
+            return self._up(n, cpus_per_node=cpus_per_node, memory_per_node=memory_per_node,
+                            object_store_memory=object_store_memory, timeout=timeout,
+                            network_mbit=network_mbit, isolated=isolated)
+        except ClusterError as e:  # what it started is stopped already (see _up)
+            if "timed out during startup" not in e.message:
+                raise
+        return self._up(n, cpus_per_node=cpus_per_node, memory_per_node=memory_per_node,
+                        object_store_memory=object_store_memory, timeout=timeout,
+                        network_mbit=network_mbit, isolated=isolated)
+
+    def _up(self, n: int, *, cpus_per_node: int, memory_per_node: int,
+            object_store_memory: int, timeout: float, network_mbit: float | None,
+            isolated: bool) -> str:
         if n < 1:
             raise UserError(f"a cluster needs at least one node, not {n}",
                             hint="insitu cluster up --local 3")
