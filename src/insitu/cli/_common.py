@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+import click
 from rich.console import Console
 from rich.markup import escape
 
@@ -48,13 +49,22 @@ def remote_client() -> Any:
     return connect()
 
 
-def server_client(what: str) -> Client:
+PROJECT_OPTION = click.option("--project", default=None,
+                              help="the server project (default: INSITU_PROJECT, else the "
+                                   "one `insitu login` chose, else 'default')")
+
+
+def server_client(what: str, project: str | None = None) -> Client:
     """The client of the configured server, for commands that exist only there (``what``
-    names their objects, e.g. "quotas"); with no server configured, refused with how to
-    name one."""
+    names their objects, e.g. "quotas"), in ``project`` when given; with no server
+    configured, refused with how to name one."""
     from insitu.client import connect
     from insitu.errors import UserError
 
+    if project:
+        from insitu.client import project_override
+
+        project_override(project)
     client = connect()
     if client is None:
         raise UserError(f"{what} live on an insitu server, and no server is configured",

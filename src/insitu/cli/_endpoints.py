@@ -14,23 +14,17 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from insitu.cli._common import console, esc, server_client
+from insitu.cli._common import PROJECT_OPTION, console, esc, server_client
 
 if TYPE_CHECKING:
     from insitu.client import Client
 
-_PROJECT = click.option("--project", default=None,
-                        help="the server project (default: INSITU_PROJECT, else the one "
-                             "`insitu login` chose, else 'default')")
+_PROJECT = PROJECT_OPTION
 _JSON = click.option("--json", "as_json", is_flag=True, help="print the API's JSON")
 
 
 def _client(project: str | None) -> Client:
-    if project:
-        from insitu.client import project_override
-
-        project_override(project)
-    return server_client("endpoints")
+    return server_client("endpoints", project)
 
 
 def _settings(f: Any) -> Any:

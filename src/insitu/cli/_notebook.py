@@ -11,22 +11,16 @@ import click
 from rich.table import Table
 
 from insitu.cli._app import console
-from insitu.cli._common import esc, server_client
+from insitu.cli._common import PROJECT_OPTION, esc, server_client
 
 if TYPE_CHECKING:
     from insitu.client import Client
 
-_PROJECT = click.option("--project", default=None,
-                        help="the server project (default: INSITU_PROJECT, else the one "
-                             "`insitu login` chose, else 'default')")
+_PROJECT = PROJECT_OPTION
 
 
 def _client(project: str | None) -> Client:
-    if project:
-        from insitu.client import project_override
-
-        project_override(project)
-    return server_client("notebooks")
+    return server_client("notebooks", project)
 
 
 def _when(t: float | None) -> str:

@@ -15,23 +15,16 @@ import click
 from rich.table import Table
 
 from insitu.cli._app import _check_target, _spec_from, console
-from insitu.cli._common import esc, server_client
+from insitu.cli._common import PROJECT_OPTION, esc, server_client
 
 if TYPE_CHECKING:
     from insitu.client import Client
 
-_PROJECT = click.option("--project", default=None,
-                        help="the server project (default: INSITU_PROJECT, else the one "
-                             "`insitu login` chose, else 'default')")
+_PROJECT = PROJECT_OPTION
 
 
 def _client(project: str | None) -> Client:
-    """The client of the configured server, in ``project`` when given."""
-    if project:
-        from insitu.client import project_override
-
-        project_override(project)
-    return server_client("schedules")
+    return server_client("schedules", project)
 
 
 def _when(value: str | None) -> str:
