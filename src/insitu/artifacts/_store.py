@@ -36,23 +36,27 @@ class ArtifactStore:
     def put(self, data: bytes, digest: str | None = None) -> str:
         digest = digest or hashlib.sha256(data).hexdigest()
         p = self.path(digest)
-        if self.local:
-            if os.path.exists(p):
-                return digest
-            d = os.path.dirname(p)
-            os.makedirs(d, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, p)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
-        elif not self.fs.exists(p):
-            self.fs.pipe_file(p, data)
+        if not (os.path.exists(p) if self.local else self.fs.exists(p)):
+            self.write(p, data)
         return digest
+
+    def write(self, path: str, data: bytes) -> None:
+        """Write ``data`` at ``path`` under this store, whole or not at all (a local file is
+        written beside it and renamed into place; an fsspec store writes an object at once)."""
+        if not self.local:
+            self.fs.pipe_file(path, data)
+            return
+        d = os.path.dirname(path)
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
     def get(self, digest: str) -> bytes:
         p = self.path(digest)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -62,22 +61,8 @@ def read_index(store: ArtifactStore, run_id: str, task_id: str) -> list[dict[str
 
 def _write_index(store: ArtifactStore, run_id: str, task_id: str,
                  entries: list[dict[str, Any]]) -> None:
-    p = _index_path(store, run_id, task_id)
-    data = json.dumps({"checkpoints": entries}, indent=1).encode()
-    if not store.local:
-        store.fs.pipe_file(p, data)
-        return
-    d = os.path.dirname(p)
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    store.write(_index_path(store, run_id, task_id),
+                json.dumps({"checkpoints": entries}, indent=1).encode())
 
 
 def list_checkpoints(artifacts_url: str, run_id: str) -> dict[str, list[dict[str, Any]]]:
